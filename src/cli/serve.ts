@@ -1,0 +1,54 @@
+import type { ApplicationFunction } from "probot";
+import type { Config } from "#src/config.js";
+import { createGitHubApp } from "#src/github/app.js";
+import { startDeliveryWorker } from "#src/github/delivery-worker.js";
+import type { Logger } from "#src/log.js";
+import { Runtime, type StartComponent } from "#src/runtime.js";
+import { buildServer } from "#src/server.js";
+
+/** The Probot app functions of hallpass (the ticket lifecycle registers here). */
+const APP_FUNCTIONS: readonly ApplicationFunction[] = [];
+
+/**
+ * `hallpass serve`: listens at once (so /healthz answers while the database
+ * is still coming up), starts the database-backed runtime, and on SIGTERM or
+ * SIGINT stops accepting, lets requests in flight finish, stops the workers
+ * and closes the database.
+ *
+ * @returns the process exit code
+ */
+export async function serve(config: Config, log: Logger): Promise<number> {
+  const components: StartComponent[] = [];
+  const app = config.app;
+  if (app) {
+    components.push(async (db) => {
+      const probot = await createGitHubApp(config, app, log, APP_FUNCTIONS);
+      return startDeliveryWorker({ db, log, handle: (event) => probot.receive(event) });
+    });
+  } else {
+    log.info("no GitHub App configured: open %s to register one", config.publicUrl);
+  }
+  const runtime = new Runtime({ database: config.database, log, components });
+  const server = await buildServer({ config, log, runtime });
+  await server.listen({ host: config.host, port: config.port });
+
+  let exitCode = 0;
+  const stopped = new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log.info({ signal }, "shutting down");
+      resolve();
+    };
+    process.once("SIGTERM", () => stop("SIGTERM"));
+    process.once("SIGINT", () => stop("SIGINT"));
+    runtime.start().catch((error) => {
+      log.fatal({ err: error }, (error as Error).message);
+      exitCode = 1;
+      resolve();
+    });
+  });
+  await stopped;
+  await server.close();
+  await runtime.stop();
+  log.info("stopped");
+  return exitCode;
+}

@@ -1,0 +1,302 @@
+import { createPrivateKey } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { z } from "zod";
+import { HallpassError } from "#src/errors.js";
+
+/** GitHub's OIDC issuer for Actions on github.com. */
+export const GITHUB_OIDC_ISSUER = "https://token.actions.githubusercontent.com";
+
+export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+
+export interface GitHubAppConfig {
+  readonly appId: number;
+  /** PEM, never logged. */
+  readonly privateKey: string;
+  /** Never logged. */
+  readonly webhookSecret: string;
+}
+
+export type DatabaseConfig =
+  | { readonly kind: "postgres"; readonly url: string }
+  | { readonly kind: "pglite"; readonly dataDir: string };
+
+export interface Config {
+  readonly production: boolean;
+  readonly host: string;
+  readonly port: number;
+  readonly proxyPort: number | null;
+  readonly logLevel: LogLevel;
+  /** Public base URL without a trailing slash; the `iss` of every token. */
+  readonly publicUrl: string;
+  readonly dataDir: string;
+  readonly database: DatabaseConfig;
+  /** 32 bytes, or null when the embedded set-up keeps its own key in the data directory. */
+  readonly masterKey: Buffer | null;
+  readonly operatorConfigPath: string | null;
+  /** Null until the GitHub App is registered (setup mode). */
+  readonly app: GitHubAppConfig | null;
+  readonly github: {
+    /** REST API base URL (github.com or GitHub Enterprise Server). */
+    readonly apiUrl: string;
+    /** Web URL, e.g. for links to tickets. */
+    readonly webUrl: string;
+    readonly enterpriseHost: string | null;
+  };
+  readonly oidc: { readonly issuer: string; readonly audience: string };
+}
+
+/** Variables whose values must never be echoed, even in an error. */
+const SECRET_VARIABLES = new Set([
+  "PRIVATE_KEY",
+  "WEBHOOK_SECRET",
+  "HALLPASS_MASTER_KEY",
+  "DATABASE_URL",
+]);
+
+const optionalText = z
+  .string()
+  .optional()
+  .transform((value) => (value === undefined || value.trim() === "" ? undefined : value.trim()));
+
+const port = () =>
+  optionalText.pipe(
+    z
+      .string()
+      .regex(/^\d+$/, "must be a port number")
+      .transform(Number)
+      .refine((n) => n >= 1 && n <= 65535, "must be a port number between 1 and 65535")
+      .optional(),
+  );
+
+const httpUrl = z
+  .string()
+  .refine((value) => {
+    try {
+      const url = new URL(value);
+      return (url.protocol === "https:" || url.protocol === "http:") && url.username === "";
+    } catch {
+      return false;
+    }
+  }, "must be an http(s) URL")
+  .transform((value) => value.replace(/\/+$/, ""));
+
+const envSchema = z.object({
+  NODE_ENV: optionalText,
+  HOST: optionalText.transform((v) => v ?? "localhost"),
+  PORT: port(),
+  PROXY_PORT: port(),
+  LOG_LEVEL: optionalText.pipe(
+    z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  ),
+  HALLPASS_URL: optionalText.pipe(httpUrl.optional()),
+  HALLPASS_DATA_DIR: optionalText.transform((v) => v ?? ".hallpass"),
+  DATABASE_URL: optionalText.pipe(
+    z
+      .string()
+      .refine((value) => {
+        try {
+          return ["postgres:", "postgresql:"].includes(new URL(value).protocol);
+        } catch {
+          return false;
+        }
+      }, "must be a postgres:// or postgresql:// URL")
+      .optional(),
+  ),
+  HALLPASS_MASTER_KEY: optionalText.pipe(
+    z
+      .string()
+      .transform((value) => decodeKey(value))
+      .refine((key) => key !== null, "must be 32 random bytes, base64 or hex encoded")
+      .optional(),
+  ),
+  HALLPASS_CONFIG: optionalText,
+  HALLPASS_OIDC_ISSUER: optionalText.pipe(httpUrl.optional()),
+  HALLPASS_OIDC_AUDIENCE: optionalText,
+  APP_ID: optionalText.pipe(
+    z
+      .string()
+      .regex(/^[1-9]\d*$/, "must be the numeric GitHub App id")
+      .transform(Number)
+      .optional(),
+  ),
+  PRIVATE_KEY: optionalText,
+  PRIVATE_KEY_PATH: optionalText,
+  WEBHOOK_SECRET: optionalText,
+  GHE_HOST: optionalText.pipe(
+    z
+      .string()
+      .regex(/^[a-z0-9.-]+(:\d+)?$/i, "must be a host name, without scheme or path")
+      .optional(),
+  ),
+  GHE_PROTOCOL: optionalText.pipe(z.enum(["https", "http"]).default("https")),
+});
+
+/** Thrown when the environment is invalid; `message` is one line per bad variable. */
+export class ConfigError extends HallpassError {
+  constructor(readonly problems: readonly string[]) {
+    super("CONFIG_INVALID", problems.join("\n"));
+    this.name = "ConfigError";
+  }
+}
+
+/**
+ * Reads and validates every setting of the server from the environment.
+ *
+ * @example
+ * const config = loadConfig(process.env);
+ * config.database.kind; // "pglite" when DATABASE_URL is not set
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((issue) => {
+        const name = String(issue.path[0] ?? "environment");
+        const value = env[name];
+        const shown =
+          value !== undefined && !SECRET_VARIABLES.has(name) && value.length <= 200
+            ? ` (got ${JSON.stringify(value)})`
+            : "";
+        return `${name}: ${issue.message}${shown}`;
+      }),
+    );
+  }
+  const e = parsed.data;
+  const problems: string[] = [];
+  const production = e.NODE_ENV === "production";
+  const httpPort = e.PORT ?? 3000;
+
+  if (production && !e.HALLPASS_URL) {
+    problems.push("HALLPASS_URL: required in production (the public URL tokens are issued by)");
+  }
+  if (!e.HALLPASS_MASTER_KEY && (production || e.DATABASE_URL)) {
+    problems.push(
+      "HALLPASS_MASTER_KEY: required with DATABASE_URL or in production (32 bytes, e.g. `openssl rand -base64 32`)",
+    );
+  }
+
+  const app = readAppCredentials(e, problems);
+  if (production && !app) {
+    problems.push("APP_ID: required in production (register the GitHub App first)");
+  }
+
+  const operatorConfigPath = e.HALLPASS_CONFIG ? path.resolve(e.HALLPASS_CONFIG) : null;
+  if (operatorConfigPath && !existsSync(operatorConfigPath)) {
+    problems.push(`HALLPASS_CONFIG: file not found (got ${JSON.stringify(e.HALLPASS_CONFIG)})`);
+  }
+
+  const publicUrl = e.HALLPASS_URL ?? `http://localhost:${httpPort}`;
+  const webUrl = e.GHE_HOST ? `${e.GHE_PROTOCOL}://${e.GHE_HOST}` : "https://github.com";
+  const apiUrl = e.GHE_HOST ? `${webUrl}/api/v3` : "https://api.github.com";
+  const issuer =
+    e.HALLPASS_OIDC_ISSUER ?? (e.GHE_HOST ? `${webUrl}/_services/token` : GITHUB_OIDC_ISSUER);
+  const audience = e.HALLPASS_OIDC_AUDIENCE ?? publicUrl;
+  if (isGitHubDefaultAudience(audience, webUrl)) {
+    problems.push(
+      "HALLPASS_OIDC_AUDIENCE: must be a custom audience; GitHub's default audience can be requested by any workflow of the organization",
+    );
+  }
+  if (e.PROXY_PORT !== undefined && e.PROXY_PORT === httpPort) {
+    problems.push(`PROXY_PORT: must differ from PORT (both are ${httpPort})`);
+  }
+
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  const dataDir = path.resolve(e.HALLPASS_DATA_DIR);
+  return Object.freeze({
+    production,
+    host: e.HOST,
+    port: httpPort,
+    proxyPort: e.PROXY_PORT ?? null,
+    logLevel: e.LOG_LEVEL,
+    publicUrl,
+    dataDir,
+    database: e.DATABASE_URL
+      ? { kind: "postgres", url: e.DATABASE_URL }
+      : { kind: "pglite", dataDir: path.join(dataDir, "pgdata") },
+    masterKey: e.HALLPASS_MASTER_KEY ?? null,
+    operatorConfigPath,
+    app,
+    github: { apiUrl, webUrl, enterpriseHost: e.GHE_HOST ?? null },
+    oidc: { issuer, audience },
+  } satisfies Config);
+}
+
+function readAppCredentials(
+  e: z.infer<typeof envSchema>,
+  problems: string[],
+): GitHubAppConfig | null {
+  const privateKey = readPrivateKey(e, problems);
+  const given = {
+    APP_ID: e.APP_ID !== undefined,
+    PRIVATE_KEY: privateKey !== undefined,
+    WEBHOOK_SECRET: e.WEBHOOK_SECRET !== undefined,
+  };
+  const present = Object.values(given).filter(Boolean).length;
+  if (present === 0) return null;
+  if (present < 3) {
+    for (const [name, isSet] of Object.entries(given)) {
+      if (!isSet) {
+        problems.push(
+          `${name}: missing; APP_ID, PRIVATE_KEY (or PRIVATE_KEY_PATH) and WEBHOOK_SECRET are set together`,
+        );
+      }
+    }
+    return null;
+  }
+  if (!privateKey || e.APP_ID === undefined || e.WEBHOOK_SECRET === undefined) return null;
+  return Object.freeze({
+    appId: e.APP_ID,
+    privateKey,
+    webhookSecret: e.WEBHOOK_SECRET,
+  });
+}
+
+/** The key as PEM; undefined when not given, null when given but unusable (a problem is pushed). */
+function readPrivateKey(
+  e: z.infer<typeof envSchema>,
+  problems: string[],
+): string | null | undefined {
+  let pem: string;
+  let name: string;
+  if (e.PRIVATE_KEY) {
+    name = "PRIVATE_KEY";
+    pem = e.PRIVATE_KEY.includes("-----BEGIN")
+      ? e.PRIVATE_KEY.replace(/\\n/g, "\n")
+      : Buffer.from(e.PRIVATE_KEY, "base64").toString("utf8");
+  } else if (e.PRIVATE_KEY_PATH) {
+    name = "PRIVATE_KEY_PATH";
+    try {
+      pem = readFileSync(e.PRIVATE_KEY_PATH, "utf8");
+    } catch {
+      problems.push(`PRIVATE_KEY_PATH: cannot read ${JSON.stringify(e.PRIVATE_KEY_PATH)}`);
+      return null;
+    }
+  } else {
+    return undefined;
+  }
+  try {
+    createPrivateKey(pem);
+    return pem;
+  } catch {
+    problems.push(`${name}: not a PEM private key (as downloaded from the GitHub App settings)`);
+    return null;
+  }
+}
+
+function decodeKey(value: string): Buffer | null {
+  const hex = /^[0-9a-f]{64}$/i.test(value) ? Buffer.from(value, "hex") : null;
+  if (hex) return hex;
+  if (!/^[A-Za-z0-9+/_-]{43}=?$/.test(value)) return null;
+  const bytes = Buffer.from(
+    value,
+    value.includes("-") || value.includes("_") ? "base64url" : "base64",
+  );
+  return bytes.length === 32 ? bytes : null;
+}
+
+function isGitHubDefaultAudience(audience: string, webUrl: string): boolean {
+  const a = audience.toLowerCase().replace(/\/+$/, "");
+  return a === webUrl.toLowerCase() || a.startsWith(`${webUrl.toLowerCase()}/`);
+}

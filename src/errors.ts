@@ -1,0 +1,52 @@
+/**
+ * One registry of error codes. Each code has the HTTP status an outside caller
+ * sees and a generic message. A 4xx error's own message is written for the
+ * caller (it says which check failed) and is exposed; a 5xx error's message and
+ * cause are for the operator's log only and never reach a response body.
+ */
+const registry = {
+  CONFIG_INVALID: { status: 500, public: "server misconfigured" },
+  DB_UNAVAILABLE: { status: 503, public: "database unavailable" },
+  DB_LOCKED: { status: 500, public: "data directory in use" },
+  MIGRATION_FAILED: { status: 500, public: "database migration failed" },
+  MIGRATION_TAMPERED: { status: 500, public: "database migration history does not match" },
+  AUDIT_CHAIN_BROKEN: { status: 500, public: "audit chain broken" },
+  NOT_READY: { status: 503, public: "not ready" },
+  BAD_REQUEST: { status: 400, public: "bad request" },
+  UNAUTHORIZED: { status: 401, public: "unauthorized" },
+  FORBIDDEN: { status: 403, public: "forbidden" },
+  NOT_FOUND: { status: 404, public: "not found" },
+  CONFLICT: { status: 409, public: "conflict" },
+  RATE_LIMITED: { status: 429, public: "too many requests" },
+  WEBHOOK_SIGNATURE_INVALID: { status: 401, public: "signature does not match" },
+  WEBHOOK_MALFORMED: { status: 400, public: "malformed webhook delivery" },
+  INTERNAL: { status: 500, public: "internal error" },
+} as const satisfies Record<string, { status: number; public: string }>;
+
+export type ErrorCode = keyof typeof registry;
+
+export class HallpassError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; status?: number }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "HallpassError";
+    this.code = code;
+    this.status = options?.status ?? registry[code].status;
+  }
+
+  /** Whether `message` may be shown to the caller (client errors only). */
+  get expose(): boolean {
+    return this.status < 500;
+  }
+
+  /** What an outside caller may see. */
+  get publicMessage(): string {
+    return this.expose ? this.message : registry[this.code].public;
+  }
+}
+
+export function isHallpassError(error: unknown, code?: ErrorCode): error is HallpassError {
+  return error instanceof HallpassError && (code === undefined || error.code === code);
+}

@@ -1,0 +1,100 @@
+import type { Sql } from "#src/store/db.js";
+
+export interface NewDelivery {
+  readonly id: string;
+  readonly event: string;
+  readonly action: string | null;
+  readonly installationId: number | null;
+  /** `repo_id#number` when the event concerns one ticket; deliveries of one ticket run one at a time. */
+  readonly ticketKey: string | null;
+  /** The raw JSON body, as GitHub signed it. */
+  readonly payload: string;
+}
+
+export interface ClaimedDelivery {
+  readonly id: string;
+  readonly event: string;
+  readonly payload: unknown;
+  readonly attempts: number;
+}
+
+/** Stores a delivery once; returns false when this delivery id was seen before. */
+export async function recordDelivery(sql: Sql, delivery: NewDelivery): Promise<boolean> {
+  const { rowCount } = await sql.query(
+    `INSERT INTO webhook_deliveries (id, event, action, installation_id, ticket_key, payload)
+     VALUES ($1::text, $2::text, $3::text, $4::bigint, $5::text, $6::jsonb)
+     ON CONFLICT (id) DO NOTHING`,
+    [
+      delivery.id,
+      delivery.event,
+      delivery.action,
+      delivery.installationId,
+      delivery.ticketKey,
+      delivery.payload,
+    ],
+  );
+  return rowCount === 1;
+}
+
+/**
+ * Leases up to `limit` due deliveries for `leaseMs`. A delivery is due when
+ * it is pending, its retry time has come, nobody holds a live lease on it,
+ * and no older pending delivery of the same ticket is waiting (so one
+ * ticket's events are handled one at a time, oldest first). Replicas skip
+ * each other's rows (`SKIP LOCKED`); a crashed worker's lease simply runs out.
+ */
+export async function claimDeliveries(
+  sql: Sql,
+  limit: number,
+  leaseMs: number,
+): Promise<ClaimedDelivery[]> {
+  const { rows } = await sql.query<ClaimedDelivery>(
+    `WITH due AS (
+       SELECT d.id FROM webhook_deliveries d
+        WHERE d.state = 'pending'
+          AND d.run_after <= now()
+          AND (d.locked_until IS NULL OR d.locked_until < now())
+          AND (d.ticket_key IS NULL OR NOT EXISTS (
+                SELECT 1 FROM webhook_deliveries e
+                 WHERE e.state = 'pending' AND e.ticket_key = d.ticket_key
+                   AND (e.received_at, e.id) < (d.received_at, d.id)))
+        ORDER BY d.received_at, d.id
+        LIMIT $1::int
+        FOR UPDATE SKIP LOCKED)
+     UPDATE webhook_deliveries w
+        SET locked_until = now() + $2::int * interval '1 millisecond',
+            attempts = w.attempts + 1
+       FROM due WHERE w.id = due.id
+     RETURNING w.id, w.event, w.payload, w.attempts`,
+    [limit, leaseMs],
+  );
+  return rows;
+}
+
+export async function completeDelivery(sql: Sql, id: string): Promise<void> {
+  await sql.query(
+    `UPDATE webhook_deliveries
+        SET state = 'done', processed_at = now(), locked_until = NULL, last_error = NULL
+      WHERE id = $1::text`,
+    [id],
+  );
+}
+
+/** Schedules a retry after `retryInMs`, or gives up (state `failed`) when it is null. */
+export async function failDelivery(
+  sql: Sql,
+  id: string,
+  error: string,
+  retryInMs: number | null,
+): Promise<void> {
+  await sql.query(
+    `UPDATE webhook_deliveries
+        SET state = CASE WHEN $3::int IS NULL THEN 'failed' ELSE 'pending' END,
+            run_after = now() + coalesce($3::int, 0) * interval '1 millisecond',
+            locked_until = NULL,
+            last_error = left($2::text, 2000),
+            processed_at = CASE WHEN $3::int IS NULL THEN now() END
+      WHERE id = $1::text`,
+    [id, error, retryInMs],
+  );
+}
