@@ -51,6 +51,7 @@ CREATE TABLE grants (
   scopes           text[]      NOT NULL,             -- scope names, as requested
   permissions      text[]      NOT NULL DEFAULT '{}',-- "METHOD /pattern" the scopes meant when approved
   duration_s       integer     NOT NULL CHECK (duration_s > 0),
+  token_ttl_s      integer     NOT NULL DEFAULT 900 CHECK (token_ttl_s > 0), -- lifetime of each minted token
   reason           text        NOT NULL,
   requested_start  timestamptz,                      -- scheduled window, if asked for
   request_hash     text        NOT NULL,             -- sha256 of the fields approvals are bound to
@@ -61,6 +62,8 @@ CREATE TABLE grants (
   decision         text        CHECK (decision IN ('approvals', 'auto', 'break_glass')),
   auto_rule        integer,                          -- index of the auto_approve rule that matched
   break_glass      boolean     NOT NULL DEFAULT false,
+  approvers        text[]      NOT NULL DEFAULT '{}',-- logins whose approvals made it active
+  constraints      jsonb       NOT NULL DEFAULT '{}',-- policy rules for who may exchange (environment, forks, ...)
   review_due_at    timestamptz,                      -- break-glass: post-hoc approval deadline
   reviewed_at      timestamptz,
   starts_at        timestamptz,
@@ -124,6 +127,7 @@ CREATE TABLE signing_keys (
   public_jwk      jsonb       NOT NULL,
   private_sealed  text        NOT NULL,
   state           text        NOT NULL CHECK (state IN ('published', 'active', 'retired')),
+  activate_after  timestamptz,                       -- published keys sign only once verifiers have seen them
   created_at      timestamptz NOT NULL DEFAULT now(),
   activated_at    timestamptz,
   retired_at      timestamptz,
