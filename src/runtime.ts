@@ -23,6 +23,8 @@ export interface RuntimeOptions {
   readonly log: Logger;
   readonly components?: readonly StartComponent[];
   readonly open?: (database: DatabaseConfig, log: Logger) => Promise<Db>;
+  /** The migrations to apply; by default the files next to the store. */
+  readonly migrations?: readonly Migration[];
   readonly retry?: { readonly initialMs: number; readonly maxMs: number };
 }
 
@@ -62,7 +64,7 @@ export class Runtime {
   /** Resolves once ready; rejects on a fatal error or when stopped first. */
   async start(): Promise<void> {
     const { log } = this.#options;
-    this.#migrations = await loadMigrations();
+    this.#migrations = [...(this.#options.migrations ?? (await loadMigrations()))];
     const retry = this.#options.retry ?? { initialMs: 500, maxMs: 30_000 };
     let delay = retry.initialMs;
     const open = this.#options.open ?? openDb;

@@ -18,6 +18,8 @@ export interface AuditEventInput {
 /** The hashed content of one audit row (its `body`, in canonical JSON). */
 export interface AuditEventBody {
   readonly v: 1;
+  /** Stable id of the event, known before it is sealed into the chain. */
+  readonly id: string;
   readonly at: string;
   readonly kind: string;
   readonly actor: string | null;
@@ -29,9 +31,10 @@ export interface AuditEventBody {
 /** The hash before the first event: 32 zero bytes. */
 export const GENESIS_HASH = "0".repeat(64);
 
-export function eventBody(event: AuditEventInput, at: Date): AuditEventBody {
+export function eventBody(event: AuditEventInput, id: string, at: Date): AuditEventBody {
   return {
     v: 1,
+    id,
     at: at.toISOString(),
     kind: event.kind,
     actor: event.actor,

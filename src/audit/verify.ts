@@ -20,17 +20,18 @@ export interface VerifyResult {
 
 interface Row {
   seq: number;
+  id: string;
   at: Date;
   kind: string;
   actor: string | null;
   ticket_id: string | null;
   grant_id: string | null;
   body: string;
-  prev_hash: string;
-  hash: string;
+  prev_hash: string | null;
+  hash: string | null;
 }
 
-const COLUMNS = "seq, at, kind, actor, ticket_id, grant_id, body, prev_hash, hash";
+const COLUMNS = "seq, id, at, kind, actor, ticket_id, grant_id, body, prev_hash, hash";
 
 /**
  * Walks the whole chain in order and reports the first broken link.
@@ -57,14 +58,25 @@ export async function verifyAudit(
     for (const row of rows) {
       const problem = await checkRow(sql, row, prev);
       if (problem) return { ok: false, checked, tip: await readTip(sql), break: problem };
-      prev = { seq: row.seq, hash: row.hash };
+      prev = { seq: row.seq, hash: row.hash ?? "" }; // checkRow refused a null hash
       checked++;
     }
     if (rows.length < batchSize) break;
   }
   const tip = await readTip(sql);
-  const problem = checkTip(tip, prev);
+  const problem = checkTip(tip, prev) ?? (await checkUnsealed(sql));
   return problem ? { ok: false, checked, tip, break: problem } : { ok: true, checked, tip };
+}
+
+/** Committed rows are always sealed; an unsealed one was written past the seal trigger. */
+async function checkUnsealed(sql: Sql): Promise<ChainBreak | null> {
+  const { rows } = await sql.query<{ seq: number }>(
+    "SELECT seq FROM audit_events WHERE seq <= 0 OR hash IS NULL OR prev_hash IS NULL ORDER BY seq LIMIT 1",
+  );
+  const row = rows[0];
+  return row
+    ? { seq: row.seq, kind: "inserted", detail: `row ${row.seq} was never sealed into the chain` }
+    : null;
 }
 
 async function checkRow(
@@ -77,9 +89,10 @@ async function checkRow(
     return {
       seq: expected,
       kind: "deleted",
-      detail: `rows ${range(expected, row.seq - 1)} are missing (the next row is ${row.seq})`,
+      detail: `${rowsText(expected, row.seq - 1)} missing (the next row is ${row.seq})`,
     };
   }
+  if (row.prev_hash === null || row.hash === null) return modified(row, "has no hash");
   const hashes = chainHash(row.prev_hash, row.body) === row.hash;
   if (row.prev_hash !== prev.hash) {
     const target = await seqOfHash(sql, row.prev_hash);
@@ -94,17 +107,26 @@ async function checkRow(
       return {
         seq: target + 1,
         kind: "inserted",
-        detail: `row ${row.seq} was chained to row ${target}: rows ${range(target + 1, prev.seq)} are not part of the chain`,
+        detail: `row ${row.seq} was chained to row ${target}: ${rowsText(target + 1, prev.seq)} not part of the chain`,
       };
     }
     if (await skips(sql, row, prev)) return insertedRow(row);
-    return hashes
-      ? {
-          seq: row.seq,
-          kind: "deleted",
-          detail: `row ${row.seq} was chained to a row that is gone (a row before it was deleted and the rest renumbered)`,
-        }
-      : modified(row, "does not hash to its stored hash");
+    if (!hashes) return modified(row, "does not hash to its stored hash");
+    // It was chained to a row that is gone: either that row was deleted and
+    // the rest renumbered (fewer rows than the tip counts), or the row before
+    // was rewritten with a fresh hash.
+    if ((await countRows(sql)) < (await readTip(sql)).seq) {
+      return {
+        seq: row.seq,
+        kind: "deleted",
+        detail: `row ${row.seq} was chained to a row that is gone (a row before it was deleted and the rest renumbered)`,
+      };
+    }
+    return {
+      seq: prev.seq,
+      kind: "modified",
+      detail: `row ${prev.seq} was rewritten: row ${row.seq} was chained to a different version of it`,
+    };
   }
   if (!hashes) {
     if (await skips(sql, row, prev)) return insertedRow(row);
@@ -116,6 +138,7 @@ async function checkRow(
 
 /** Whether the row after `row` is chained to `prev`, i.e. the chain goes around `row`. */
 async function skips(sql: Sql, row: Row, prev: { hash: string }): Promise<boolean> {
+  // row.seq > 0 here: unsealed rows are not walked.
   const { rows } = await sql.query<{ prev_hash: string }>(
     "SELECT prev_hash FROM audit_events WHERE seq > $1::bigint ORDER BY seq LIMIT 1",
     [row.seq],
@@ -143,6 +166,7 @@ function columnMismatch(row: Row): string | null {
     return "has a body that is not JSON";
   }
   if (canonicalJson(body) !== row.body) return "has a body that is not canonical JSON";
+  if (body.id !== row.id) return "has an id column that differs from its hashed body";
   if (body.kind !== row.kind) return "has a kind column that differs from its hashed body";
   if (body.actor !== row.actor) return "has an actor column that differs from its hashed body";
   if (body.ticket_id !== row.ticket_id)
@@ -162,14 +186,14 @@ function checkTip(
     return {
       seq: last.seq + 1,
       kind: "deleted",
-      detail: `the log ends at row ${last.seq} but its tip is row ${tip.seq}: rows ${range(last.seq + 1, tip.seq)} are missing`,
+      detail: `the log ends at row ${last.seq} but its tip is row ${tip.seq}: ${rowsText(last.seq + 1, tip.seq)} missing`,
     };
   }
   if (tip.seq < last.seq) {
     return {
       seq: tip.seq + 1,
       kind: "inserted",
-      detail: `rows ${range(tip.seq + 1, last.seq)} were added after the recorded tip (row ${tip.seq})`,
+      detail: `${rowsText(tip.seq + 1, last.seq)} not covered by the recorded tip (row ${tip.seq}): added after it`,
     };
   }
   if (tip.hash !== last.hash) {
@@ -190,6 +214,11 @@ async function seqOfHash(sql: Sql, hash: string): Promise<number | null> {
   return rows[0]?.seq ?? null;
 }
 
+async function countRows(sql: Sql): Promise<number> {
+  const { rows } = await sql.query<{ n: number }>("SELECT count(*)::bigint AS n FROM audit_events");
+  return rows[0]?.n ?? 0;
+}
+
 async function readTip(sql: Sql): Promise<{ seq: number; hash: string }> {
   const { rows } = await sql.query<{ seq: number; hash: string }>(
     "SELECT seq, hash FROM audit_head WHERE id = 1",
@@ -197,6 +226,7 @@ async function readTip(sql: Sql): Promise<{ seq: number; hash: string }> {
   return rows[0] ?? { seq: 0, hash: GENESIS_HASH };
 }
 
-function range(from: number, to: number): string {
-  return from === to ? String(from) : `${from}-${to}`;
+/** "row 3 is" or "rows 3-5 are", for messages. */
+function rowsText(from: number, to: number): string {
+  return from === to ? `row ${from} is` : `rows ${from}-${to} are`;
 }

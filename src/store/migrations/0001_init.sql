@@ -165,8 +165,11 @@ CREATE INDEX oidc_token_uses_by_expiry ON oidc_token_uses (expires_at);
 
 -- The audit log: append-only and hash-chained. hash = sha256(prev_hash bytes ||
 -- UTF-8 of body), body being the canonical (RFC 8785) JSON of the event.
--- audit_head holds the tip, so appends serialise on one row and truncation of
--- the tail is detectable.
+-- A row is inserted with a negative placeholder seq and no hashes; a deferred
+-- trigger seals it at COMMIT: it advances the tip in audit_head and gives the
+-- row its place in the chain. Writers therefore wait for each other only while
+-- their commits are written, chain order is commit order, and the tip makes
+-- truncation of the tail detectable.
 CREATE TABLE audit_head (
   id         smallint PRIMARY KEY CHECK (id = 1),
   seq        bigint   NOT NULL,
@@ -175,22 +178,46 @@ CREATE TABLE audit_head (
 );
 INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, repeat('0', 64));
 
+CREATE SEQUENCE audit_events_pending;
 CREATE TABLE audit_events (
-  seq        bigint      PRIMARY KEY,
+  seq        bigint      PRIMARY KEY DEFAULT -nextval('audit_events_pending'),
+  id         uuid        NOT NULL UNIQUE,            -- also in the hashed body
   at         timestamptz NOT NULL,
   kind       text        NOT NULL,
   actor      text,
   ticket_id  uuid,                                   -- no foreign keys: the log outlives what it describes
   grant_id   uuid,
   body       text        NOT NULL,
-  prev_hash  text        NOT NULL,
-  hash       text        NOT NULL UNIQUE
+  prev_hash  text,                                   -- null only until sealed at commit
+  hash       text        UNIQUE
 );
 CREATE INDEX audit_events_by_ticket ON audit_events (ticket_id, seq) WHERE ticket_id IS NOT NULL;
 CREATE INDEX audit_events_by_grant ON audit_events (grant_id, seq) WHERE grant_id IS NOT NULL;
 
+CREATE FUNCTION audit_events_seal() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  tip audit_head%ROWTYPE;
+BEGIN
+  UPDATE audit_head
+     SET seq = seq + 1,
+         prev_hash = hash,
+         hash = encode(sha256(decode(hash, 'hex') || convert_to(NEW.body, 'UTF8')), 'hex')
+   WHERE id = 1
+  RETURNING * INTO tip;
+  UPDATE audit_events SET seq = tip.seq, prev_hash = tip.prev_hash, hash = tip.hash WHERE seq = NEW.seq;
+  RETURN NULL;
+END
+$$;
+CREATE CONSTRAINT TRIGGER audit_events_seal AFTER INSERT ON audit_events
+  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION audit_events_seal();
+
+-- Only the seal may change a row, and only an unsealed one.
 CREATE FUNCTION audit_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+  IF TG_OP = 'UPDATE' AND pg_trigger_depth() > 1 AND OLD.seq < 0 AND OLD.hash IS NULL
+     AND NEW.id = OLD.id AND NEW.body = OLD.body THEN
+    RETURN NEW;
+  END IF;
   RAISE EXCEPTION 'audit_events is append-only (% refused)', TG_OP
     USING ERRCODE = 'insufficient_privilege';
 END
@@ -208,6 +235,7 @@ CREATE TABLE outbox (
   ticket_id       uuid        REFERENCES tickets (id),
   kind            text        NOT NULL,
   dedupe_key      text        NOT NULL UNIQUE,       -- also the hidden marker in what is posted
+  audit_event_id  uuid,                              -- the audit event it reports (its hash is shown)
   payload         jsonb       NOT NULL,
   state           text        NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'dead')),
   attempts        integer     NOT NULL DEFAULT 0,
@@ -225,7 +253,7 @@ CREATE TABLE ticket_comments (
   comment_id   bigint      PRIMARY KEY,
   ticket_id    uuid        NOT NULL REFERENCES tickets (id),
   outbox_id    bigint      REFERENCES outbox (id),
-  audit_seq    bigint,
+  audit_event_id uuid,                               -- the audit event this comment reports
   body         text        NOT NULL,
   body_sha256  text        NOT NULL,
   created_at   timestamptz NOT NULL DEFAULT now(),
