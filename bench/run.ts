@@ -1,0 +1,23 @@
+/**
+ * `npm run bench -- [name...]`: runs the named benchmarks (all by default)
+ * and prints one table each. Figures are medians of several runs, with a
+ * baseline measured in the same run where one makes sense.
+ */
+import { benchAudit } from "./audit.js";
+import { printTable, type Row } from "./support.js";
+
+const benches: Record<string, { title: string; run: () => Promise<Row[]> }> = {
+  audit: { title: "audit log: appends per second (median of 5 runs)", run: benchAudit },
+};
+
+const names = process.argv.slice(2);
+for (const name of names.length > 0 ? names : Object.keys(benches)) {
+  const bench = benches[name];
+  if (!bench) {
+    console.error(
+      `unknown benchmark ${JSON.stringify(name)}; known: ${Object.keys(benches).join(", ")}`,
+    );
+    process.exit(2);
+  }
+  printTable(bench.title, await bench.run());
+}
