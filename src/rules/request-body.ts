@@ -125,7 +125,7 @@ function scan(text: string): { lines: Line[]; blocks: string[]; unclosed: boolea
     }
     lines.push({ text: visible.text, heading: headingOf(visible.text) });
   }
-  return { lines, blocks, unclosed: fence?.block != null };
+  return { lines, blocks, unclosed: fence !== null && fence.block !== null };
 }
 
 /** Removes `<!-- ... -->` (possibly spanning lines) from one line. */

@@ -131,6 +131,8 @@ export function formatPath(path: KeyPath): string {
 export const errorMap: z.core.$ZodErrorMap = (issue) => {
   switch (issue.code) {
     case "invalid_type":
+      if (issue.expected === "int" && typeof issue.input === "number")
+        return "must be a whole number";
       return issue.input === undefined
         ? "is required"
         : `expected ${article(issue.expected)}, got ${kindOf(issue.input)}`;
@@ -210,8 +212,9 @@ function article(expected: string): string {
     case "string":
       return "text";
     case "number":
-    case "int":
       return "a number";
+    case "int":
+      return "a whole number";
     case "boolean":
       return "true or false";
     default:

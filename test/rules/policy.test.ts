@@ -169,7 +169,13 @@ describe("parsePolicyYaml", () => {
       6,
       /at least 1/,
     ],
-    ["approvals 1.5", minimal("    approvals: 1.5\n"), "resources.payments-api.approvals", 6, /./],
+    [
+      "approvals 1.5",
+      minimal("    approvals: 1.5\n"),
+      "resources.payments-api.approvals",
+      6,
+      /^must be a whole number$/,
+    ],
     [
       "approvals as text",
       minimal("    approvals: two\n"),
