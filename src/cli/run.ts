@@ -1,5 +1,6 @@
 import { parseArgs } from "node:util";
 import { auditExport, auditVerify, type Output } from "#src/cli/audit.js";
+import { policyCheck } from "#src/cli/policy-check.js";
 import { serve } from "#src/cli/serve.js";
 import { type Config, ConfigError, loadConfig } from "#src/config.js";
 import { isHallpassError } from "#src/errors.js";
@@ -14,6 +15,8 @@ const USAGE = `usage: hallpass <command>
   migrate                        apply database migrations and exit
   audit verify [--json]          check the hash chain of the audit log
   audit export [--ticket o/r#N]  write the audit log (or one ticket's) as JSON lines
+  policy check [--repo DIR] [--json]
+                                 check .github/hallpass.yml and CODEOWNERS in a checkout
 
 Configuration comes from the environment (and .env); see README.md.
 `;
@@ -47,6 +50,8 @@ export async function runCli(
         });
       case "audit":
         return await audit(rest, out, env);
+      case "policy":
+        return await policy(rest, out);
       case undefined:
       case "help":
       case "--help":
@@ -100,6 +105,21 @@ async function audit(
       ? auditVerify(db, out, values.json === true)
       : auditExport(db, out, values.ticket);
   });
+}
+
+async function policy(args: readonly string[], out: Output): Promise<number> {
+  const [sub, ...rest] = args;
+  const { values } = parseArgs({
+    args: [...rest],
+    options: { json: { type: "boolean" }, repo: { type: "string" } },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (sub !== "check") {
+    out.stderr.write("usage: hallpass policy check [--repo DIR] [--json]\n");
+    return 2;
+  }
+  return policyCheck(values.repo ?? ".", values.json === true, out);
 }
 
 async function withDb<T>(config: Config, fn: (db: Db) => Promise<T>): Promise<T> {

@@ -1,0 +1,121 @@
+import { readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
+import type { Output } from "#src/cli/audit.js";
+import { HallpassError } from "#src/errors.js";
+import {
+  CODEOWNERS_MAX_BYTES,
+  CODEOWNERS_PATHS,
+  type CodeownersFile,
+  type CodeownersPath,
+  selectCodeowners,
+} from "#src/rules/codeowners.js";
+import { formatDuration } from "#src/rules/duration.js";
+import { POLICY_FILE, POLICY_MAX_CHARS } from "#src/rules/policy.js";
+import {
+  type CheckedResource,
+  checkPolicy,
+  type PolicyCheckReport,
+  policyCheckJson,
+} from "#src/rules/policy-check.js";
+
+/**
+ * `hallpass policy check [--repo DIR] [--json]`: reads `.github/hallpass.yml`
+ * and CODEOWNERS (GitHub's search order) from a checkout and prints what the
+ * policy grants and who approves. No server, operator config or network.
+ *
+ * @returns 0 when there is no error, 1 otherwise
+ */
+export async function policyCheck(repo: string, json: boolean, out: Output): Promise<number> {
+  const dir = await stat(repo).catch(() => null);
+  if (!dir?.isDirectory())
+    throw new HallpassError("BAD_REQUEST", `--repo: ${repo} is not a directory`);
+  const policyText = await readText(join(repo, POLICY_FILE), POLICY_MAX_CHARS * 4);
+  const files = new Map<CodeownersPath, CodeownersFile>();
+  for (const path of CODEOWNERS_PATHS) {
+    const text = await readText(join(repo, path), CODEOWNERS_MAX_BYTES);
+    files.set(path, typeof text === "number" ? { tooLarge: true, bytes: text } : text);
+  }
+  const report = checkPolicy(
+    typeof policyText === "number" ? { tooLarge: true, bytes: policyText } : policyText,
+    selectCodeowners((path) => files.get(path) ?? null),
+  );
+  if (json) {
+    out.stdout.write(`${JSON.stringify(policyCheckJson(report))}\n`);
+  } else {
+    out.stdout.write(render(report));
+    for (const e of report.errors) {
+      out.stderr.write(`${e.file}${e.line === null ? "" : `:${e.line}`}: ${e.message}\n`);
+    }
+  }
+  return report.errors.length === 0 ? 0 : 1;
+}
+
+/** The file's text; `null` when absent; its size when it is `limit` bytes or more. */
+async function readText(path: string, limit: number): Promise<string | number | null> {
+  try {
+    const info = await stat(path);
+    if (!info.isFile()) return null;
+    if (info.size >= limit) return info.size;
+    return await readFile(path, "utf8");
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === "ENOENT" || code === "ENOTDIR") return null;
+    throw new HallpassError("BAD_REQUEST", `cannot read ${path} (${code})`, { cause: error });
+  }
+}
+
+function render(report: PolicyCheckReport): string {
+  const lines: string[] = [];
+  for (const r of report.resources) lines.push(...describe(r, report.codeownersFile), "");
+  const n = report.errors.length;
+  lines.push(n === 0 ? "policy OK" : `${n} error${n === 1 ? "" : "s"}`);
+  return `${lines.join("\n")}\n`;
+}
+
+function describe(r: CheckedResource, codeownersFile: string | null): string[] {
+  const { policy: p, ownership } = r;
+  const d = formatDuration;
+  const who =
+    ownership.status === "owned"
+      ? `${r.approvers.join(" ") || "none"} (${codeownersFile} line ${ownership.line})`
+      : ownership.status;
+  const lines = [
+    `${p.name}  (path ${p.path})`,
+    `  approvers: ${who}; ${p.approvals} approval${p.approvals === 1 ? "" : "s"} needed`,
+  ];
+  if (r.emailOwners.length > 0) {
+    lines.push(`  e-mail owners cannot approve: ${r.emailOwners.join(" ")}`);
+  }
+  lines.push("  scopes:");
+  for (const [name, patterns] of p.scopes) {
+    lines.push(`    ${name}: ${patterns.map((x) => x.text).join(", ")}`);
+  }
+  lines.push(
+    `  ttl: default ${d(p.defaultTtl)}, max ${d(p.maxTtl)}, token ${d(p.tokenTtl)}, ` +
+      `stale after ${d(p.requestTtl)}`,
+  );
+  for (const rule of p.autoApprove) {
+    lines.push(
+      `  auto-approve: ${rule.scopes.join(", ")} up to ${d(rule.maxTtl)} for ` +
+        `${rule.requesters.map((x) => x.text).join(" ")}` +
+        (rule.quota ? `, ${rule.quota.count} per ${d(rule.quota.windowSeconds)} each` : ""),
+    );
+  }
+  if (p.breakGlass) {
+    lines.push(
+      `  break-glass: ${p.breakGlass.requesters.map((x) => x.text).join(" ")} up to ` +
+        `${d(p.breakGlass.maxTtl)}, review within ${d(p.breakGlass.reviewWithin)}`,
+    );
+  }
+  if (p.rateLimit) {
+    lines.push(`  rate limit: ${p.rateLimit.count}/${p.rateLimit.perSeconds === 1 ? "s" : "m"}`);
+  }
+  const a = p.actions;
+  lines.push(
+    `  actions: environments ${a.environments?.join(", ") ?? "any"}; ` +
+      `workflows ${a.jobWorkflowRefs?.join(", ") ?? "any"}; ` +
+      `runners ${a.runnerEnvironment ?? "any"}; forks ${a.allowForks ? "yes" : "no"}; ` +
+      `pull_request_target ${a.allowPullRequestTarget ? "yes" : "no"}`,
+  );
+  return lines;
+}

@@ -1,0 +1,144 @@
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { OperatorConfig, SecretRef } from "#src/rules/operator.js";
+
+const HIDDEN = "[secret]";
+
+/**
+ * A secret value that does not print: `String()`, template literals,
+ * `JSON.stringify` and `util.inspect` (so loggers and `console.log`) all show
+ * `[secret]`. The value comes out only through {@link Secret.reveal}, at the
+ * one place that puts it on the wire.
+ */
+export class Secret {
+  readonly #value: string;
+
+  constructor(value: string) {
+    this.#value = value;
+  }
+
+  /** The value itself: only for the header or comparison that needs it. */
+  reveal(): string {
+    return this.#value;
+  }
+
+  /** Compares in constant time (over sha256 digests, so lengths do not leak either). */
+  equals(candidate: string): boolean {
+    const digest = (text: string): Buffer => createHash("sha256").update(text, "utf8").digest();
+    return timingSafeEqual(digest(this.#value), digest(candidate));
+  }
+
+  toString(): string {
+    return HIDDEN;
+  }
+
+  toJSON(): string {
+    return HIDDEN;
+  }
+
+  [Symbol.for("nodejs.util.inspect.custom")](): string {
+    return HIDDEN;
+  }
+}
+
+/** The resolved secrets of one resource. */
+export interface ResourceSecrets {
+  /** The header the proxy injects, prefix included; `null` when none is configured. */
+  readonly credential: { readonly header: string; readonly value: Secret } | null;
+  readonly introspectionSecret: Secret | null;
+}
+
+/** Where secrets come from: the process environment and the filesystem, passed in. */
+export interface SecretSources {
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly readFile: (path: string) => string | Promise<string>;
+}
+
+export type SecretsResult =
+  | { readonly ok: true; readonly secrets: ReadonlyMap<string, ResourceSecrets> }
+  | { readonly ok: false; readonly errors: readonly { path: string; message: string }[] };
+
+/** Introspection secrets shorter than this are refused as guessable. */
+export const MIN_INTROSPECTION_SECRET_LENGTH = 16;
+
+/**
+ * Resolves the `env:`/`file:` references of the operator config. Errors name
+ * the key path and the reference (variable name or file path), never a value;
+ * a file's trailing newline is dropped.
+ */
+export async function resolveSecrets(
+  config: OperatorConfig,
+  sources: SecretSources,
+): Promise<SecretsResult> {
+  const errors: { path: string; message: string }[] = [];
+  const secrets = new Map<string, ResourceSecrets>();
+  for (const resource of config.resources.values()) {
+    const base = `resources.${resource.name}`;
+    let credential: ResourceSecrets["credential"] = null;
+    if (resource.credential) {
+      const path = `${base}.credential.value`;
+      const value = await read(resource.credential.value, sources, (message) =>
+        errors.push({ path, message }),
+      );
+      if (value !== null && /\p{Cc}/u.test(value)) {
+        errors.push({
+          path,
+          message: `${describe(resource.credential.value)} contains a control character (line break, NUL...)`,
+        });
+      } else if (value !== null) {
+        credential = {
+          header: resource.credential.header,
+          value: new Secret(resource.credential.prefix + value),
+        };
+      }
+    }
+    let introspectionSecret: Secret | null = null;
+    if (resource.introspectionSecret) {
+      const ref = resource.introspectionSecret;
+      const path = `${base}.introspection_secret`;
+      const value = await read(ref, sources, (message) => errors.push({ path, message }));
+      if (value !== null && value.length < MIN_INTROSPECTION_SECRET_LENGTH) {
+        errors.push({
+          path,
+          message: `${describe(ref)} is shorter than ${MIN_INTROSPECTION_SECRET_LENGTH} characters`,
+        });
+      } else if (value !== null) {
+        introspectionSecret = new Secret(value);
+      }
+    }
+    secrets.set(resource.name, { credential, introspectionSecret });
+  }
+  return errors.length > 0 ? { ok: false, errors } : { ok: true, secrets };
+}
+
+async function read(
+  ref: SecretRef,
+  sources: SecretSources,
+  fail: (message: string) => void,
+): Promise<string | null> {
+  let value: string | undefined;
+  if (ref.source === "env") {
+    value = sources.env[ref.name];
+    if (value === undefined) {
+      fail(`${describe(ref)} is not set`);
+      return null;
+    }
+  } else {
+    try {
+      value = (await sources.readFile(ref.path)).replace(/\r?\n$/, "");
+    } catch (error) {
+      // The error's code only: some readers put file contents in messages.
+      const code = (error as { code?: unknown } | null)?.code;
+      fail(`${describe(ref)} cannot be read${typeof code === "string" ? ` (${code})` : ""}`);
+      return null;
+    }
+  }
+  if (value === "") {
+    fail(`${describe(ref)} is empty`);
+    return null;
+  }
+  return value;
+}
+
+function describe(ref: SecretRef): string {
+  return ref.source === "env" ? `environment variable ${ref.name}` : `file ${ref.path}`;
+}
