@@ -52,6 +52,8 @@ export interface CompiledPattern {
   readonly notes: readonly string[];
   /** The only matcher, when there is one reading of one matcher (the common case). */
   readonly single: Matcher | null;
+  /** A segment every matcher needs some name of the path to match: a cheap first test. */
+  readonly required: Seg | null;
 }
 
 export type CompileResult =
@@ -120,15 +122,36 @@ export function compilePattern(raw: string, lenient = false): CompileResult {
 /** The union of several patterns, as one reading (used for skipped lines). */
 export function unionOf(patterns: readonly CompiledPattern[]): CompiledPattern {
   const all = patterns.flatMap((p) => p.readings.flat());
-  return { readings: [all], notes: [], single: all.length === 1 ? (all[0] as Matcher) : null };
+  const single = all.length === 1 ? (all[0] as Matcher) : null;
+  return { readings: [all], notes: [], single, required: null };
 }
 
 /** A pattern that matches nothing. */
-export const NOTHING: CompiledPattern = { readings: [[]], notes: [], single: null };
+export const NOTHING: CompiledPattern = { readings: [[]], notes: [], single: null, required: null };
+
+/**
+ * The literal names every path matched by the pattern starts with (`/a/b/*.js`
+ * → `["a", "b"]`; unanchored patterns → `[]`), to index rules by them.
+ */
+export function literalPrefix(pattern: CompiledPattern): string[] {
+  let prefix: string[] | null = null;
+  for (const m of pattern.readings.flat()) {
+    const own: string[] = [];
+    for (const seg of m.segs) {
+      if (seg.k !== LIT) break;
+      own.push(seg.lit);
+    }
+    let same = 0;
+    while (prefix !== null && same < prefix.length && prefix[same] === own[same]) same++;
+    prefix = prefix === null ? own : prefix.slice(0, same);
+  }
+  return prefix ?? [];
+}
 
 /** Does the pattern match the file at `path` (its segments)? */
 export function matchFile(pattern: CompiledPattern, path: readonly string[]): Tri {
   if (pattern.single !== null) return matchSegs(pattern.single, path) ? "yes" : "no";
+  if (!hasRequired(pattern, path)) return "no";
   let yes = 0;
   for (const reading of pattern.readings) {
     for (const m of reading) {
@@ -154,6 +177,7 @@ export function coverDirectory(
   probes: (depth: number) => readonly (string | null)[],
 ): Tri {
   if (pattern.single !== null) return coversOne(pattern.single, probes) ? "yes" : "no";
+  if (!hasRequired(pattern, probes(1))) return "no";
   let yes = 0;
   for (const reading of pattern.readings) {
     if (
@@ -163,6 +187,13 @@ export function coverDirectory(
     }
   }
   return triOf(yes, pattern.readings.length);
+}
+
+function hasRequired(pattern: CompiledPattern, path: readonly (string | null)[]): boolean {
+  const required = pattern.required;
+  if (required === null) return true;
+  for (const name of path) if (segMatch(required, name)) return true;
+  return false;
 }
 
 function coversOne(m: Matcher, probes: (depth: number) => readonly (string | null)[]): boolean {
@@ -310,7 +341,7 @@ function build(
   const plain = segs.map(toSeg);
   if (!anchorUnsure && !tailUnsure && !hasInner) {
     const m = finish(plain, anchored, kind);
-    return { readings: [[m]], notes: [], single: m };
+    return { readings: [[m]], notes: [], single: m, required: null };
   }
 
   const notes: string[] = [];
@@ -324,10 +355,16 @@ function build(
       if (hasInner) readings.push(crossed(segs).map((list) => finish(list, a, k)));
     }
   }
-  if (!lenient) return { readings, notes, single: null };
-  // Judging what a line could govern: every reading counts.
   const all = readings.flat();
-  return { readings: [all], notes: [], single: all.length === 1 ? (all[0] as Matcher) : null };
+  const required =
+    [...plain]
+      .reverse()
+      .find((seg) => seg.k !== ANY && seg.k !== ONE && all.every((m) => m.segs.includes(seg))) ??
+    null;
+  if (!lenient) return { readings, notes, single: null, required };
+  // Judging what a line could govern: every reading counts.
+  const single = all.length === 1 ? (all[0] as Matcher) : null;
+  return { readings: [all], notes: [], single, required };
 }
 
 /** The segment lists where `**` inside segments crosses directories (each run may or may not). */

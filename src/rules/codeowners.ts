@@ -10,6 +10,7 @@ import {
   type CompiledPattern,
   compilePattern,
   coverDirectory,
+  literalPrefix,
   matchFile,
   NOTHING,
   type Tri,
@@ -162,11 +163,15 @@ export function ownersOf(codeowners: Codeowners, path: string): Ownership {
   // 2. The last rule that surely applies, and the later ones that only may.
   let winner: CodeownersRule | null = null;
   const unsure: CodeownersRule[] = [];
-  for (let i = codeowners.rules.length - 1; i >= 0 && winner === null; i--) {
+  const next = candidates(codeowners, target.segs);
+  for (let i = next(); i >= 0; i = next()) {
     const rule = codeowners.rules[i] as CodeownersRule;
     const t = test(rule.matcher);
-    if (t === "yes") winner = rule;
-    else if (t === "maybe") unsure.push(rule);
+    if (t === "yes") {
+      winner = rule;
+      break;
+    }
+    if (t === "maybe") unsure.push(rule);
   }
 
   // 3. Block on anything later that could overrule it: a skipped line that
@@ -208,6 +213,69 @@ function tooLarge(codeowners: Codeowners): string {
   const where = codeowners.path ?? "The CODEOWNERS file";
   const size = codeowners.bytes === null ? "" : ` (${codeowners.bytes} bytes)`;
   return `${where} is too large${size}: GitHub does not load a CODEOWNERS file of ${CODEOWNERS_MAX_BYTES} bytes or more, so nothing can be approved until it is smaller`;
+}
+
+/** Rules by the literal names their paths start with, a few levels deep. */
+interface IndexNode {
+  readonly rules: number[];
+  readonly children: Map<string, IndexNode>;
+}
+
+const INDEX_DEPTH = 4;
+const indexes = new WeakMap<Codeowners, IndexNode>();
+
+function indexOf(codeowners: Codeowners): IndexNode {
+  let root = indexes.get(codeowners);
+  if (root !== undefined) return root;
+  root = { rules: [], children: new Map() };
+  for (let i = 0; i < codeowners.rules.length; i++) {
+    let node = root;
+    const prefix = literalPrefix((codeowners.rules[i] as CodeownersRule).matcher);
+    for (const name of prefix.slice(0, INDEX_DEPTH)) {
+      let child = node.children.get(name);
+      if (child === undefined) {
+        child = { rules: [], children: new Map() };
+        node.children.set(name, child);
+      }
+      node = child;
+    }
+    node.rules.push(i);
+  }
+  indexes.set(codeowners, root);
+  return root;
+}
+
+/**
+ * Indexes of the rules that can match a path starting with `segs`, last
+ * first, then -1. The others need a literal first name the path does not have.
+ */
+function candidates(codeowners: Codeowners, segs: readonly string[]): () => number {
+  const lists: (readonly number[])[] = [];
+  let node: IndexNode | undefined = indexOf(codeowners);
+  for (let depth = 0; node !== undefined; depth++) {
+    if (node.rules.length > 0) lists.push(node.rules);
+    const name = depth < INDEX_DEPTH ? segs[depth] : undefined;
+    node = name === undefined ? undefined : node.children.get(name);
+  }
+  const at = lists.map((list) => list.length - 1);
+  if (lists.length === 1) {
+    const only = lists[0] as readonly number[];
+    let k = only.length;
+    return () => (--k >= 0 ? (only[k] as number) : -1);
+  }
+  return () => {
+    let best = -1;
+    let value = -1;
+    for (let j = 0; j < lists.length; j++) {
+      const v = (lists[j] as readonly number[])[at[j] as number] ?? -1;
+      if (v > value) {
+        best = j;
+        value = v;
+      }
+    }
+    if (best >= 0) at[best] = (at[best] as number) - 1;
+    return value;
+  };
 }
 
 /** The directory test: probes are the directory followed by `depth` unknown names. */

@@ -160,6 +160,25 @@ describe("pattern rules", () => {
     expect(who(text, "z/a/b")).toBe("unowned -");
   });
 
+  it("the last matching line wins across nested, deep and unanchored rules", () => {
+    const text = file(
+      "/a/b/c/d/e/f/ @deep", // 1
+      "* @all", // 2
+      "/a/b/ @ab", // 3
+      "*.md @md", // 4
+      "/a/ @a", // 5
+      "/a/b/c/d/e/ @e", // 6
+      "/x/ @x", // 7
+    );
+    expect(who(text, "a/b/c/d/e/f/g.md")).toBe("owned 6 @e");
+    expect(who(text, "a/b/c/d/e/f/")).toBe("owned 6 @e");
+    expect(who(text, "a/b/c.md")).toBe("owned 5 @a");
+    expect(who(text, "a/")).toBe("owned 5 @a");
+    expect(who(text, "b/c.md")).toBe("owned 4 @md");
+    expect(who(text, "b/")).toBe("owned 2 @all");
+    expect(who(text, "x/a/b/c/d/e/f/g")).toBe("owned 7 @x");
+  });
+
   it("`?` matches exactly one character other than `/`", () => {
     const text = file("/file?.txt @q");
     expect(who(text, "file1.txt")).toBe("owned 1 @q");
