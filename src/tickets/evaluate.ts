@@ -1,0 +1,419 @@
+import { createHash } from "node:crypto";
+import { commitAuthors, fetchTicket, hasWriteAccess, type LiveTicket, teamMembers } from "#src/github/api.js";
+import { loadRules, type RepoRules } from "#src/github/rules.js";
+import { type BoundResource, bindPolicy } from "#src/rules/bind.js";
+import { ownersOf, type Ownership } from "#src/rules/codeowners.js";
+import { type Approval, type Decision, decide } from "#src/rules/decide.js";
+import type { Policy } from "#src/rules/policy.js";
+import { teamKey } from "#src/rules/principal.js";
+import { type AccessRequest, parseRequest, requestHash } from "#src/rules/request.js";
+import { approvalsOf } from "#src/store/approvals.js";
+import { autoApprovalUses, type Grant, latestGrant, openGrant, type RequestTerms } from "#src/store/grant-lifecycle.js";
+import { type Ticket, upsertTicket } from "#src/store/tickets.js";
+import { type LifecycleDeps, OPENS_REQUESTS, type RepoContext, type Trigger } from "#src/tickets/context.js";
+import type { Terms } from "#src/tickets/notices.js";
+import { activate, editRequest, endOpenGrant, openRequest, say, type TicketScope } from "#src/tickets/transitions.js";
+
+/** The ticket, its rules and its request, as read at one moment. */
+export interface TicketView {
+  readonly live: LiveTicket;
+  readonly ticket: Ticket;
+  readonly scope: TicketScope;
+  readonly rules: RepoRules;
+  readonly policy: Policy | null;
+  /** Problems of the policy itself (not of the request). */
+  readonly policyProblems: readonly string[];
+  readonly bound: ReadonlyMap<string, BoundResource>;
+  readonly label: string;
+  readonly labeled: boolean;
+}
+
+const DEFAULT_LABEL = "hallpass";
+
+/** Reads the ticket from GitHub and the rules from its default branch, and records the ticket. */
+export async function viewTicket(deps: LifecycleDeps, ctx: RepoContext, number: number): Promise<TicketView> {
+  const repoName = { owner: ctx.repo.owner, name: ctx.repo.name };
+  const [live, rules] = await Promise.all([
+    fetchTicket(ctx.gh, repoName, number),
+    loadRules(ctx.gh, { ...repoName, id: ctx.repo.id }, ctx.repo.defaultBranch),
+  ]);
+  const policy = rules.policy?.ok ? rules.policy.policy : null;
+  const policyProblems: string[] = [];
+  if (rules.policy === null) {
+    policyProblems.push(`this repository has no .github/hallpass.yml on its default branch (${rules.defaultBranch})`);
+  } else if (!rules.policy.ok) {
+    for (const e of rules.policy.errors) policyProblems.push(`.github/hallpass.yml: ${e.path ? `${e.path}: ` : ""}${e.message}`);
+  }
+  const binding = policy
+    ? bindPolicy(policy, deps.operator, { id: ctx.repo.id, ownerId: ctx.repo.ownerId, fullName: `${ctx.repo.owner}/${ctx.repo.name}` })
+    : null;
+  for (const e of binding?.errors ?? []) policyProblems.push(`.github/hallpass.yml: ${e.path}: ${e.message}`);
+  const label = policy?.label ?? DEFAULT_LABEL;
+  const ticket = await upsertTicket(deps.db, {
+    installationId: ctx.installation.id,
+    installationAccount: ctx.installation.account,
+    repoId: ctx.repo.id,
+    repoOwnerId: ctx.repo.ownerId,
+    repoFullName: `${ctx.repo.owner}/${ctx.repo.name}`,
+    number,
+    kind: live.kind,
+    author: { id: live.author.id, login: live.author.login },
+    title: live.title,
+    state: live.state,
+    merged: live.merged,
+    labels: live.labels,
+    headSha: live.headSha,
+    headRepoId: live.headRepoId,
+  });
+  return {
+    live,
+    ticket,
+    scope: { ticket, repo: { id: ctx.repo.id, owner: ctx.repo.owner, name: ctx.repo.name } },
+    rules,
+    policy,
+    policyProblems,
+    bound: binding?.resources ?? new Map(),
+    label,
+    labeled: live.labels.some((l) => l.toLowerCase() === label.toLowerCase()),
+  };
+}
+
+/**
+ * Brings a ticket's grant in line with GitHub as it is now. Safe to call for
+ * any event, any number of times, in any order:
+ *
+ * 1. A closed or unlabeled ticket ends its open grant.
+ * 2. An active grant keeps its approved terms; it is revoked when the rules of
+ *    the default branch no longer allow it or (PR) new commits came after the
+ *    approved one.
+ * 3. A readable request opens a pending grant (or updates the pending one's
+ *    terms, which voids approvals of the old version); an unreadable one gets
+ *    the list of problems.
+ * 4. A pending grant is decided: granted (approvals, auto-approval,
+ *    break-glass), denied, or left waiting.
+ */
+export async function evaluateTicket(
+  deps: LifecycleDeps,
+  ctx: RepoContext,
+  number: number,
+  trigger: { readonly kind: Trigger; readonly actor: string; readonly breakGlass?: { reason: string } },
+): Promise<void> {
+  const view = await viewTicket(deps, ctx, number);
+  const { db } = deps;
+  const { live, scope } = view;
+  const open = await openGrant(db, view.ticket.id);
+  const log = deps.log.child({ ticket: `${ctx.repo.owner}/${ctx.repo.name}#${number}`, trigger: trigger.kind });
+
+  // 1. Closed or no longer labeled.
+  if (live.state === "closed" || !view.labeled) {
+    if (!open) return log.debug("not an open labeled ticket; nothing to do");
+    const reason =
+      live.state === "closed"
+        ? live.merged
+          ? "the pull request was merged"
+          : `the ${live.kind === "issue" ? "issue" : "pull request"} was closed`
+        : `the ${view.label} label was removed`;
+    await endOpenGrant(db, scope, { whenActive: "revoked", whenPending: "cancelled", reason, by: trigger.actor });
+    return;
+  }
+
+  // 2. An active grant keeps its terms.
+  if (open?.state === "active") {
+    const why = await noLongerAllowed(deps, ctx, view, open);
+    if (why) {
+      await endOpenGrant(db, scope, { grantId: open.id, whenActive: "revoked", whenPending: "cancelled", reason: why, by: "hallpass" });
+      return;
+    }
+    if (trigger.kind === "edited") {
+      const parsed = parseRequest(live.body, view.bound, deps.now());
+      if (parsed.ok && requestHash(parsed.request) !== open.requestHash) {
+        await say(db, scope, `terms_kept/${open.id}/${requestHash(parsed.request)}`, { kind: "terms_kept", terms: grantTerms(open) }, {
+          kind: "grant.edit_ignored",
+          actor: `github:${trigger.actor}`,
+          grantId: open.id,
+          data: { request_hash: requestHash(parsed.request) },
+        });
+      }
+    }
+    return;
+  }
+
+  // 3. The request as the ticket states it now.
+  const parsed = parseRequest(live.body, view.bound, deps.now());
+  if (!parsed.ok || view.policyProblems.length > 0 && !parsed.ok) {
+    const problems = [...view.policyProblems, ...(parsed.ok ? [] : parsed.problems)];
+    if (open) {
+      await endOpenGrant(db, scope, {
+        grantId: open.id,
+        whenActive: "revoked",
+        whenPending: "cancelled",
+        reason: "the request was edited and can no longer be read",
+        by: trigger.actor,
+      });
+    }
+    if (open || OPENS_REQUESTS.has(trigger.kind)) {
+      const key = createHash("sha256").update(problems.join("\n")).digest("hex").slice(0, 16);
+      await say(db, scope, `invalid/${view.ticket.id}/${key}`, { kind: "request_invalid", problems }, {
+        kind: "request.invalid",
+        actor: `github:${trigger.actor}`,
+        data: { problems },
+      });
+    }
+    return;
+  }
+  const request = parsed.request;
+  const hash = requestHash(request);
+  const resource = view.bound.get(request.resource);
+  if (!resource) return; // parseRequest only accepts bound resources
+  const ownership = ownersOf(view.rules.codeowners, resource.policy.path);
+  const terms = requestTerms(request, hash, resource);
+  let grant: Grant | null = open;
+  if (!grant) {
+    const last = await latestGrant(db, view.ticket.id);
+    if (!OPENS_REQUESTS.has(trigger.kind) && last?.requestHash === hash) {
+      return log.debug("this request was already decided; reopen, relabel or edit the ticket to ask again");
+    }
+    grant = await openRequest(db, scope, { id: live.author.id, login: live.author.login }, terms, receivedNotice(view, request, resource, ownership, false));
+  } else if (grant.requestHash !== hash) {
+    grant = await editRequest(db, scope, grant.id, trigger.actor, terms, receivedNotice(view, request, resource, ownership, true));
+  }
+  if (!grant) return log.debug("the grant moved on meanwhile");
+
+  // 4. Decide.
+  const decision = await decideRequest(deps, ctx, view, grant, request, hash, resource, ownership, trigger.breakGlass ?? null);
+  await applyDecision(deps, ctx, view, grant, hash, resource, decision, trigger.actor);
+}
+
+/** Runs the rules engine on a pending request, with what GitHub says now about the people involved. */
+export async function decideRequest(
+  deps: LifecycleDeps,
+  ctx: RepoContext,
+  view: TicketView,
+  grant: Grant,
+  request: AccessRequest,
+  hash: string,
+  resource: BoundResource,
+  ownership: Ownership,
+  breakGlass: { reason: string } | null,
+): Promise<Decision> {
+  const repoName = { owner: ctx.repo.owner, name: ctx.repo.name };
+  const stored = await approvalsOf(deps.db, view.ticket.id);
+  // A review approves the commit it was given on: later commits need a new review.
+  const current = stored.filter((a) => a.channel === "comment" || a.commitId === view.live.headSha);
+  const writers = new Map<number, boolean>();
+  await Promise.all(
+    [...new Map(current.map((a) => [a.approverId, a.approverLogin])).entries()].map(async ([id, login]) => {
+      writers.set(id, await hasWriteAccess(ctx.gh, repoName, login));
+    }),
+  );
+  const approvals: Approval[] = current.map((a) => ({
+    approverId: a.approverId,
+    login: a.approverLogin,
+    isBot: a.approverLogin.endsWith("[bot]"),
+    requestHash: a.requestHash,
+    at: a.at,
+    hasWriteAccess: writers.get(a.approverId) ?? false,
+  }));
+  const teams = await resolveTeams(ctx, ownership, resource);
+  return decide({
+    resource,
+    request,
+    requestHash: hash,
+    ownership,
+    requester: view.live.author,
+    commitAuthors: view.live.kind === "pull_request" ? await commitAuthors(ctx.gh, repoName, view.live.number) : [],
+    approvals,
+    teams,
+    autoApprovalUses: await autoApprovalUses(deps.db, grant.requesterId, grant.resource, grant.audience),
+    breakGlass,
+    now: deps.now(),
+  });
+}
+
+/** Members of every team the decision may need: owners of the path, auto-approve and break-glass requesters. */
+export async function resolveTeams(
+  ctx: RepoContext,
+  ownership: Ownership,
+  resource: BoundResource,
+): Promise<Map<string, Set<string>>> {
+  const wanted = new Map<string, { org: string; slug: string }>();
+  if (ownership.status === "owned") {
+    for (const o of ownership.owners) if (o.kind === "team") wanted.set(teamKey(o.org, o.slug), o);
+  }
+  const principals = [
+    ...resource.policy.autoApprove.flatMap((r) => r.requesters),
+    ...(resource.policy.breakGlass?.requesters ?? []),
+  ];
+  for (const p of principals) if (p.kind === "team") wanted.set(teamKey(p.org, p.slug), p);
+  const teams = new Map<string, Set<string>>();
+  await Promise.all(
+    [...wanted.entries()].map(async ([key, t]) => {
+      teams.set(key, await teamMembers(ctx.gh, t.org, t.slug));
+    }),
+  );
+  return teams;
+}
+
+async function applyDecision(
+  deps: LifecycleDeps,
+  ctx: RepoContext,
+  view: TicketView,
+  grant: Grant,
+  hash: string,
+  resource: BoundResource,
+  decision: Decision,
+  actor: string,
+): Promise<void> {
+  const { db } = deps;
+  const { scope } = view;
+  if (decision.kind === "denied") {
+    await endOpenGrant(db, scope, { grantId: grant.id, whenActive: "revoked", whenPending: "denied", reason: decision.why, by: "hallpass" });
+    return;
+  }
+  if (decision.kind === "needs_approval") return;
+  if (decision.kind === "break_glass" && !decision.allowed) {
+    await say(db, scope, `break_glass_refused/${grant.id}/${hash}/${actor}`, {
+      kind: "command_refused",
+      command: "/break-glass",
+      actor,
+      why: decision.why,
+    }, { kind: "break_glass.refused", actor: `github:${actor}`, grantId: grant.id, data: { why: decision.why } });
+    return;
+  }
+  const approvers = decision.kind === "grant" ? decision.approvers.map((a) => a.login) : [];
+  const kind = decision.kind === "grant" ? "approvals" : decision.kind === "auto_approved" ? "auto" : "break_glass";
+  const scopePermissions: Record<string, string[]> = {};
+  for (const scope of decision.scopes) {
+    scopePermissions[scope] = (resource.policy.scopes.get(scope) ?? []).map((p) => p.text);
+  }
+  const reviewBy = decision.kind === "break_glass" ? decision.reviewBy : null;
+  const startsAt = decision.window.start;
+  const endsAt = decision.window.end;
+  const terms = grantTerms(grant);
+  await activate(
+    db,
+    scope,
+    grant.id,
+    hash,
+    {
+      startsAt,
+      endsAt,
+      scopes: decision.scopes,
+      permissions: decision.permissions,
+      scopePermissions,
+      approvers,
+      decision: kind,
+      autoRule: decision.kind === "auto_approved" ? decision.rule : null,
+      reviewDueAt: reviewBy,
+      policySha: view.rules.sha,
+      approvedCommit: view.live.kind === "pull_request" ? view.live.headSha : null,
+      constraints: resource.policy.actions,
+      tokenTtlS: Math.min(resource.policy.tokenTtl, decision.window.seconds),
+    },
+    kind === "approvals" ? `github:${approvers[approvers.length - 1] ?? actor}` : `github:${actor}`,
+    {
+      kind: "granted",
+      terms: { ...terms, permissions: decision.permissions, durationSeconds: decision.window.seconds },
+      requester: grant.requesterLogin,
+      approvers,
+      decision: kind,
+      rule: decision.kind === "auto_approved" ? decision.rule : null,
+      reviewBy: reviewBy?.toISOString() ?? null,
+      startsAt: startsAt.toISOString(),
+      endsAt: endsAt.toISOString(),
+      ticketRef: `${ctx.repo.owner}/${ctx.repo.name}#${view.ticket.number}`,
+      ticketKind: view.ticket.kind,
+      serverUrl: deps.serverUrl,
+    },
+    { trace: [...decision.trace], ...(decision.kind === "break_glass" ? { break_glass_reason: decision.reason } : {}) },
+  );
+}
+
+/**
+ * Why an active grant is no longer allowed by the default branch (resource
+ * or scopes gone, approvers no longer owners), or by the PR (commits after
+ * the approved one); null when it stands.
+ */
+async function noLongerAllowed(deps: LifecycleDeps, ctx: RepoContext, view: TicketView, grant: Grant): Promise<string | null> {
+  if (view.live.kind === "pull_request" && grant.approvedCommit && view.live.headSha !== grant.approvedCommit) {
+    return `new commits were pushed after the approved commit ${grant.approvedCommit.slice(0, 7)}`;
+  }
+  const resource = view.bound.get(grant.resource);
+  if (!resource) {
+    return `${grant.resource} is no longer in this repository's policy on ${view.rules.defaultBranch} (or no longer bound to it)`;
+  }
+  for (const scope of grant.scopes) {
+    if (!resource.policy.scopes.has(scope)) return `scope ${scope} of ${grant.resource} is no longer in the policy`;
+  }
+  const allowed = new Set([...resource.policy.scopes.values()].flat().map((p) => p.text));
+  const lost = grant.permissions.filter((p) => !allowed.has(p));
+  if (lost.length > 0) return `the policy no longer allows ${lost.join(", ")}`;
+  if (grant.decision !== "approvals" || grant.approvers.length === 0) return null;
+  const ownership = ownersOf(view.rules.codeowners, resource.policy.path);
+  if (ownership.status !== "owned") return `CODEOWNERS no longer gives ${resource.policy.path} owners who can approve`;
+  const teams = await resolveTeams(ctx, ownership, resource);
+  const owners = ownership.owners;
+  const stillOwners = grant.approvers.filter((login) =>
+    owners.some(
+      (o) =>
+        (o.kind === "user" && o.login === login.toLowerCase()) ||
+        (o.kind === "team" && teams.get(teamKey(o.org, o.slug))?.has(login.toLowerCase())),
+    ),
+  );
+  if (stillOwners.length < Math.min(resource.policy.approvals, grant.approvers.length)) {
+    const gone = grant.approvers.filter((a) => !stillOwners.includes(a));
+    return `${gone.join(", ")} ${gone.length === 1 ? "is" : "are"} no longer a code owner of ${resource.policy.path}`;
+  }
+  void deps;
+  return null;
+}
+
+function requestTerms(request: AccessRequest, hash: string, resource: BoundResource): RequestTerms {
+  return {
+    resource: request.resource,
+    audience: resource.operator.audience,
+    scopes: request.scopes,
+    durationS: request.durationSeconds,
+    reason: request.reason,
+    requestedStart: request.start,
+    requestHash: hash,
+    requestTtlS: resource.policy.requestTtl,
+    tokenTtlS: resource.policy.tokenTtl,
+  };
+}
+
+export function grantTerms(grant: Grant): Terms {
+  return {
+    resource: grant.resource,
+    scopes: grant.scopes,
+    permissions: grant.permissions,
+    durationSeconds: grant.startsAt && grant.endsAt ? (grant.endsAt.getTime() - grant.startsAt.getTime()) / 1000 : grant.durationS,
+    start: grant.requestedStart?.toISOString() ?? null,
+    reason: grant.reason,
+  };
+}
+
+function receivedNotice(
+  view: TicketView,
+  request: AccessRequest,
+  resource: BoundResource,
+  ownership: Ownership,
+  edited: boolean,
+) {
+  const permissions = request.scopes.flatMap((s) => (resource.policy.scopes.get(s) ?? []).map((p) => p.text));
+  return {
+    kind: "request_received" as const,
+    terms: {
+      resource: request.resource,
+      scopes: request.scopes,
+      permissions,
+      durationSeconds: request.durationSeconds,
+      start: request.start?.toISOString() ?? null,
+      reason: request.reason,
+    },
+    requester: view.live.author.login,
+    approvalsNeeded: resource.policy.approvals,
+    approvers: ownership.status === "owned" ? ownership.owners.filter((o) => o.kind !== "email").map((o) => o.text) : [],
+    edited,
+  };
+}
