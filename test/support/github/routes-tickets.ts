@@ -42,6 +42,26 @@ export function ticketRoutes(backend: Backend): RepoRoute[] {
   return [
     {
       method: "GET",
+      pattern: "/issues",
+      requires: "token",
+      handle: (ctx) => {
+        // Pull requests are issues here too; newest first, as GitHub sorts by default.
+        const { state = "open", labels, since } = ctx.query;
+        const wanted = labels ? labels.split(",").map((l) => l.trim().toLowerCase()) : [];
+        const found = [...ctx.repo.issues.values()]
+          .filter((i) => state === "all" || i.state === state)
+          .filter((i) => wanted.every((l) => i.labels.some((has) => has.toLowerCase() === l)))
+          .filter((i) => !since || i.updatedAt >= new Date(since))
+          .sort((a, b) => b.number - a.number);
+        return paginate(
+          ctx,
+          view.api,
+          found.map((i) => issue(view, i)),
+        );
+      },
+    },
+    {
+      method: "GET",
       pattern: "/issues/:number",
       requires: "token",
       handle: (ctx) => {

@@ -17,6 +17,10 @@ import type {
 } from "@octokit/webhooks-types";
 import { ProbotOctokit } from "probot";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { loadConfig } from "#src/config.js";
+import { createGitHubApp } from "#src/github/app.js";
+import { createLogger } from "#src/log.js";
+import { cleanEnv } from "../env.js";
 import { generateAppKey } from "./auth.js";
 import { GitHubSimulator } from "./simulator.js";
 import { example } from "./webhook-parts.js";
@@ -32,7 +36,7 @@ import {
 } from "./webhooks.js";
 
 const APP_ID = 4242;
-const quiet = { debug() {}, info() {}, warn() {}, error: console.error };
+const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 
 let sim: GitHubSimulator;
 let installationId: number;
@@ -78,7 +82,9 @@ beforeAll(async () => {
 afterAll(() => sim.close());
 
 afterEach(() => {
-  expect(sim.unexpected).toEqual([]);
+  const unexpected = sim.unexpected;
+  sim.clearRequests();
+  expect(unexpected).toEqual([]);
 });
 
 describe("GitHubSimulator", () => {
@@ -104,6 +110,16 @@ describe("GitHubSimulator", () => {
     ]);
   });
 
+  it("is where the server's Probot goes with GHE_HOST and GHE_PROTOCOL", async () => {
+    const config = loadConfig(cleanEnv(sim.appEnv("webhook-secret")));
+    expect(config.github.apiUrl).toBe(sim.apiUrl);
+    const probot = await createGitHubApp(config, config.app!, createLogger("silent"), []);
+    const octokit = await probot.auth(installationId);
+    const { data } = await octokit.rest.issues.listForRepo({ owner: "acme", repo: "ledger" });
+    expect(data).toEqual([]);
+    expect(sim.requests({ path: "/repos/acme/ledger/issues" })).toHaveLength(1);
+  });
+
   it("refuses missing and wrong credentials as GitHub does", async () => {
     const bare = await fetch(`${sim.apiUrl}/repos/acme/payments`);
     expect(bare.status).toBe(401);
@@ -113,7 +129,7 @@ describe("GitHubSimulator", () => {
       status: "401",
     });
 
-    const wrongToken = new Octokit({ baseUrl: sim.apiUrl, auth: "ghs_not-issued" });
+    const wrongToken = new Octokit({ baseUrl: sim.apiUrl, auth: "ghs_not-issued", log: quiet });
     await expect(
       wrongToken.rest.repos.get({ owner: "acme", repo: "payments" }),
     ).rejects.toMatchObject({
@@ -141,6 +157,10 @@ describe("GitHubSimulator", () => {
       path: ".github/hallpass.yml",
     });
     expect(extended.config).toEqual({ label: "access", request_ttl: "24h" });
+    expect(sim.requests({ method: "GET", path: /\/contents\// }).map((r) => r.path)).toEqual([
+      "/repos/acme/payments/contents/.github/hallpass.yml",
+      "/repos/acme/.github/contents/.github/hallpass.yml",
+    ]);
     const orgDefault = await octokit.config.get({
       owner: "acme",
       repo: "ledger",
@@ -176,7 +196,7 @@ describe("GitHubSimulator", () => {
     const { token } = (await appOctokit().auth({ type: "installation", installationId })) as {
       token: string;
     };
-    const octokit = new Octokit({ baseUrl: sim.apiUrl, auth: token });
+    const octokit = new Octokit({ baseUrl: sim.apiUrl, auth: token, log: quiet });
     const ticket = { owner: "acme", repo: "payments", issue_number: issue.number };
 
     const { data: posted } = await octokit.rest.issues.createComment({
@@ -314,7 +334,7 @@ describe("GitHubSimulator", () => {
     ).rejects.toMatchObject({ status: 404 });
     sim.addTeamMember("acme", "sre", "alice");
 
-    const asBob = new Octokit({ baseUrl: sim.apiUrl, auth: sim.userToken("bob") });
+    const asBob = new Octokit({ baseUrl: sim.apiUrl, auth: sim.userToken("bob"), log: quiet });
     expect((await asBob.rest.users.getAuthenticated()).data).toMatchObject({
       login: "bob",
       type: "User",

@@ -157,6 +157,20 @@ export class GitHubSimulator extends TicketModel {
     return `127.0.0.1:${this.#port}`;
   }
 
+  /**
+   * The environment that points the hallpass server (Probot) at this
+   * simulator as a GitHub Enterprise Server: API base `http://<host>/api/v3`.
+   */
+  appEnv(webhookSecret: string): Record<string, string> {
+    return {
+      APP_ID: String(this.app.id),
+      PRIVATE_KEY: this.privateKeyPem,
+      WEBHOOK_SECRET: webhookSecret,
+      GHE_HOST: this.host,
+      GHE_PROTOCOL: "http",
+    };
+  }
+
   get view(): View {
     return { model: this, api: this.apiUrl, web: this.url };
   }
@@ -179,6 +193,12 @@ export class GitHubSimulator extends TicketModel {
   /** Requests no endpoint of the simulator serves (answered 404); a test usually expects none. */
   get unexpected(): RecordedRequest[] {
     return this.recorded.filter((r) => r.unexpected);
+  }
+
+  /** Forgets recorded requests and pending faults, e.g. between tests sharing a simulator. */
+  clearRequests(): void {
+    this.recorded.length = 0;
+    this.#faults.length = 0;
   }
 
   /** Makes the next `times` requests matching `fault` fail with its status. */
@@ -232,7 +252,9 @@ export class GitHubSimulator extends TicketModel {
   async #serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const at = Date.now();
     const url = new URL(req.url ?? "/", this.url);
-    const path = url.pathname.replace(/^\/api\/v3(?=\/|$)/, "").replace(/(.)\/+$/, "$1") || "/";
+    const rawPath = url.pathname.replace(/^\/api\/v3(?=\/|$)/, "").replace(/(.)\/+$/, "$1") || "/";
+    // Recorded decoded (`contents/.github/hallpass.yml`, not `.github%2Fhallpass.yml`); routed raw.
+    const path = safeDecode(rawPath);
     const query = Object.fromEntries(url.searchParams);
     const method = (req.method ?? "GET").toUpperCase();
     const body = await readBody(req);
@@ -245,7 +267,15 @@ export class GitHubSimulator extends TicketModel {
     if (fault) {
       reply = faultReply(fault, this.now());
     } else {
-      const ctx = { method, path, query, body, headers: req.headers, credential, params: {} };
+      const ctx = {
+        method,
+        path: rawPath,
+        query,
+        body,
+        headers: req.headers,
+        credential,
+        params: {},
+      };
       const routed = await this.#route(ctx, url.search);
       reply = routed ?? notFound();
       served = routed !== null;
@@ -399,6 +429,14 @@ function faultReply(fault: Fault, now: Date): Reply {
     },
     headers: { "retry-after": String(retryAfter) },
   };
+}
+
+function safeDecode(path: string): string {
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    return path;
+  }
 }
 
 async function readBody(req: IncomingMessage): Promise<unknown> {

@@ -4,23 +4,26 @@
  * part, as on GitHub: they share numbers, comments and labels.
  */
 import type { Commit, FileChanges } from "./git.js";
-import {
-  type CheckRun,
-  GitHubModel,
-  type Issue,
-  type IssueComment,
-  type Label,
-  type Pull,
-  type PullRequest,
-  type Repo,
-  type RepoRef,
-  type Review,
-  type ReviewState,
+import type {
+  CheckRun,
+  Issue,
+  IssueComment,
+  Label,
+  Pull,
+  PullRequest,
+  Repo,
+  RepoRef,
+  Review,
+  ReviewState,
 } from "./model.js";
+import { RepoModel } from "./repos.js";
 
 const LABEL_COLORS = ["d73a4a", "0075ca", "a2eeef", "7057ff", "008672", "e4e669"];
 
-export class TicketModel extends GitHubModel {
+export class TicketModel extends RepoModel {
+  readonly comments = new Map<number, IssueComment>();
+  readonly checkRuns = new Map<number, CheckRun>();
+
   /** Opens an issue; its number is the repository's next issue or pull request number. */
   openIssue(
     ref: RepoRef,
@@ -212,6 +215,34 @@ export class TicketModel extends GitHubModel {
   /** The commits a pull request adds to its base, oldest first. */
   pullCommits(issue: PullRequest): readonly Commit[] {
     return this.git.compare(issue.pull.base.sha, issue.pull.head.sha).ahead;
+  }
+
+  /** Keeps open pull requests on a moved branch current: head sha, base sha, test merge commit. */
+  protected override branchMoved(repo: Repo, branch: string): void {
+    for (const target of this.repos.values()) {
+      for (const issue of target.issues.values()) {
+        const pull = issue.pull;
+        if (!pull || issue.state !== "open") continue;
+        const isHead = pull.head.repoId === repo.id && pull.head.ref === branch;
+        const isBase = target.id === repo.id && pull.base.ref === branch;
+        if (isHead) pull.head.sha = this.branchHead(repo.id, branch);
+        if (isBase) pull.base.sha = this.branchHead(target.id, branch);
+        if (isHead || isBase) this.refreshMergeCommit(target, pull);
+      }
+    }
+  }
+
+  /** Makes `refs/pull/N/merge`: a merge commit of the base branch's head and the PR head. */
+  protected refreshMergeCommit(repo: Repo, pull: Pull): void {
+    const commit = this.git.add({
+      parents: [pull.base.sha, pull.head.sha],
+      tree: this.git.mergedTree(pull.base.sha, pull.head.sha),
+      message: `Merge ${pull.head.sha} into ${pull.base.sha}`,
+      author: this.identity(this.app.bot),
+      date: this.now(),
+    });
+    repo.commits.add(commit.sha);
+    pull.mergeCommitSha = commit.sha;
   }
 
   // --- comments -----------------------------------------------------------
