@@ -42,6 +42,7 @@ import {
   type View,
 } from "./render.js";
 import { issue as restIssue, pullRequest as restPull } from "./render-tickets.js";
+import type { TicketModel } from "./tickets.js";
 
 const require = createRequire(import.meta.url);
 /** github.com's examples first, then the newest GitHub Enterprise Server's (some actions exist only there). */
@@ -126,6 +127,22 @@ export function repositoryPayload(view: View, repo: Repo): RepositoryPayload {
 export function installationLite(view: View, repo: Repo): { installation?: InstallationLite } {
   const found = view.model.installationFor(repo);
   return found ? { installation: { id: found.id, node_id: nodeId("Integration", found.id) } } : {};
+}
+
+/** What every event about a repository carries: repository, sender, and installation and organization when there are. */
+export function repoEventCommon(
+  sim: TicketModel & { readonly view: View },
+  repoId: number,
+  sender: string,
+) {
+  const { view } = sim;
+  const repo = sim.repo(repoId);
+  return {
+    repository: repositoryPayload(view, repo),
+    sender: userPayload(view, sender),
+    ...installationLite(view, repo),
+    ...organizationOf(view, repo),
+  };
 }
 
 export function organizationPayload(view: View, login: string): OrganizationPayload {
