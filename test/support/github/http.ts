@@ -2,6 +2,7 @@
  * The simulator's HTTP vocabulary: replies, GitHub's error bodies, route
  * patterns and `Link` pagination.
  */
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { components } from "@octokit/openapi-types";
 import type { Credential, Credentials } from "./auth.js";
 import type { Deliveries } from "./deliveries.js";
@@ -146,4 +147,49 @@ export function paginate<T>(
     ...(page > 1 ? [link(1, "first")] : []),
   ];
   return json(wrap(slice), 200, links.length > 0 ? { link: links.join(", ") } : undefined);
+}
+
+/** Decodes `%2F` and friends for readable recorded paths; leaves a malformed path as it is. */
+export function safeDecode(path: string): string {
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    return path;
+  }
+}
+
+/** The request body: parsed JSON, the raw text of anything else, or `undefined` when empty. */
+export async function readBody(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  const text = Buffer.concat(chunks).toString("utf8");
+  if (text === "") return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/** Writes a reply with the headers GitHub sends on every response (request id, API version, rate limit). */
+export function send(res: ServerResponse, reply: Reply): void {
+  const headers: Record<string, string> = {
+    "x-github-request-id": `SIM:${Math.random().toString(16).slice(2, 10).toUpperCase()}`,
+    "x-github-api-version-selected": "2022-11-28",
+    "x-ratelimit-limit": "5000",
+    "x-ratelimit-remaining": "4999",
+    "x-ratelimit-used": "1",
+    "x-ratelimit-resource": "core",
+    "x-ratelimit-reset": String(Math.ceil(Date.now() / 1000) + 3600),
+    ...reply.headers,
+  };
+  if (reply.status === 204 || reply.body === undefined) {
+    res.writeHead(reply.status, headers).end();
+    return;
+  }
+  const isText = typeof reply.body === "string";
+  headers["content-type"] ??= isText
+    ? "text/plain; charset=utf-8"
+    : "application/json; charset=utf-8";
+  res.writeHead(reply.status, headers).end(isText ? reply.body : JSON.stringify(reply.body));
 }

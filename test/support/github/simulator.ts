@@ -15,7 +15,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
-import { type AuthKind, type Credential, Credentials, generateAppKey } from "./auth.js";
+import { type Credential, Credentials, generateAppKey } from "./auth.js";
 import { Deliveries, type Delivery, type WebhookTarget } from "./deliveries.js";
 import {
   type Backend,
@@ -27,8 +27,19 @@ import {
   type RequestContext,
   type Requires,
   type Route,
+  readBody,
+  safeDecode,
+  send,
 } from "./http.js";
 import type { ModelOptions, Repo } from "./model.js";
+import {
+  type Fault,
+  Faults,
+  faultReply,
+  matches,
+  type RecordedRequest,
+  type RequestFilter,
+} from "./recording.js";
 import type { View } from "./render.js";
 import { appRoutes } from "./routes-app.js";
 import { peopleRoutes } from "./routes-people.js";
@@ -37,57 +48,14 @@ import { ticketRoutes } from "./routes-tickets.js";
 import { TicketModel } from "./tickets.js";
 import type { Webhook } from "./webhooks.js";
 
+export type { Fault, RecordedRequest, RequestFilter } from "./recording.js";
+
 export interface SimulatorOptions extends ModelOptions {
   /** The App's private key (PKCS#8 or PKCS#1 PEM); a fresh RSA key when absent. */
   readonly privateKeyPem?: string;
   /** Delay before every answer, in milliseconds. */
   readonly latencyMs?: number;
 }
-
-export interface RecordedRequest {
-  readonly method: string;
-  /** Without the `/api/v3` prefix and the query string: `/repos/acme/payments/issues/7`. */
-  readonly path: string;
-  readonly query: Readonly<Record<string, string>>;
-  /** The parsed JSON body, the raw text of any other body, or `undefined`. */
-  readonly body: unknown;
-  readonly auth: AuthKind;
-  readonly installationId: number | null;
-  readonly status: number;
-  /** Answered by `failNext`, not by the endpoint. */
-  readonly fault: boolean;
-  /** No endpoint of the simulator serves it (answered 404). */
-  readonly unexpected: boolean;
-  /** Wall-clock time the request arrived (ms since epoch), for measuring retry delays. */
-  readonly at: number;
-}
-
-export interface RequestFilter {
-  readonly method?: string;
-  /** The exact path (without `/api/v3` and query), or a pattern. */
-  readonly path?: string | RegExp;
-  readonly status?: number;
-}
-
-export interface Fault {
-  readonly method?: string;
-  /** The exact path (without `/api/v3` and query), or a pattern. */
-  readonly path: string | RegExp;
-  /** How many matching requests fail (default 1). */
-  readonly times?: number;
-  /**
-   * 500 and 502 are server errors. 403 and 429 are rate limits: a secondary
-   * one (GitHub's message and `retry-after`) unless `rateLimit: "primary"`
-   * (`x-ratelimit-remaining: 0` and `x-ratelimit-reset`).
-   */
-  readonly status: 500 | 502 | 403 | 429;
-  /** Seconds, sent as `retry-after` (secondary) or used for `x-ratelimit-reset` (primary). Default 1. */
-  readonly retryAfter?: number;
-  readonly rateLimit?: "secondary" | "primary";
-}
-
-const SECONDARY_RATE_LIMIT =
-  "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID 0000:0000:0000000:0000000:00000000.";
 
 export class GitHubSimulator extends TicketModel {
   /** The App's private key, for `PRIVATE_KEY`. */
@@ -99,7 +67,7 @@ export class GitHubSimulator extends TicketModel {
   readonly #credentials: Credentials;
   readonly #deliveries: Deliveries;
   readonly #server: Server;
-  readonly #faults: (Fault & { remaining: number })[] = [];
+  readonly #faults = new Faults();
   #port = 0;
   #routes: { route: Route | RepoRoute; repo: boolean; match: ReturnType<typeof compile> }[] = [];
 
@@ -198,12 +166,12 @@ export class GitHubSimulator extends TicketModel {
   /** Forgets recorded requests and pending faults, e.g. between tests sharing a simulator. */
   clearRequests(): void {
     this.recorded.length = 0;
-    this.#faults.length = 0;
+    this.#faults.clear();
   }
 
   /** Makes the next `times` requests matching `fault` fail with its status. */
   failNext(fault: Fault): void {
-    this.#faults.push({ ...fault, remaining: fault.times ?? 1 });
+    this.#faults.add(fault);
   }
 
   // --- tokens and webhooks --------------------------------------------------
@@ -261,7 +229,7 @@ export class GitHubSimulator extends TicketModel {
     const credential = await this.#credentials.identify(req.headers.authorization);
     if (this.latencyMs > 0) await sleep(this.latencyMs);
 
-    const fault = this.#takeFault(method, path);
+    const fault = this.#faults.take(method, path);
     let reply: Reply;
     let served = true;
     if (fault) {
@@ -348,16 +316,6 @@ export class GitHubSimulator extends TicketModel {
     }
     return repo;
   }
-
-  #takeFault(method: string, path: string): Fault | null {
-    const fault = this.#faults.find((f) =>
-      matches({ method: f.method, path: f.path }, { method, path }),
-    );
-    if (!fault) return null;
-    fault.remaining -= 1;
-    if (fault.remaining <= 0) this.#faults.splice(this.#faults.indexOf(fault), 1);
-    return fault;
-  }
 }
 
 type RepoScope = ({ owner: string; name: string } | { id: number }) & { rest: string };
@@ -388,87 +346,4 @@ function authorize(requires: Requires, credential: Credential): Reply | null {
     return error(403, "Resource not accessible by integration");
   }
   return null;
-}
-
-function matches(
-  filter: RequestFilter,
-  request: { method: string; path: string; status?: number },
-): boolean {
-  if (filter.method && filter.method.toUpperCase() !== request.method) return false;
-  if (filter.status !== undefined && filter.status !== request.status) return false;
-  if (filter.path === undefined) return true;
-  return typeof filter.path === "string"
-    ? filter.path === request.path
-    : filter.path.test(request.path);
-}
-
-function faultReply(fault: Fault, now: Date): Reply {
-  const retryAfter = fault.retryAfter ?? 1;
-  if (fault.status === 500 || fault.status === 502) {
-    return error(fault.status, fault.status === 500 ? "Server Error" : "Bad Gateway");
-  }
-  if (fault.rateLimit === "primary") {
-    const reset = Math.ceil(now.getTime() / 1000 + retryAfter);
-    return {
-      ...error(fault.status, "API rate limit exceeded for installation."),
-      headers: {
-        "x-ratelimit-limit": "5000",
-        "x-ratelimit-remaining": "0",
-        "x-ratelimit-used": "5000",
-        "x-ratelimit-reset": String(reset),
-        "x-ratelimit-resource": "core",
-      },
-    };
-  }
-  return {
-    status: fault.status,
-    body: {
-      message: SECONDARY_RATE_LIMIT,
-      documentation_url:
-        "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
-    },
-    headers: { "retry-after": String(retryAfter) },
-  };
-}
-
-function safeDecode(path: string): string {
-  try {
-    return decodeURIComponent(path);
-  } catch {
-    return path;
-  }
-}
-
-async function readBody(req: IncomingMessage): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  const text = Buffer.concat(chunks).toString("utf8");
-  if (text === "") return undefined;
-  try {
-    return JSON.parse(text);
-  } catch {
-    return text;
-  }
-}
-
-function send(res: ServerResponse, reply: Reply): void {
-  const headers: Record<string, string> = {
-    "x-github-request-id": `SIM:${Math.random().toString(16).slice(2, 10).toUpperCase()}`,
-    "x-github-api-version-selected": "2022-11-28",
-    "x-ratelimit-limit": "5000",
-    "x-ratelimit-remaining": "4999",
-    "x-ratelimit-used": "1",
-    "x-ratelimit-resource": "core",
-    "x-ratelimit-reset": String(Math.ceil(Date.now() / 1000) + 3600),
-    ...reply.headers,
-  };
-  if (reply.status === 204 || reply.body === undefined) {
-    res.writeHead(reply.status, headers).end();
-    return;
-  }
-  const isText = typeof reply.body === "string";
-  headers["content-type"] ??= isText
-    ? "text/plain; charset=utf-8"
-    : "application/json; charset=utf-8";
-  res.writeHead(reply.status, headers).end(isText ? reply.body : JSON.stringify(reply.body));
 }
