@@ -30,13 +30,21 @@ export class Credentials {
   readonly #appId: number;
   readonly #publicKey: KeyObject;
   readonly #now: () => Date;
+  readonly #installationLive: (installationId: number) => boolean;
   readonly #installationTokens = new Map<string, { installationId: number; expiresAt: Date }>();
   readonly #userTokens = new Map<string, string>();
 
-  constructor(options: { appId: number; privateKeyPem: string; now: () => Date }) {
+  constructor(options: {
+    appId: number;
+    privateKeyPem: string;
+    now: () => Date;
+    /** False once the installation is deleted: its tokens stop working. */
+    installationLive: (installationId: number) => boolean;
+  }) {
     this.#appId = options.appId;
     this.#publicKey = createPublicKey(options.privateKeyPem);
     this.#now = options.now;
+    this.#installationLive = options.installationLive;
   }
 
   /** A new installation access token (`ghs_…`), valid for an hour. */
@@ -69,7 +77,11 @@ export class Credentials {
     if (!value) return { kind: "invalid", message: "Bad credentials" };
     if (value.split(".").length === 3) return this.#verifyAppJwt(value);
     const installation = this.#installationTokens.get(value);
-    if (installation && installation.expiresAt > this.#now()) {
+    if (
+      installation &&
+      installation.expiresAt > this.#now() &&
+      this.#installationLive(installation.installationId)
+    ) {
       return { kind: "installation", installationId: installation.installationId };
     }
     const login = this.#userTokens.get(value);

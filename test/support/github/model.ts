@@ -24,6 +24,8 @@ export interface User {
 
 export interface Org {
   readonly user: User;
+  /** What every member may do on every repository of the organization (GitHub's default: read). */
+  basePermission: Permission;
   readonly members: Map<string, "admin" | "member">;
   readonly teams: Map<string, Team>;
 }

@@ -3,7 +3,7 @@
  * and teams, and the App itself (its bot user). The base of the model: it also
  * holds the clock and the id counter.
  */
-import type { ModelOptions, Org, Team, User } from "./model.js";
+import type { ModelOptions, Org, Permission, Team, User } from "./model.js";
 
 export class PeopleModel {
   readonly app: { readonly id: number; readonly slug: string; readonly bot: string };
@@ -50,9 +50,15 @@ export class PeopleModel {
     return user;
   }
 
+  /** Adds an organization; `admins` are its owners, `basePermission` what members get on its repositories (default read). */
   addOrg(
     login: string,
-    options: { id?: number; members?: readonly string[]; admins?: readonly string[] } = {},
+    options: {
+      id?: number;
+      members?: readonly string[];
+      admins?: readonly string[];
+      basePermission?: Permission;
+    } = {},
   ): Org {
     if (this.users.has(login.toLowerCase())) throw new Error(`simulator: ${login} exists`);
     const user: User = {
@@ -64,7 +70,12 @@ export class PeopleModel {
       createdAt: this.now(),
     };
     this.users.set(login.toLowerCase(), user);
-    const org: Org = { user, members: new Map(), teams: new Map() };
+    const org: Org = {
+      user,
+      basePermission: options.basePermission ?? "read",
+      members: new Map(),
+      teams: new Map(),
+    };
     this.orgs.set(login.toLowerCase(), org);
     for (const member of options.members ?? []) this.addOrgMember(login, member);
     for (const admin of options.admins ?? []) this.addOrgMember(login, admin, "admin");

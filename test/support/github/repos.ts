@@ -14,6 +14,16 @@ import {
 } from "./model.js";
 import { PeopleModel } from "./people.js";
 
+/** Weakest first. */
+const PERMISSION_ORDER: readonly Permission[] = [
+  "none",
+  "read",
+  "triage",
+  "write",
+  "maintain",
+  "admin",
+];
+
 export class RepoModel extends PeopleModel {
   readonly git = new CommitGraph();
   readonly repos = new Map<number, Repo>();
@@ -68,7 +78,10 @@ export class RepoModel extends PeopleModel {
     if (!parent) {
       this.commit(repo.id, {
         files: options.files ?? { "README.md": `# ${name}\n` },
-        author: ownerAccount.type === "Organization" ? this.app.bot : ownerAccount.login,
+        author:
+          ownerAccount.type === "Organization"
+            ? { name: "GitHub", email: "noreply@github.com" }
+            : ownerAccount.login,
         message: "Initial commit",
       });
     } else if (options.files) {
@@ -120,13 +133,20 @@ export class RepoModel extends PeopleModel {
     else repo.collaborators.set(user.login, permission);
   }
 
-  /** The user's role on the repository: as collaborator, owner, or organization owner. */
+  /**
+   * The user's role on the repository: its owner and organization owners are
+   * admins; otherwise the higher of the collaborator permission and the
+   * organization's base permission for members.
+   */
   permissionOf(repo: Repo, login: string): Permission {
-    const explicit = repo.collaborators.get(this.user(login).login);
-    if (explicit) return explicit;
-    if (repo.owner.toLowerCase() === login.toLowerCase()) return "admin";
+    const user = this.user(login);
+    if (repo.owner.toLowerCase() === user.login.toLowerCase()) return "admin";
     const org = this.orgs.get(repo.owner.toLowerCase());
-    return org?.members.get(this.user(login).login) === "admin" ? "admin" : "none";
+    const role = org?.members.get(user.login);
+    if (role === "admin") return "admin";
+    const explicit = repo.collaborators.get(user.login) ?? "none";
+    const base = role && org ? org.basePermission : "none";
+    return PERMISSION_ORDER.indexOf(explicit) >= PERMISSION_ORDER.indexOf(base) ? explicit : base;
   }
 
   associationOf(repo: Repo, login: string): AuthorAssociation {

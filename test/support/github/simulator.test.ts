@@ -140,6 +140,19 @@ describe("GitHubSimulator", () => {
     const wrongKey = appOctokit(generateAppKey().privateKeyPem);
     await expect(wrongKey.request("GET /app")).rejects.toMatchObject({ status: 401 });
 
+    const uninstalled = sim.addInstallation("other");
+    const auth = await appOctokit().auth({ type: "installation", installationId: uninstalled.id });
+    const revoked = new Octokit({
+      baseUrl: sim.apiUrl,
+      auth: (auth as { token: string }).token,
+      log: quiet,
+    });
+    await revoked.rest.repos.get({ owner: "other", repo: "secret" });
+    sim.deleteInstallation(uninstalled.id);
+    await expect(revoked.rest.repos.get({ owner: "other", repo: "secret" })).rejects.toMatchObject({
+      status: 401,
+    });
+
     const octokit = installationOctokit();
     await expect(octokit.rest.users.getAuthenticated()).rejects.toMatchObject({ status: 403 });
     // The installation is on acme: other accounts' repositories do not exist for it.
@@ -300,6 +313,7 @@ describe("GitHubSimulator", () => {
     expect(await permission("bob")).toMatchObject({ permission: "write", role_name: "maintain" });
     expect(await permission("dave")).toMatchObject({ permission: "read", role_name: "triage" });
     expect(await permission("olivia")).toMatchObject({ permission: "admin" });
+    expect(await permission("carol")).toMatchObject({ permission: "read" }); // the org's base permission
     expect(await permission("mallory")).toMatchObject({ permission: "none" });
 
     expect(

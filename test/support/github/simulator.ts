@@ -79,6 +79,7 @@ export class GitHubSimulator extends TicketModel {
       appId: options.appId,
       privateKeyPem: this.privateKeyPem,
       now: this.now,
+      installationLive: (id) => this.installations.get(id)?.deletedAt === null,
     });
     this.#deliveries = new Deliveries(() => this.nextId(), this.now);
     this.#server = createServer((req, res) => {
