@@ -419,6 +419,14 @@ describe("GitHubSimulator", () => {
     const { data: moved } = await octokit.rest.repos.get({ owner: "acme", repo: "old-name" });
     expect(moved).toMatchObject({ id: original.id, full_name: "acme/new-name" });
     expect(sim.requests({ path: "/repos/acme/old-name" })[0]?.status).toBe(301);
+    const issue = sim.openIssue("acme/new-name", { author: "alice" });
+    await octokit.rest.issues.createComment({
+      owner: "acme",
+      repo: "old-name",
+      issue_number: issue.number,
+      body: "hi",
+    });
+    expect(sim.commentsOn("acme/new-name", issue.number).map((c) => c.body)).toEqual(["hi"]);
 
     const reused = sim.addRepo("acme/old-name");
     const { data: fresh } = await octokit.rest.repos.get({ owner: "acme", repo: "old-name" });

@@ -276,7 +276,7 @@ export class GitHubSimulator extends TicketModel {
       if (refused) return refused;
       const withParams = { ...ctx, params };
       if (!scoped) return (route as Route).handle(withParams);
-      const found = this.#resolveRepo(scoped, ctx.credential, search);
+      const found = this.#resolveRepo(scoped, ctx, search);
       if ("status" in found) return found;
       return (route as RepoRoute).handle({ ...withParams, repo: found });
     }
@@ -284,7 +284,11 @@ export class GitHubSimulator extends TicketModel {
   }
 
   /** The repository of a `/repos/{o}/{r}` or `/repositories/{id}` path: 404 when unseen, a redirect for an old name. */
-  #resolveRepo(scoped: RepoScope, credential: Credential, search: string): Repo | Reply {
+  #resolveRepo(
+    scoped: RepoScope,
+    { method, credential }: RequestContext,
+    search: string,
+  ): Repo | Reply {
     let repo: Repo | undefined;
     if ("id" in scoped) {
       repo = this.repos.get(scoped.id);
@@ -298,8 +302,9 @@ export class GitHubSimulator extends TicketModel {
         const target = renamed ? this.repos.get(renamed.repoId) : undefined;
         if (target && !target.deletedAt) {
           const location = `${this.apiUrl}/repositories/${target.id}${scoped.rest}${search}`;
+          // 307 keeps the method and body of a write; fetch turns a 301 POST into a GET.
           return {
-            status: 301,
+            status: method === "GET" || method === "HEAD" ? 301 : 307,
             body: {
               message: "Moved Permanently",
               url: location,

@@ -45,7 +45,7 @@ import { issue as restIssue, pullRequest as restPull } from "./render-tickets.js
 import type { TicketModel } from "./tickets.js";
 
 const require = createRequire(import.meta.url);
-/** github.com's examples first, then the newest GitHub Enterprise Server's (some actions exist only there). */
+/** github.com's examples first, then the package's `ghes-35` set (some actions exist only there). */
 const DEFINITIONS = [
   ...(require("@octokit/webhooks-examples") as WebhookDefinition[]),
   ...(require("@octokit/webhooks-examples/ghes-35/index.json") as WebhookDefinition[]),
