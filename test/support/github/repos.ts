@@ -213,6 +213,25 @@ export class RepoModel extends PeopleModel {
     return false;
   }
 
+  /**
+   * The sha a ref names, as GitHub accepts refs: a branch, `(refs/)heads/<branch>`,
+   * `pull/<n>/head` or `pull/<n>/merge`, a full sha or an unambiguous prefix of 7+.
+   */
+  resolveRef(repo: Repo, ref: string): string | null {
+    const head =
+      repo.branches.get(ref) ?? repo.branches.get(ref.replace(/^(?:refs\/)?heads\//, ""));
+    if (head) return head;
+    const pullRef = /^(?:refs\/)?pull\/(\d+)\/(head|merge)$/.exec(ref);
+    if (pullRef) {
+      const pull = repo.issues.get(Number(pullRef[1]))?.pull;
+      return (pullRef[2] === "head" ? pull?.head.sha : pull?.mergeCommitSha) ?? null;
+    }
+    if (!/^[0-9a-f]{7,40}$/.test(ref)) return null;
+    const known = new Set([...this.repos.values()].flatMap((r) => [...r.commits]));
+    const matches = [...known].filter((sha) => sha.startsWith(ref) && this.hasCommit(repo, sha));
+    return matches.length === 1 ? (matches[0] ?? null) : null;
+  }
+
   /** A git identity for a login (the user's noreply email) or a bare name and email. */
   identity(author: string | { name: string; email: string }): GitIdentity {
     if (typeof author !== "string") {

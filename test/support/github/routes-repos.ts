@@ -17,27 +17,6 @@ import {
 
 type Schemas = components["schemas"];
 
-/** A branch, `refs/heads/<branch>`, a full sha or an unambiguous sha prefix (7+), as GitHub accepts. */
-export function resolveRef(backend: Backend, repo: Repo, ref: string): string | null {
-  const branch = ref.replace(/^refs\/heads\//, "");
-  const head = repo.branches.get(branch);
-  if (head) return head;
-  const pullRef = /^(?:refs\/)?pull\/(\d+)\/(head|merge)$/.exec(ref);
-  if (pullRef) {
-    const pull = repo.issues.get(Number(pullRef[1]))?.pull;
-    return (pullRef[2] === "head" ? pull?.head.sha : pull?.mergeCommitSha) ?? null;
-  }
-  if (!/^[0-9a-f]{7,40}$/.test(ref)) return null;
-  const { model } = backend;
-  if (ref.length === 40) return model.hasCommit(repo, ref) ? ref : null;
-  const matches = [...model.repos.values()]
-    .flatMap((r) => [...r.commits])
-    .filter(
-      (sha, i, all) => sha.startsWith(ref) && all.indexOf(sha) === i && model.hasCommit(repo, sha),
-    );
-  return matches.length === 1 ? (matches[0] ?? null) : null;
-}
-
 export function repoRoutes(backend: Backend): RepoRoute[] {
   const { model, view } = backend;
   return [
@@ -61,7 +40,7 @@ export function repoRoutes(backend: Backend): RepoRoute[] {
       pattern: "/contents/:path*",
       requires: "token",
       handle: ({ repo, params, query, headers }) => {
-        const sha = resolveRef(backend, repo, query.ref ?? repo.defaultBranch);
+        const sha = model.resolveRef(repo, query.ref ?? repo.defaultBranch);
         if (!sha) return error(404, `No commit found for the ref ${query.ref}`);
         const path = (params.path ?? "").replace(/\/+$/, "");
         const tree = model.git.require(sha).tree;
@@ -86,7 +65,7 @@ export function repoRoutes(backend: Backend): RepoRoute[] {
       pattern: "/commits/:ref*",
       requires: "token",
       handle: ({ repo, params }) => {
-        const sha = resolveRef(backend, repo, params.ref ?? "");
+        const sha = model.resolveRef(repo, params.ref ?? "");
         if (!sha) return error(422, `No commit found for SHA: ${params.ref}`);
         return json(commit(view, repo, model.git.require(sha), { files: true }));
       },
@@ -103,7 +82,7 @@ export function repoRoutes(backend: Backend): RepoRoute[] {
       requires: "token",
       handle: ({ repo, params }) => {
         const ref = params.ref ?? "";
-        const sha = /^(heads|pull)\//.test(ref) ? resolveRef(backend, repo, ref) : null;
+        const sha = /^(heads|pull)\//.test(ref) ? model.resolveRef(repo, ref) : null;
         if (!sha) return notFound();
         const api = `${view.api}/repos/${fullNameOf(repo)}`;
         const body: Schemas["git-ref"] = {
@@ -258,8 +237,8 @@ function directory(
 function compare(backend: Backend, repo: Repo, basehead: string): Reply {
   const { model, view } = backend;
   const [base, head] = basehead.includes("...") ? basehead.split("...") : basehead.split("..");
-  const baseSha = base ? resolveRef(backend, repo, base) : null;
-  const headSha = head ? resolveRef(backend, repo, head) : null;
+  const baseSha = base ? model.resolveRef(repo, base) : null;
+  const headSha = head ? model.resolveRef(repo, head) : null;
   if (!baseSha || !headSha) return notFound();
   const result = model.git.compare(baseSha, headSha);
   const mergeBase = result.mergeBase ?? model.git.require(baseSha);

@@ -18,7 +18,6 @@ import {
 import type { CheckRun, Issue, PullRequest, Repo } from "./model.js";
 import { commit } from "./render.js";
 import { checkRun, issue, issueComment, label, pullRequest, review } from "./render-tickets.js";
-import { resolveRef } from "./routes-repos.js";
 
 type Ctx = RequestContext & { readonly repo: Repo };
 
@@ -308,7 +307,7 @@ export function ticketRoutes(backend: Backend): RepoRoute[] {
       pattern: "/commits/:ref/check-runs",
       requires: "token",
       handle: (ctx) => {
-        const sha = resolveRef(backend, ctx.repo, ctx.params.ref ?? "");
+        const sha = model.resolveRef(ctx.repo, ctx.params.ref ?? "");
         if (!sha) return error(422, `No commit found for SHA: ${ctx.params.ref}`);
         const { check_name, status, filter } = ctx.query;
         let runs = model

@@ -291,6 +291,22 @@ describe("GitHubSimulator", () => {
       pull.head.sha,
     ]);
 
+    const { data: mergeRef } = await octokit.rest.git.getRef({
+      owner: "acme",
+      repo: "payments",
+      ref: `pull/${pr.number}/merge`,
+    });
+    expect(mergeRef.object.sha).toBe(pull.merge_commit_sha);
+    const { data: mainRef } = await octokit.rest.git.getRef({
+      owner: "acme",
+      repo: "payments",
+      ref: "heads/main",
+    });
+    expect(mainRef).toMatchObject({
+      ref: "refs/heads/main",
+      object: { sha: sim.branchHead("acme/payments") },
+    });
+
     const { data: compared } = await octokit.rest.repos.compareCommitsWithBasehead({
       owner: "acme",
       repo: "payments",
