@@ -26,15 +26,18 @@ export class PeopleModel {
 
   // --- people -------------------------------------------------------------
 
-  /** Adds a user; logins ending in `[bot]` are bots. Adding an existing login returns it. */
-  addUser(login: string, options: { id?: number; name?: string; email?: string } = {}): User {
+  /** Adds a user; logins ending in `[bot]` are bots unless `type` says. Adding an existing login returns it. */
+  addUser(
+    login: string,
+    options: { id?: number; type?: "User" | "Bot"; name?: string; email?: string } = {},
+  ): User {
     const existing = this.users.get(login.toLowerCase());
     if (existing) return existing;
     const id = options.id ?? this.nextId();
     const user: User = {
       id,
       login,
-      type: login.endsWith("[bot]") ? "Bot" : "User",
+      type: options.type ?? (login.endsWith("[bot]") ? "Bot" : "User"),
       name: options.name ?? null,
       email: options.email ?? `${id}+${login}@users.noreply.github.com`,
       createdAt: this.now(),
@@ -95,10 +98,11 @@ export class PeopleModel {
   /** Removes the member from the organization and from all of its teams. */
   removeOrgMember(org: string, login: string): void {
     const found = this.org(org);
-    found.members.delete(this.user(login).login);
+    const member = this.user(login).login;
+    found.members.delete(member);
     for (const team of found.teams.values()) {
-      team.members.delete(login);
-      team.maintainers.delete(login);
+      team.members.delete(member);
+      team.maintainers.delete(member);
     }
   }
 
@@ -149,7 +153,8 @@ export class PeopleModel {
 
   removeTeamMember(org: string, slug: string, login: string): void {
     const team = this.team(org, slug);
-    team.members.delete(login);
-    team.maintainers.delete(login);
+    const member = this.user(login).login;
+    team.members.delete(member);
+    team.maintainers.delete(member);
   }
 }

@@ -178,6 +178,7 @@ export function fullRepository(view: View, repo: Repo): Schemas["full-repository
   const org = view.model.orgs.get(repo.owner.toLowerCase());
   return {
     ...base,
+    // Typed as never null here, unlike in `repository`.
     pushed_at: iso(repo.pushedAt),
     created_at: iso(repo.createdAt),
     updated_at: iso(repo.pushedAt),
