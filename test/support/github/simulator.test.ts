@@ -138,7 +138,10 @@ describe("GitHubSimulator", () => {
     });
 
     const wrongKey = appOctokit(generateAppKey().privateKeyPem);
-    await expect(wrongKey.request("GET /app")).rejects.toMatchObject({ status: 401 });
+    await expect(wrongKey.auth({ type: "installation", installationId })).rejects.toMatchObject({
+      status: 401,
+      response: { data: { message: "A JSON web token could not be decoded" } },
+    });
 
     const uninstalled = sim.addInstallation("other");
     const auth = await appOctokit().auth({ type: "installation", installationId: uninstalled.id });
@@ -409,7 +412,7 @@ describe("GitHubSimulator", () => {
     expect(sim.checkRunsFor("acme/payments", pr.pull.head.sha)).toHaveLength(1);
   });
 
-  it("fails on purpose: a 500 is retried, a secondary rate limit is waited out", async () => {
+  it("fails and slows down on purpose: a 500 is retried, a secondary rate limit waited out", async () => {
     const octokit = installationOctokit();
     await octokit.rest.repos.get({ owner: "acme", repo: "ledger" }); // token fetched before the faults
     sim.failNext({ method: "GET", path: "/repos/acme/ledger", status: 500, times: 2 });
@@ -426,6 +429,12 @@ describe("GitHubSimulator", () => {
     expect(retried).toMatchObject({ status: 200, fault: false });
     // retry-after: 1 second, at the test's 50 ms per second.
     expect((retried?.at ?? 0) - (limited?.at ?? 0)).toBeGreaterThanOrEqual(45);
+
+    sim.latencyMs = 40;
+    const started = Date.now();
+    await octokit.rest.repos.get({ owner: "acme", repo: "ledger" });
+    sim.latencyMs = 0;
+    expect(Date.now() - started).toBeGreaterThanOrEqual(40);
   });
 
   it("redirects a renamed repository's old name by id, until another repository takes the name", async () => {
