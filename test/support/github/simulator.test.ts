@@ -115,9 +115,10 @@ describe("GitHubSimulator", () => {
     expect(config.github.apiUrl).toBe(sim.apiUrl);
     const probot = await createGitHubApp(config, config.app!, createLogger("silent"), []);
     const octokit = await probot.auth(installationId);
-    const { data } = await octokit.rest.issues.listForRepo({ owner: "acme", repo: "ledger" });
-    expect(data).toEqual([]);
-    expect(sim.requests({ path: "/repos/acme/ledger/issues" })).toHaveLength(1);
+    const listed = octokit.rest.issues.listForRepo({ owner: "acme", repo: "ledger" });
+    const request = await sim.waitForRequest({ method: "GET", path: "/repos/acme/ledger/issues" });
+    expect(request).toMatchObject({ auth: "installation", status: 200 });
+    expect((await listed).data).toEqual([]);
   });
 
   it("refuses missing and wrong credentials as GitHub does", async () => {

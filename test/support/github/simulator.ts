@@ -164,6 +164,33 @@ export class GitHubSimulator extends TicketModel {
     return this.recorded.filter((r) => r.unexpected);
   }
 
+  /**
+   * The first request matching the filter, already recorded or yet to come:
+   * for waiting on an app that acts in the background (after a webhook).
+   */
+  waitForRequest(filter: RequestFilter, timeoutMs = 5_000): Promise<RecordedRequest> {
+    const seen = this.requests(filter)[0];
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const waiter = { filter, resolve };
+      this.#waiters.add(waiter);
+      setTimeout(() => {
+        if (!this.#waiters.delete(waiter)) return;
+        const made = this.recorded.map((r) => `${r.method} ${r.path} ${r.status}`).join("\n  ");
+        reject(
+          new Error(
+            `simulator: no request ${describeFilter(filter)} in ${timeoutMs} ms; made:\n  ${made}`,
+          ),
+        );
+      }, timeoutMs).unref();
+    });
+  }
+
+  readonly #waiters = new Set<{
+    filter: RequestFilter;
+    resolve: (request: RecordedRequest) => void;
+  }>();
+
   /** Forgets recorded requests and pending faults, e.g. between tests sharing a simulator. */
   clearRequests(): void {
     this.recorded.length = 0;
@@ -264,6 +291,11 @@ export class GitHubSimulator extends TicketModel {
     };
     this.recorded.push(record);
     send(res, reply);
+    for (const waiter of this.#waiters) {
+      if (!matches(waiter.filter, record)) continue;
+      this.#waiters.delete(waiter);
+      waiter.resolve(record);
+    }
   }
 
   async #route(ctx: RequestContext, search: string): Promise<Reply | null> {
@@ -322,6 +354,10 @@ export class GitHubSimulator extends TicketModel {
     }
     return repo;
   }
+}
+
+function describeFilter(filter: RequestFilter): string {
+  return [filter.method ?? "*", filter.path ?? "*", filter.status ?? ""].join(" ").trim();
 }
 
 type RepoScope = ({ owner: string; name: string } | { id: number }) & { rest: string };

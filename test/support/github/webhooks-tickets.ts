@@ -146,7 +146,7 @@ export type PullRequestAction =
  * A `pull_request` event about the pull request as the model has it now.
  * `synchronize` needs `before` (the head before the push; `after` is the
  * current head); `closed` is a merge when the model says merged. The sender
- * defaults to the author (the merger, for a merge).
+ * defaults to the author (the merger or closer, for `closed`).
  */
 export function pullRequestEvent<A extends PullRequestAction>(
   sim: GitHubSimulator,
@@ -155,7 +155,8 @@ export function pullRequestEvent<A extends PullRequestAction>(
   options: { sender?: string; label?: string; changes?: Changes; before?: string } = {},
 ): Webhook<"pull_request", EventOf<"pull_request", A>> {
   const issue = sim.pull(ref.repoId, ref.number);
-  const sender = options.sender ?? issue.pull.mergedBy ?? issue.author;
+  const closer = action === "closed" ? (issue.pull.mergedBy ?? issue.closedBy) : null;
+  const sender = options.sender ?? closer ?? issue.author;
   const common = { ...repoEventCommon(sim, issue.repoId, sender), number: issue.number };
   const pr = (base: Parameters<typeof pullRequestPayload>[2]) =>
     pullRequestPayload(sim.view, issue, base);
