@@ -318,6 +318,19 @@ describe("GitHubSimulator", () => {
     });
     expect(compared).toMatchObject({ status: "diverged", ahead_by: 2, behind_by: 1 });
     expect(compared.files?.map((f) => f.filename)).toEqual(["b.txt", "services/payments/app.ts"]);
+
+    sim.addRepo("mallory/payments", { forkOf: "acme/payments" });
+    const forked = sim.openPullRequest("acme/payments", {
+      author: "mallory",
+      head: { repo: "mallory/payments", branch: "patch" },
+      files: { "x.txt": "x\n" },
+    });
+    const { data: fromFork } = await octokit.rest.pulls.get({ ...ref, pull_number: forked.number });
+    expect(fromFork.head).toMatchObject({
+      label: "mallory:patch",
+      sha: forked.pull.head.sha,
+      repo: { full_name: "mallory/payments", fork: true },
+    });
   });
 
   it("answers who people are: collaborator permission, org and team membership, users", async () => {
