@@ -16,6 +16,7 @@
 import { createHmac, randomUUID } from "node:crypto";
 import type { WebhookEventMap, WebhookEventName } from "@octokit/webhooks-types";
 
+export { ZERO_SHA } from "./git.js";
 export * from "./webhooks-repo.js";
 export * from "./webhooks-tickets.js";
 
