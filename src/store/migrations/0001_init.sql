@@ -52,6 +52,7 @@ CREATE TABLE grants (
   permissions      text[]      NOT NULL DEFAULT '{}',-- "METHOD /pattern" the scopes meant when approved
   duration_s       integer     NOT NULL CHECK (duration_s > 0),
   token_ttl_s      integer     NOT NULL DEFAULT 900 CHECK (token_ttl_s > 0), -- lifetime of each minted token
+  request_ttl_s    integer     NOT NULL DEFAULT 86400 CHECK (request_ttl_s > 0), -- pending longer: stale
   reason           text        NOT NULL,
   requested_start  timestamptz,                      -- scheduled window, if asked for
   request_hash     text        NOT NULL,             -- sha256 of the fields approvals are bound to
@@ -66,6 +67,7 @@ CREATE TABLE grants (
   constraints      jsonb       NOT NULL DEFAULT '{}',-- policy rules for who may exchange (environment, forks, ...)
   review_due_at    timestamptz,                      -- break-glass: post-hoc approval deadline
   reviewed_at      timestamptz,
+  review_flagged_at timestamptz,                     -- break-glass: deadline passed without approval
   starts_at        timestamptz,
   ends_at          timestamptz,
   warned_at        timestamptz,                      -- expiry warning posted
