@@ -1,13 +1,9 @@
-import type { ApplicationFunction } from "probot";
+import { gitHubComponent } from "#src/components.js";
 import type { Config } from "#src/config.js";
-import { createGitHubApp } from "#src/github/app.js";
-import { startDeliveryWorker } from "#src/github/delivery-worker.js";
 import type { Logger } from "#src/log.js";
+import { loadOperator } from "#src/operator.js";
 import { Runtime, type StartComponent } from "#src/runtime.js";
 import { buildServer } from "#src/server.js";
-
-/** The Probot app functions of hallpass (the ticket lifecycle registers here). */
-const APP_FUNCTIONS: readonly ApplicationFunction[] = [];
 
 /**
  * `hallpass serve`: listens at once (so /healthz answers while the database
@@ -18,13 +14,10 @@ const APP_FUNCTIONS: readonly ApplicationFunction[] = [];
  * @returns the process exit code
  */
 export async function serve(config: Config, log: Logger): Promise<number> {
+  const operator = await loadOperator(config);
   const components: StartComponent[] = [];
-  const app = config.app;
-  if (app) {
-    components.push(async (db) => {
-      const probot = await createGitHubApp(config, app, log, APP_FUNCTIONS);
-      return startDeliveryWorker({ db, log, handle: (event) => probot.receive(event) });
-    });
+  if (config.app) {
+    components.push(gitHubComponent({ config, log, operator }));
   } else {
     log.info("no GitHub App configured: open %s to register one", config.publicUrl);
   }

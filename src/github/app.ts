@@ -1,4 +1,4 @@
-import { type ApplicationFunction, Probot } from "probot";
+import { type ApplicationFunction, Probot, type ProbotOctokit } from "probot";
 import type { Config, GitHubAppConfig } from "#src/config.js";
 import type { Logger } from "#src/log.js";
 
@@ -11,8 +11,10 @@ export async function createGitHubApp(
   app: GitHubAppConfig,
   log: Logger,
   appFns: readonly ApplicationFunction[],
+  options: { readonly Octokit?: typeof ProbotOctokit } = {},
 ): Promise<Probot> {
   const probot = new Probot({
+    ...(options.Octokit ? { Octokit: options.Octokit } : {}),
     appId: app.appId,
     privateKey: app.privateKey,
     secret: app.webhookSecret,

@@ -362,8 +362,12 @@ export async function openGrantIds(
   return rows.map((r) => ({ grantId: r.id, ticketId: r.ticket_id }));
 }
 
-/** Grants whose time has come for the sweeper, skipping ones another replica holds. */
-export async function claimDue(
+/**
+ * Grants whose time has come, for the sweeper, soonest first. Not locked:
+ * the transition re-checks under the ticket lock (skipping tickets another
+ * replica holds), so each grant is handled once.
+ */
+export async function dueGrants(
   sql: Sql,
   what: "expire" | "warn" | "stale" | "review_overdue",
   now: Date,
@@ -381,7 +385,7 @@ export async function claimDue(
   }[what];
   const { rows } = await sql.query<GrantRow>(
     `SELECT ${COLUMNS} FROM grants WHERE ${condition} AND $2::int IS NOT NULL
-      ORDER BY coalesce(ends_at, created_at) LIMIT $3::int FOR UPDATE SKIP LOCKED`,
+      ORDER BY coalesce(ends_at, created_at) LIMIT $3::int`,
     [now, warnBeforeS, limit],
   );
   return rows.map(fromRow);

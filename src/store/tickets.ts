@@ -131,15 +131,16 @@ export async function getTicketById(sql: Sql, id: string): Promise<Ticket | null
 /**
  * Locks the ticket row for the rest of the transaction: every change to a
  * ticket's grants takes this lock first, so webhook handlers, commands, the
- * sweeper and operators never interleave on one ticket.
+ * sweeper and operators never interleave on one ticket. With `skipLocked`,
+ * null when another transaction holds it.
  */
-export async function lockTicket(sql: Sql, id: string): Promise<Ticket> {
+export async function lockTicket(sql: Sql, id: string, options: { skipLocked?: boolean } = {}): Promise<Ticket | null> {
   const { rows } = await sql.query<TicketRow>(
-    `SELECT ${COLUMNS} FROM tickets WHERE id = $1::uuid FOR UPDATE`,
+    `SELECT ${COLUMNS} FROM tickets WHERE id = $1::uuid FOR UPDATE${options.skipLocked ? " SKIP LOCKED" : ""}`,
     [id],
   );
-  if (!rows[0]) throw new Error(`ticket ${id} not found`);
-  return fromRow(rows[0]);
+  if (!rows[0] && !options.skipLocked) throw new Error(`ticket ${id} not found`);
+  return rows[0] ? fromRow(rows[0]) : null;
 }
 
 export async function setCheckRun(sql: Sql, ticketId: string, checkRunId: number): Promise<void> {

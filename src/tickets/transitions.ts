@@ -28,6 +28,12 @@ export interface TicketScope {
   readonly repo: RepoRef;
   /** Side effects are skipped when the App is gone (installation deleted). */
   readonly quiet?: boolean;
+  /**
+   * Skip the transition (null) when another replica holds the ticket, instead
+   * of waiting for it: background sweeps use this, so each due grant is
+   * handled by one replica.
+   */
+  readonly skipLocked?: boolean;
 }
 
 interface AuditSpec {
@@ -46,10 +52,17 @@ interface AuditSpec {
 async function transition<T>(
   db: Db,
   scope: TicketScope,
-  change: (tx: Sql) => Promise<{ result: T; audit: AuditSpec; grantId: string | null; notices: Notice[]; check?: CheckState } | null>,
+  change: (tx: Sql) => Promise<{
+    result: T;
+    audit: AuditSpec;
+    grantId: string | null;
+    notices: Notice[];
+    check?: CheckState;
+    effects?: SideEffect[];
+  } | null>,
 ): Promise<T | null> {
   return db.transaction(async (tx) => {
-    await lockTicket(tx, scope.ticket.id);
+    if (!(await lockTicket(tx, scope.ticket.id, { skipLocked: scope.skipLocked === true }))) return null;
     const applied = await change(tx);
     if (!applied) return null;
     const event = await appendAudit(tx, {
@@ -68,6 +81,7 @@ async function transition<T>(
       }));
       const check = applied.check && checkRun(scope, applied.check);
       if (check) effects.push(check);
+      effects.push(...(applied.effects ?? []));
       for (const [i, effect] of effects.entries()) {
         await enqueue(tx, {
           installationId: scope.ticket.installationId,
@@ -200,11 +214,16 @@ export function endOpenGrant(
     readonly reason: string;
     /** A login, `operator`, or `hallpass`. */
     readonly by: string;
+    /** Re-checked under the lock: the transition applies only if this still holds. */
+    readonly onlyIf?: (grant: Grant) => boolean;
+    /** Also close the issue (stale requests). */
+    readonly closeIssue?: boolean;
   },
 ): Promise<Grant | null> {
   return transition(db, scope, async (tx) => {
     const open = await lockOpenGrant(tx, scope.ticket.id);
     if (!open || (options.grantId !== undefined && open.id !== options.grantId)) return null;
+    if (options.onlyIf && !options.onlyIf(open)) return null;
     const state: EndState = open.state === "active" ? options.whenActive : options.whenPending;
     const grant = await endGrant(tx, open.id, state, options.reason, options.by);
     if (!grant) return null;
@@ -228,6 +247,10 @@ export function endOpenGrant(
       },
       notices: [notice],
       check: { state: ENDS[state].check, title: `Access ${state}`, summary: options.reason },
+      effects:
+        options.closeIssue && scope.ticket.kind === "issue"
+          ? [{ kind: "close_issue", repo: scope.repo, number: scope.ticket.number, reason: "not_planned" }]
+          : [],
     };
   });
 }
@@ -266,7 +289,8 @@ export function extend(
 /** The expiry warning, once per grant (and again after an extension). */
 export function warnExpiry(db: Db, scope: TicketScope, grant: Grant): Promise<boolean | null> {
   return transition(db, scope, async (tx) => {
-    if (!grant.endsAt || !(await markWarned(tx, grant.id))) return null;
+    const open = await lockOpenGrant(tx, scope.ticket.id);
+    if (open?.id !== grant.id || !grant.endsAt || !(await markWarned(tx, grant.id))) return null;
     return {
       result: true,
       grantId: grant.id,
@@ -286,9 +310,12 @@ export async function say(
   dedupeKey: string,
   notice: Notice,
   audit: AuditSpec & { readonly grantId?: string | null },
+  /** Checked (and applied) under the ticket lock; when false nothing is said. */
+  guard?: (tx: Sql) => Promise<boolean>,
 ): Promise<void> {
   await db.transaction(async (tx) => {
-    await lockTicket(tx, scope.ticket.id);
+    if (!(await lockTicket(tx, scope.ticket.id, { skipLocked: scope.skipLocked === true }))) return;
+    if (guard && !(await guard(tx))) return;
     const { rows } = await tx.query<{ n: number }>("SELECT count(*)::int AS n FROM outbox WHERE dedupe_key = $1::text", [
       dedupeKey,
     ]);

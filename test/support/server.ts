@@ -27,6 +27,8 @@ export interface TestServerOptions {
   readonly env?: Record<string, string>;
   readonly components?: StartComponent[];
   readonly migrations?: Migration[];
+  /** The logger to use (default: a new captured one). */
+  readonly capture?: ReturnType<typeof captureLogger>;
   /** Wait until ready (default true). */
   readonly ready?: boolean;
 }
@@ -34,7 +36,7 @@ export interface TestServerOptions {
 /** The real HTTP server on an ephemeral port, with the runtime on a test database. */
 export async function startTestServer(options: TestServerOptions): Promise<TestServer> {
   const config = loadConfig(cleanEnv(options.env ?? {}));
-  const { log, text } = captureLogger();
+  const { log, text } = options.capture ?? captureLogger();
   const db = options.db;
   const open =
     options.open ??

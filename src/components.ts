@@ -1,0 +1,71 @@
+import type { ProbotOctokit } from "probot";
+import type { Config } from "#src/config.js";
+import type { GitHub } from "#src/github/api.js";
+import { createGitHubApp } from "#src/github/app.js";
+import { startDeliveryWorker } from "#src/github/delivery-worker.js";
+import type { Logger } from "#src/log.js";
+import type { Operator } from "#src/operator.js";
+import type { Component, StartComponent } from "#src/runtime.js";
+import { ticketsApp } from "#src/tickets/app.js";
+import type { LifecycleDeps } from "#src/tickets/context.js";
+import { startSweeper } from "#src/tickets/sweeper.js";
+
+export interface GitHubComponentOptions {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly operator: Operator;
+  /** Probot's Octokit class; tests pass one without throttling and retries (the outbox retries). */
+  readonly Octokit?: typeof ProbotOctokit;
+  readonly now?: () => Date;
+  readonly warnBeforeS?: number;
+  readonly sweepIntervalMs?: number;
+  readonly workerIdleMs?: number;
+}
+
+/** Ten minutes, as the specification sets it. */
+export const DEFAULT_WARN_BEFORE_S = 600;
+
+/**
+ * The GitHub App side of the server, started once the database is ready: the
+ * Probot app with the ticket lifecycle, the webhook delivery worker, and the
+ * sweeper that expires, warns and cancels stale requests.
+ */
+export function gitHubComponent(options: GitHubComponentOptions): StartComponent {
+  return async (db): Promise<Component> => {
+    const { config, log } = options;
+    const app = config.app;
+    if (!app) throw new Error("gitHubComponent needs GitHub App credentials");
+    const now = options.now ?? (() => new Date());
+    const deps: LifecycleDeps = {
+      db,
+      log: log.child({ name: "tickets" }),
+      operator: options.operator.config,
+      serverUrl: config.publicUrl,
+      warnBeforeS: options.warnBeforeS ?? DEFAULT_WARN_BEFORE_S,
+      now,
+    };
+    const probot = await createGitHubApp(config, app, log, [ticketsApp(deps)], options.Octokit ? { Octokit: options.Octokit } : {});
+    const loops = [
+      startDeliveryWorker({
+        db,
+        log,
+        handle: (event) => probot.receive(event),
+        ...(options.workerIdleMs ? { idleMs: options.workerIdleMs } : {}),
+      }),
+      startSweeper({
+        db,
+        log,
+        now,
+        warnBeforeS: deps.warnBeforeS,
+        ...(options.sweepIntervalMs ? { intervalMs: options.sweepIntervalMs } : {}),
+      }),
+    ];
+    const github = async (installationId: number) => (await probot.auth(installationId)) as unknown as GitHub;
+    void github;
+    return {
+      async stop() {
+        await Promise.all(loops.map((loop) => loop.stop()));
+      },
+    };
+  };
+}

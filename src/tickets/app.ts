@@ -1,0 +1,205 @@
+import type { ApplicationFunction, Context } from "probot";
+import { parseRequest, requestHash } from "#src/rules/request.js";
+import { recordApproval, voidReviewApproval } from "#src/store/approvals.js";
+import { getGrant, markReviewed, openGrant, openGrantIds } from "#src/store/grant-lifecycle.js";
+import { getTicketById, markInstallationDeleted, ticketsWithOpenGrants } from "#src/store/tickets.js";
+import { CODEOWNERS_PATHS } from "#src/rules/codeowners.js";
+import { POLICY_FILE } from "#src/rules/policy.js";
+import { handleComment } from "#src/tickets/commands.js";
+import type { LifecycleDeps, RepoContext, Trigger } from "#src/tickets/context.js";
+import { evaluateTicket, viewTicket } from "#src/tickets/evaluate.js";
+import { endOpenGrant, record, type TicketScope } from "#src/tickets/transitions.js";
+import type { GitHub } from "#src/github/api.js";
+
+type RepoPayload = {
+  repository: { id: number; name: string; default_branch: string; owner: { id: number; login: string } };
+  installation?: { id: number };
+};
+
+/** The repository and installation an event is about, with its installation client. */
+function repoContext(context: Context<"issues" | "pull_request" | "issue_comment" | "pull_request_review" | "push">): RepoContext | null {
+  const payload = context.payload as RepoPayload;
+  if (!payload.installation) return null;
+  return {
+    gh: context.octokit as unknown as GitHub,
+    installation: { id: payload.installation.id, account: { id: payload.repository.owner.id, login: payload.repository.owner.login } },
+    repo: {
+      id: payload.repository.id,
+      ownerId: payload.repository.owner.id,
+      owner: payload.repository.owner.login,
+      name: payload.repository.name,
+      defaultBranch: payload.repository.default_branch,
+    },
+  };
+}
+
+/**
+ * The ticket lifecycle as a Probot app: each handler reads what it needs
+ * from the payload and hands over to one lifecycle function. Decisions are
+ * taken on GitHub's current state (see `evaluateTicket`), so handlers stay
+ * correct whatever order events arrive in.
+ */
+export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
+  return (app) => {
+    app.on(
+      ["issues.opened", "issues.edited", "issues.labeled", "issues.unlabeled", "issues.closed", "issues.reopened"],
+      async (context) => {
+        const ctx = repoContext(context);
+        if (!ctx) return;
+        await evaluateTicket(deps, ctx, context.payload.issue.number, {
+          kind: context.payload.action as Trigger,
+          actor: context.payload.sender.login,
+        });
+      },
+    );
+
+    app.on(
+      [
+        "pull_request.opened",
+        "pull_request.edited",
+        "pull_request.labeled",
+        "pull_request.unlabeled",
+        "pull_request.synchronize",
+        "pull_request.closed",
+        "pull_request.reopened",
+      ],
+      async (context) => {
+        const ctx = repoContext(context);
+        if (!ctx) return;
+        await evaluateTicket(deps, ctx, context.payload.pull_request.number, {
+          kind: context.payload.action as Trigger,
+          actor: context.payload.sender?.login ?? "ghost",
+        });
+      },
+    );
+
+    app.on("issue_comment.created", async (context) => {
+      const ctx = repoContext(context);
+      if (!ctx) return;
+      const { comment, issue } = context.payload;
+      const user = comment.user;
+      if (!user) return;
+      await handleComment(deps, ctx, {
+        id: comment.id,
+        body: comment.body ?? "",
+        author: { id: user.id, login: user.login, isBot: user.type === "Bot" || user.login.endsWith("[bot]") },
+        createdAt: new Date(comment.created_at),
+        issue: { number: issue.number, body: issue.body ?? "", isPullRequest: issue.pull_request !== undefined },
+      });
+    });
+
+    app.on("pull_request_review.submitted", async (context) => {
+      const ctx = repoContext(context);
+      if (!ctx) return;
+      const { review, pull_request: pr } = context.payload;
+      if (review.state.toLowerCase() !== "approved" || !review.user) return;
+      const reviewer = review.user;
+      if (reviewer.type === "Bot" || reviewer.login.endsWith("[bot]")) return;
+      const view = await viewTicket(deps, ctx, pr.number);
+      // Bound to the request as the PR body read when the review was given.
+      const seen = parseRequest(pr.body ?? "", view.bound, new Date(review.submitted_at ?? Date.now()));
+      if (!seen.ok) return deps.log.debug({ pr: pr.number }, "approving review on a PR with no readable request");
+      const grant = await openGrant(deps.db, view.ticket.id);
+      await deps.db.transaction(async (tx) => {
+        const isNew = await recordApproval(tx, {
+          ticketId: view.ticket.id,
+          approverId: reviewer.id,
+          approverLogin: reviewer.login,
+          channel: "review",
+          sourceId: review.id,
+          requestHash: requestHash(seen.request),
+          commitId: review.commit_id,
+          at: new Date(review.submitted_at ?? Date.now()),
+        });
+        if (!isNew) return;
+        await record(tx, view.scope, {
+          kind: "approval.recorded",
+          actor: `github:${reviewer.login}`,
+          grantId: grant?.id ?? null,
+          data: { channel: "review", review_id: review.id, commit_id: review.commit_id, request_hash: requestHash(seen.request) },
+        });
+        // An approving review of an active break-glass grant is its post-hoc review.
+        if (grant?.state === "active" && grant.breakGlass && grant.requesterId !== reviewer.id && (await markReviewed(tx, grant.id))) {
+          await record(tx, view.scope, { kind: "grant.reviewed", actor: `github:${reviewer.login}`, grantId: grant.id, data: { review_id: review.id } });
+        }
+      });
+      await evaluateTicket(deps, ctx, pr.number, { kind: "approval", actor: reviewer.login });
+    });
+
+    app.on("pull_request_review.dismissed", async (context) => {
+      const ctx = repoContext(context);
+      if (!ctx) return;
+      const { review, pull_request: pr, sender } = context.payload;
+      const voided = await voidReviewApproval(deps.db, review.id, `dismissed by ${sender.login}`);
+      const view = await viewTicket(deps, ctx, pr.number);
+      const grant = await openGrant(deps.db, view.ticket.id);
+      if (voided && grant?.state === "active" && grant.approvers.some((a) => a.toLowerCase() === voided.approverLogin.toLowerCase())) {
+        await endOpenGrant(deps.db, view.scope, {
+          grantId: grant.id,
+          whenActive: "revoked",
+          whenPending: "cancelled",
+          reason: `the approving review by ${voided.approverLogin} was dismissed`,
+          by: sender.login,
+        });
+        return;
+      }
+      await evaluateTicket(deps, ctx, pr.number, { kind: "review_dismissed", actor: sender.login });
+    });
+
+    app.on("push", async (context) => {
+      const ctx = repoContext(context);
+      if (!ctx) return;
+      const { ref, commits, repository } = context.payload;
+      if (ref !== `refs/heads/${repository.default_branch}`) return;
+      const ruleFiles = new Set<string>([POLICY_FILE, ...CODEOWNERS_PATHS]);
+      const touched = commits.some((c) => [...(c.added ?? []), ...(c.modified ?? []), ...(c.removed ?? [])].some((f) => ruleFiles.has(f)));
+      // A commit list can be truncated (GitHub sends at most 20); re-evaluate then too.
+      if (!touched && commits.length < 20) return;
+      const tickets = await ticketsWithOpenGrants(deps.db, repository.id);
+      for (const ticket of tickets) {
+        await evaluateTicket(deps, ctx, ticket.number, { kind: "rules_changed", actor: context.payload.sender?.login ?? "hallpass" });
+      }
+    });
+
+    app.on("organization.member_removed", async (context) => {
+      const { membership, organization } = context.payload;
+      const user = membership.user;
+      if (!user) return;
+      await revokeWhere(deps, { requesterId: user.id, repoOwnerId: organization.id }, `${user.login} was removed from ${organization.login}`, "hallpass");
+    });
+
+    app.on("membership.removed", async (context) => {
+      const { member, organization, team, sender } = context.payload;
+      if (!member) return;
+      await revokeWhere(
+        deps,
+        { requesterId: member.id, repoOwnerId: organization.id },
+        `${member.login} was removed from the team ${organization.login}/${team.slug}`,
+        sender?.login ?? "hallpass",
+      );
+    });
+
+    app.on("installation.deleted", async (context) => {
+      const installationId = context.payload.installation.id;
+      await markInstallationDeleted(deps.db, installationId);
+      await revokeWhere(deps, { installationId }, "the hallpass GitHub App was uninstalled", "hallpass", true);
+    });
+  };
+}
+
+/** Ends every open grant matching `where` (fail closed: active → revoked, pending → cancelled). */
+async function revokeWhere(
+  deps: LifecycleDeps,
+  where: Parameters<typeof openGrantIds>[1],
+  reason: string,
+  by: string,
+  quiet = false,
+): Promise<void> {
+  for (const { grantId, ticketId } of await openGrantIds(deps.db, where)) {
+    const ticket = await getTicketById(deps.db, ticketId);
+    if (!ticket || !(await getGrant(deps.db, grantId))) continue;
+    const [owner = "", name = ""] = ticket.repoFullName.split("/");
+    const scope: TicketScope = { ticket, repo: { id: ticket.repoId, owner, name }, quiet };
+    await endOpenGrant(deps.db, scope, { grantId, whenActive: "revoked", whenPending: "cancelled", reason, by });
+  }
+}
