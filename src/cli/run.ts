@@ -1,5 +1,6 @@
 import { parseArgs } from "node:util";
 import { auditExport, auditVerify, type Output } from "#src/cli/audit.js";
+import { KEYS_USAGE, keysRotate } from "#src/cli/keys.js";
 import { serve } from "#src/cli/serve.js";
 import { type Config, ConfigError, loadConfig } from "#src/config.js";
 import { isHallpassError } from "#src/errors.js";
@@ -7,6 +8,7 @@ import { createLogger } from "#src/log.js";
 import type { Db } from "#src/store/db.js";
 import { migrate } from "#src/store/migrate.js";
 import { openDb } from "#src/store/open.js";
+import { loadMasterKey } from "#src/tokens/master-key.js";
 
 const USAGE = `usage: hallpass <command>
 
@@ -14,6 +16,7 @@ const USAGE = `usage: hallpass <command>
   migrate                        apply database migrations and exit
   audit verify [--json]          check the hash chain of the audit log
   audit export [--ticket o/r#N]  write the audit log (or one ticket's) as JSON lines
+  keys rotate [--now]            publish a new signing key (see hallpass keys --help)
 
 Configuration comes from the environment (and .env); see README.md.
 `;
@@ -47,6 +50,8 @@ export async function runCli(
         });
       case "audit":
         return await audit(rest, out, env);
+      case "keys":
+        return await keys(rest, out, env);
       case undefined:
       case "help":
       case "--help":
@@ -99,6 +104,20 @@ async function audit(
     return sub === "verify"
       ? auditVerify(db, out, values.json === true)
       : auditExport(db, out, values.ticket);
+  });
+}
+
+async function keys(args: readonly string[], out: Output, env: NodeJS.ProcessEnv): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub !== "rotate") {
+    (sub === "--help" || sub === "help" ? out.stdout : out.stderr).write(KEYS_USAGE);
+    return sub === "--help" || sub === "help" ? 0 : 2;
+  }
+  const config = loadConfig(env);
+  const masterKey = await loadMasterKey(config);
+  return withDb(config, async (db) => {
+    await migrate(db);
+    return keysRotate(db, masterKey, rest, out);
   });
 }
 
