@@ -1,10 +1,13 @@
 import type { ApplicationFunction } from "probot";
 import type { Config } from "#src/config.js";
+import { HallpassError } from "#src/errors.js";
 import { createGitHubApp } from "#src/github/app.js";
 import { startDeliveryWorker } from "#src/github/delivery-worker.js";
 import type { Logger } from "#src/log.js";
 import { Runtime, type StartComponent } from "#src/runtime.js";
 import { buildServer } from "#src/server.js";
+import { tokenRoutes } from "#src/tokens/routes.js";
+import { startTokenService, type TokenService } from "#src/tokens/service.js";
 
 /** The Probot app functions of hallpass (the ticket lifecycle registers here). */
 const APP_FUNCTIONS: readonly ApplicationFunction[] = [];
@@ -18,7 +21,14 @@ const APP_FUNCTIONS: readonly ApplicationFunction[] = [];
  * @returns the process exit code
  */
 export async function serve(config: Config, log: Logger): Promise<number> {
-  const components: StartComponent[] = [];
+  let tokens: TokenService | null = null;
+  // First: a wrong master key must stop the start before anything else runs.
+  const components: StartComponent[] = [
+    async (db) => {
+      tokens = await startTokenService(db, config, log);
+      return tokens;
+    },
+  ];
   const app = config.app;
   if (app) {
     components.push(async (db) => {
@@ -29,7 +39,23 @@ export async function serve(config: Config, log: Logger): Promise<number> {
     log.info("no GitHub App configured: open %s to register one", config.publicUrl);
   }
   const runtime = new Runtime({ database: config.database, log, components });
-  const server = await buildServer({ config, log, runtime });
+  const server = await buildServer({
+    config,
+    log,
+    runtime,
+    routes: [
+      tokenRoutes({
+        config,
+        service: () => {
+          runtime.requireDb();
+          if (!tokens) throw new HallpassError("NOT_READY", "the token service is not ready yet");
+          return tokens;
+        },
+        // Resources and their introspection secrets come with the operator config.
+        introspectionSecrets: () => null,
+      }),
+    ],
+  });
   await server.listen({ host: config.host, port: config.port });
 
   let exitCode = 0;

@@ -59,7 +59,7 @@ export async function insertGrant(sql: Sql, options: GrantOptions = {}): Promise
     ],
   );
   const ticketId = ticket.rows[0]?.id as string;
-  const ended = !["pending", "active", "denied", "cancelled"].includes(state);
+  const ended = state !== "pending" && state !== "active";
   const grant = await sql.query<{ id: string }>(
     `INSERT INTO grants (ticket_id, state, resource, audience, scopes, permissions, scope_permissions,
                          duration_s, token_ttl_s, reason, request_hash, requester_id, requester_login,
