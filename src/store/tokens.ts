@@ -19,17 +19,12 @@ export interface RunFields {
 export interface NewToken {
   readonly jti: string;
   readonly grantId: string;
-  readonly kid: string;
   readonly channel: TokenChannel;
   readonly subject: string;
   readonly actor: string | null;
   /** Null: all of the grant's scopes. */
   readonly scopes: readonly string[] | null;
   readonly run: RunFields | null;
-  /** Whole seconds: the token's `iat`. */
-  readonly issuedAt: Date;
-  /** The exact time the grant's window is checked against. */
-  readonly now: Date;
 }
 
 /** Why a grant gave no token. */
@@ -56,9 +51,10 @@ export type TokenInsert =
     };
 
 /**
- * One statement reads the grant (`FOR SHARE`: a revocation waits for this
- * transaction, and one that committed first is seen), checks it can give this
- * token, and records the token's jti:
+ * One statement, for any number of tokens at once, reads their grants
+ * (`FOR SHARE`: a revocation waits for this transaction, and one that
+ * committed first is seen), checks each grant can give its token, and records
+ * the tokens' jtis:
  *
  * - the grant is active and its window has started and not ended;
  * - the scopes asked for are the grant's, or some of them whose permissions
@@ -68,71 +64,94 @@ export type TokenInsert =
  *   one that committed first leaves the key retired and nothing inserted).
  *
  * `expires_at` = min(iat + token_ttl_s, grant end), in whole seconds.
+ * Scopes travel space-separated (scope names have no spaces).
  */
-const INSERT_FOR_GRANT = `
-  WITH g AS (
+const INSERT_FOR_GRANTS = `
+  WITH req AS (
+    SELECT r.*, string_to_array(r.asked_text, ' ') AS asked
+      FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+                  $7::bigint[], $8::int[], $9::text[], $10::text[])
+           WITH ORDINALITY AS r(jti, grant_id, channel, subject, actor, asked_text,
+                                run_id, run_attempt, workflow_ref, sha, n)
+  ), g AS (
     SELECT ${GRANT_FOR_TOKEN_COLUMNS}
       FROM grants g JOIN tickets t ON t.id = g.ticket_id
-     WHERE g.id = $1::uuid
+     WHERE g.id IN (SELECT grant_id FROM req)
        FOR SHARE OF g
   ), k AS (
-    SELECT kid FROM signing_keys WHERE kid = $2::text AND state = 'active' FOR KEY SHARE
+    SELECT kid FROM signing_keys WHERE kid = $11::text AND state = 'active' FOR KEY SHARE
   ), d AS (
-    SELECT g.*,
-           coalesce($5::text[], g.scopes) AS token_scopes,
-           least($4::timestamptz + g.token_ttl_s * interval '1 second',
+    SELECT req.n, req.jti, req.channel, req.subject, req.actor, req.run_id, req.run_attempt,
+           req.workflow_ref, req.sha, g.*,
+           coalesce(req.asked, g.scopes) AS token_scopes,
+           least($13::timestamptz + g.token_ttl_s * interval '1 second',
                  date_trunc('second', g.ends_at)) AS expires_at,
            CASE
+             WHEN g.id IS NULL THEN 'not_found'
              WHEN g.state <> 'active' THEN 'not_active'
-             WHEN g.starts_at > $3::timestamptz THEN 'not_started'
-             WHEN date_trunc('second', g.ends_at) <= $4::timestamptz THEN 'ended'
-             WHEN NOT (coalesce($5::text[], g.scopes) <@ g.scopes) THEN 'scope_not_granted'
-             WHEN $5::text[] IS NOT NULL AND NOT (g.scopes <@ $5::text[])
-                  AND NOT (g.scope_permissions ?& $5::text[]) THEN 'scope_unmapped'
+             WHEN g.starts_at > $12::timestamptz THEN 'not_started'
+             WHEN date_trunc('second', g.ends_at) <= $13::timestamptz THEN 'ended'
+             WHEN NOT (coalesce(req.asked, g.scopes) <@ g.scopes) THEN 'scope_not_granted'
+             WHEN req.asked IS NOT NULL AND NOT (g.scopes <@ req.asked)
+                  AND NOT (g.scope_permissions ?& req.asked) THEN 'scope_unmapped'
              WHEN NOT EXISTS (SELECT 1 FROM k) THEN 'key_retired'
            END AS refusal
-      FROM g
+      FROM req LEFT JOIN g ON g.id = req.grant_id
   ), ins AS (
     INSERT INTO tokens (jti, grant_id, kid, channel, subject, actor, scopes,
                         run_id, run_attempt, workflow_ref, sha, issued_at, expires_at)
-    SELECT $6::uuid, d.id, $2::text, $7::text, $8::text, $9::text, d.token_scopes,
-           $10::bigint, $11::int, $12::text, $13::text, $4::timestamptz, d.expires_at
+    SELECT d.jti, d.id, $11::text, d.channel, d.subject, d.actor, d.token_scopes,
+           d.run_id, d.run_attempt, d.workflow_ref, d.sha, $13::timestamptz, d.expires_at
       FROM d WHERE d.refusal IS NULL
     RETURNING jti
   )
-  SELECT d.*, EXISTS (SELECT 1 FROM ins) AS inserted FROM d`;
+  SELECT d.*, d.jti IN (SELECT jti FROM ins) AS inserted FROM d ORDER BY d.n`;
 
-/** Records a token for a grant if the grant can give it (see INSERT_FOR_GRANT), in one round trip. */
-export async function insertTokenForGrant(sql: Sql, token: NewToken): Promise<TokenInsert> {
+/**
+ * Records tokens for grants where the grant can give them (see
+ * INSERT_FOR_GRANTS), in one round trip; one result per token, in order.
+ * All tokens share the signing key and the time.
+ */
+export async function insertTokensForGrants(
+  sql: Sql,
+  tokens: readonly NewToken[],
+  common: { readonly kid: string; readonly now: Date; readonly issuedAt: Date },
+): Promise<TokenInsert[]> {
+  if (tokens.length === 0) return [];
+  const column = <T>(pick: (t: NewToken) => T) => tokens.map(pick);
   const { rows } = await sql.query<
-    GrantForTokenRow & {
-      token_scopes: string[];
-      expires_at: Date;
+    Partial<GrantForTokenRow> & {
+      token_scopes: string[] | null;
+      expires_at: Date | null;
       refusal: MintRefusal | null;
       inserted: boolean;
     }
-  >(INSERT_FOR_GRANT, [
-    token.grantId,
-    token.kid,
-    token.now,
-    token.issuedAt,
-    token.scopes,
-    token.jti,
-    token.channel,
-    token.subject,
-    token.actor,
-    token.run?.id ?? null,
-    token.run?.attempt ?? null,
-    token.run?.workflowRef ?? null,
-    token.run?.sha ?? null,
+  >(INSERT_FOR_GRANTS, [
+    column((t) => t.jti),
+    column((t) => t.grantId),
+    column((t) => t.channel),
+    column((t) => t.subject),
+    column((t) => t.actor),
+    column((t) => (t.scopes ? t.scopes.join(" ") : null)),
+    column((t) => t.run?.id ?? null),
+    column((t) => t.run?.attempt ?? null),
+    column((t) => t.run?.workflowRef ?? null),
+    column((t) => t.run?.sha ?? null),
+    common.kid,
+    common.now,
+    common.issuedAt,
   ]);
-  const row = rows[0];
-  if (!row) return { inserted: false, grant: null, refusal: "not_found" };
-  const grant = grantForTokenFromRow(row);
-  if (!row.inserted) {
-    return { inserted: false, grant, refusal: row.refusal ?? "not_active" };
-  }
-  return { inserted: true, grant, scopes: row.token_scopes, expiresAt: row.expires_at };
+  if (rows.length !== tokens.length) throw new Error("token insert lost rows");
+  return rows.map((row): TokenInsert => {
+    if (row.id === null || row.id === undefined) {
+      return { inserted: false, grant: null, refusal: "not_found" };
+    }
+    const grant = grantForTokenFromRow(row as GrantForTokenRow);
+    if (!row.inserted || !row.token_scopes || !row.expires_at) {
+      return { inserted: false, grant, refusal: row.refusal ?? "not_active" };
+    }
+    return { inserted: true, grant, scopes: row.token_scopes, expiresAt: row.expires_at };
+  });
 }
 
 /** What introspection needs to know about a token beyond its signature. */

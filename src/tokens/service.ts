@@ -9,7 +9,7 @@ import { ActiveKeyCache } from "#src/tokens/active-key.js";
 import { type IntrospectionResponse, introspect } from "#src/tokens/introspect.js";
 import { bootstrapKeys, promoteDueKey } from "#src/tokens/keys.js";
 import { loadMasterKey } from "#src/tokens/master-key.js";
-import { type MintedToken, type MintInput, mint } from "#src/tokens/mint.js";
+import { createMinter, type MintedToken, type MintInput } from "#src/tokens/mint.js";
 import {
   createOidcVerifier,
   type OidcVerifier,
@@ -89,7 +89,7 @@ export async function startTokenService(
     keys,
     verifier,
     oidc,
-    mint: (input) => mint({ db, keys, config, now }, input),
+    mint: createMinter({ db, keys, config, now }),
     introspect: (resource, token) => introspect({ db, verifier, now }, resource, token),
     release: (token) => release({ db, verifier, now }, token),
     async housekeeping() {

@@ -6,7 +6,7 @@ import { verificationKeys } from "#src/store/keys.js";
 import { ActiveKeyCache } from "#src/tokens/active-key.js";
 import { bootstrapKeys } from "#src/tokens/keys.js";
 import type { MasterKey } from "#src/tokens/master-key.js";
-import { type MintDeps, type MintInput, mint } from "#src/tokens/mint.js";
+import { createMinter, type MintDeps, type MintInput, mint } from "#src/tokens/mint.js";
 import { backends, createTestDb, TEST_DATABASE_URL, type TestDb } from "../support/db.js";
 import { endGrant, insertGrant, POLICY_SHA } from "../support/grants.js";
 
@@ -335,6 +335,61 @@ describe.each(backends)("mint on %s", (backend) => {
     ]) {
       expect(await refusal(mint(deps, input as MintInput))).toMatchObject({ code: "BAD_REQUEST" });
     }
+  });
+
+  it("shares transactions between concurrent mints, refusing only the refused", async () => {
+    const open = await insertGrant(db, { startsAt: at(-60), endsAt: at(3600) });
+    const revoked = await insertGrant(db, {
+      state: "revoked",
+      startsAt: at(-60),
+      endsAt: at(3600),
+    });
+    const minter = createMinter(deps, { maxBatch: 8, maxInFlight: 1 });
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 20 }, (_, i) =>
+        minter({
+          grantId: i % 5 === 4 ? revoked.grantId : open.grantId,
+          subject: `github:user${i}`,
+          channel: "cli",
+          ...(i % 3 === 0 ? { scopes: ["read", "write"] } : {}),
+        }),
+      ),
+    );
+    const codes = outcomes.map((o) =>
+      o.status === "fulfilled"
+        ? "ok"
+        : isHallpassError(o.reason)
+          ? o.reason.code
+          : String(o.reason),
+    );
+    expect(codes).toEqual(
+      Array.from({ length: 20 }, (_, i) =>
+        i % 5 === 4 ? "GRANT_NOT_ACTIVE" : i % 3 === 0 ? "SCOPE_NOT_GRANTED" : "ok",
+      ),
+    );
+    const minted = outcomes.flatMap((o) => (o.status === "fulfilled" ? [o.value] : []));
+    for (const m of minted) {
+      const { payload } = await verify(m.token);
+      expect(payload.jti).toBe(m.jti);
+    }
+    expect(new Set(minted.map((m) => m.jti)).size).toBe(minted.length);
+    const { rows } = await db.query<{ kind: string; actor: string }>(
+      "SELECT kind, actor FROM audit_events WHERE kind LIKE 'token.%' ORDER BY seq",
+    );
+    expect(rows.filter((r) => r.kind === "token.minted")).toHaveLength(minted.length);
+    expect(rows.filter((r) => r.kind === "token.refused")).toHaveLength(20 - minted.length);
+    // Several mints per transaction: the first alone, then the 19 queued meanwhile in
+    // batches of at most 8. Rows written by one transaction share their xmin.
+    const { rows: transactions } = await db.query<{ n: number }>(
+      "SELECT count(DISTINCT xmin::text)::int AS n FROM tokens",
+    );
+    expect(transactions[0]?.n).toBeLessThanOrEqual(4);
+    expect(await minter({ grantId: open.grantId, subject: "x", channel: "cli" })).toMatchObject({
+      grantId: open.grantId,
+    });
+    await expect(minter({ grantId: "nope", subject: "x", channel: "cli" })).rejects.toThrow(
+      /grantId/,
+    );
   });
 
   it("signs with the same cached key without reading it again", async () => {
