@@ -183,7 +183,8 @@ function precheck(token: string, issuer: string): void {
       `algorithm ${JSON.stringify(String(header.alg).slice(0, 16))} not allowed; GitHub signs with RS256`,
     );
   }
-  if (header.typ !== undefined && header.typ.toUpperCase() !== "JWT") {
+  const typ: unknown = header.typ;
+  if (typ !== undefined && (typeof typ !== "string" || typ.toUpperCase() !== "JWT")) {
     throw oidcError("OIDC_TYPE", "header typ is not JWT: not an ID token");
   }
   if (claims.iss !== issuer) {

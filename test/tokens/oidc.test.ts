@@ -199,6 +199,8 @@ describe("GitHub Actions ID token verification", () => {
     expect(await refusedWith(verifier.verify(token))).toMatchObject({ code: "OIDC_ALGORITHM" });
     const typed = await issuer.idToken(AUDIENCE, { header: { typ: "at+jwt" } });
     expect(await refusedWith(verifier.verify(typed))).toMatchObject({ code: "OIDC_TYPE" });
+    const odd = await issuer.idToken(AUDIENCE, { header: { typ: 123 } });
+    expect(await refusedWith(verifier.verify(odd))).toMatchObject({ code: "OIDC_TYPE" });
   });
 
   it("refuses a token whose claims were changed after signing", async () => {
