@@ -3,8 +3,7 @@
  * test database, its routes in the real server, listening on an ephemeral
  * port — with a clock tests can move forward.
  */
-import { randomBytes } from "node:crypto";
-import { mkdtempSync } from "node:fs";
+import { randomBytes, randomUUID } from "node:crypto";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { type Config, loadConfig } from "#src/config.js";
@@ -44,7 +43,8 @@ export function testConfig(env: Record<string, string> = {}): Config {
   return loadConfig(
     cleanEnv({
       HALLPASS_MASTER_KEY: randomBytes(32).toString("base64"),
-      HALLPASS_DATA_DIR: mkdtempSync(path.join(tmpdir(), "hallpass-tokens-")),
+      // Never created: with HALLPASS_MASTER_KEY set, nothing is written there.
+      HALLPASS_DATA_DIR: path.join(tmpdir(), `hallpass-tokens-${randomUUID()}`),
       HALLPASS_OIDC_AUDIENCE: OIDC_AUDIENCE,
       LOG_LEVEL: "silent",
       ...env,

@@ -1,7 +1,4 @@
 import { randomBytes } from "node:crypto";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { PassThrough } from "node:stream";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { runCli } from "#src/cli/run.js";
@@ -12,10 +9,12 @@ import { bootstrapKeys, promoteDueKey, ROTATION_DELAY_S, rotateKeys } from "#src
 import type { MasterKey } from "#src/tokens/master-key.js";
 import { mint } from "#src/tokens/mint.js";
 import { backends, createTestDb, TEST_DATABASE_URL, type TestDb } from "../support/db.js";
+import { tempDirs } from "../support/dirs.js";
 import { cleanEnv } from "../support/env.js";
 import { insertGrant } from "../support/grants.js";
 
 const config = { publicUrl: "https://hallpass.example", github: { webUrl: "https://github.com" } };
+const tempDir = tempDirs("hallpass-cli-");
 const at = (base: Date, seconds: number) => new Date(base.getTime() + seconds * 1000);
 
 async function keyStates(db: TestDb) {
@@ -255,7 +254,7 @@ describe("hallpass keys rotate", () => {
   };
 
   it("creates the embedded master key and first key, then publishes a new one", async () => {
-    const dataDir = mkdtempSync(path.join(tmpdir(), "hallpass-cli-"));
+    const dataDir = tempDir();
     const env = { HALLPASS_DATA_DIR: dataDir };
     const first = await run(["keys", "rotate"], env);
     expect(first).toMatchObject({ code: 0, err: "" });
@@ -272,7 +271,7 @@ describe("hallpass keys rotate", () => {
   });
 
   it("refuses a master key that does not open the database's keys", async () => {
-    const dataDir = mkdtempSync(path.join(tmpdir(), "hallpass-cli-"));
+    const dataDir = tempDir();
     await run(["keys", "rotate"], { HALLPASS_DATA_DIR: dataDir });
     const wrong = await run(["keys", "rotate"], {
       HALLPASS_DATA_DIR: dataDir,

@@ -1,6 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { chmodSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { chmodSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { isHallpassError } from "#src/errors.js";
@@ -10,8 +9,10 @@ import { bootstrapKeys, openSigningKey } from "#src/tokens/keys.js";
 import { loadMasterKey, type MasterKey, seal, unseal } from "#src/tokens/master-key.js";
 import { startTokenService } from "#src/tokens/service.js";
 import { backends, createTestDb, type TestDb } from "../support/db.js";
+import { tempDirs } from "../support/dirs.js";
 import { testConfig } from "../support/token-service.js";
 
+const tempDir = tempDirs("hallpass-mk-");
 const key = (): MasterKey => ({ key: randomBytes(32), file: null });
 
 describe("sealing", () => {
@@ -43,7 +44,7 @@ describe("sealing", () => {
 describe("the embedded master key file", () => {
   let dataDir: string;
   beforeEach(() => {
-    dataDir = mkdtempSync(path.join(tmpdir(), "hallpass-mk-"));
+    dataDir = tempDir();
   });
 
   it("is created once with mode 0600 and reused", async () => {
@@ -162,10 +163,10 @@ describe.each(backends)("master key check on %s", (backend) => {
   });
 
   it("names the embedded key file when the data directory's key is not the database's", async () => {
-    const dataDir = mkdtempSync(path.join(tmpdir(), "hallpass-mk-"));
+    const dataDir = tempDir();
     await bootstrapKeys(db, await loadMasterKey({ masterKey: null, dataDir }));
     // The file is deleted: a new one is made, and must not be silently accepted.
-    const otherDir = mkdtempSync(path.join(tmpdir(), "hallpass-mk-"));
+    const otherDir = tempDir();
     const error = await bootstrapKeys(
       db,
       await loadMasterKey({ masterKey: null, dataDir: otherDir }),
