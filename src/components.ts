@@ -44,7 +44,13 @@ export function gitHubComponent(options: GitHubComponentOptions): StartComponent
       warnBeforeS: options.warnBeforeS ?? DEFAULT_WARN_BEFORE_S,
       now,
     };
-    const probot = await createGitHubApp(config, app, log, [ticketsApp(deps)], options.Octokit ? { Octokit: options.Octokit } : {});
+    const probot = await createGitHubApp(
+      config,
+      app,
+      log,
+      [ticketsApp(deps)],
+      options.Octokit ? { Octokit: options.Octokit } : {},
+    );
     const loops = [
       startDeliveryWorker({
         db,
@@ -60,7 +66,8 @@ export function gitHubComponent(options: GitHubComponentOptions): StartComponent
         ...(options.sweepIntervalMs ? { intervalMs: options.sweepIntervalMs } : {}),
       }),
     ];
-    const github = async (installationId: number) => (await probot.auth(installationId)) as unknown as GitHub;
+    const github = async (installationId: number) =>
+      (await probot.auth(installationId)) as unknown as GitHub;
     void github;
     return {
       async stop() {

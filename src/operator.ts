@@ -16,23 +16,35 @@ export interface Operator {
  * secret). Without `HALLPASS_CONFIG`, no resource is bound: every request is
  * refused as naming an unbound resource.
  */
-export async function loadOperator(config: Config, env: NodeJS.ProcessEnv = process.env): Promise<Operator> {
+export async function loadOperator(
+  config: Config,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<Operator> {
   if (!config.operatorConfigPath) return { config: { resources: new Map() }, secrets: new Map() };
   const file = config.operatorConfigPath;
   let text: string;
   try {
     text = await readFile(file, "utf8");
   } catch (error) {
-    throw new HallpassError("CONFIG_INVALID", `HALLPASS_CONFIG: cannot read ${file}`, { cause: error });
+    throw new HallpassError("CONFIG_INVALID", `HALLPASS_CONFIG: cannot read ${file}`, {
+      cause: error,
+    });
   }
   const parsed = parseOperatorYaml(text, file);
   if (!parsed.ok) {
     throw new HallpassError(
       "CONFIG_INVALID",
-      parsed.errors.map((e) => `HALLPASS_CONFIG: ${file}${e.line ? `:${e.line}` : ""}: ${e.path}: ${e.message}`).join("\n"),
+      parsed.errors
+        .map(
+          (e) => `HALLPASS_CONFIG: ${file}${e.line ? `:${e.line}` : ""}: ${e.path}: ${e.message}`,
+        )
+        .join("\n"),
     );
   }
-  const secrets = await resolveSecrets(parsed.config, { env, readFile: (p) => readFile(p, "utf8") });
+  const secrets = await resolveSecrets(parsed.config, {
+    env,
+    readFile: (p) => readFile(p, "utf8"),
+  });
   if (!secrets.ok) {
     throw new HallpassError(
       "CONFIG_INVALID",

@@ -1,5 +1,6 @@
 import { parseArgs } from "node:util";
 import { auditExport, auditVerify, type Output } from "#src/cli/audit.js";
+import { KEYS_USAGE, keysRotate } from "#src/cli/keys.js";
 import { policyCheck } from "#src/cli/policy-check.js";
 import { serve } from "#src/cli/serve.js";
 import { type Config, ConfigError, loadConfig } from "#src/config.js";
@@ -8,6 +9,7 @@ import { createLogger } from "#src/log.js";
 import type { Db } from "#src/store/db.js";
 import { migrate } from "#src/store/migrate.js";
 import { openDb } from "#src/store/open.js";
+import { loadMasterKey } from "#src/tokens/master-key.js";
 
 const USAGE = `usage: hallpass <command>
 
@@ -17,6 +19,7 @@ const USAGE = `usage: hallpass <command>
   audit export [--ticket o/r#N]  write the audit log (or one ticket's) as JSON lines
   policy check [--repo DIR] [--json]
                                  check .github/hallpass.yml and CODEOWNERS in a checkout
+  keys rotate [--now]            publish a new signing key (see hallpass keys --help)
 
 Configuration comes from the environment (and .env); see README.md.
 `;
@@ -52,6 +55,8 @@ export async function runCli(
         return await audit(rest, out, env);
       case "policy":
         return await policy(rest, out);
+      case "keys":
+        return await keys(rest, out, env);
       case undefined:
       case "help":
       case "--help":
@@ -120,6 +125,20 @@ async function policy(args: readonly string[], out: Output): Promise<number> {
     return 2;
   }
   return policyCheck(values.repo ?? ".", values.json === true, out);
+}
+
+async function keys(args: readonly string[], out: Output, env: NodeJS.ProcessEnv): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub !== "rotate") {
+    (sub === "--help" || sub === "help" ? out.stdout : out.stderr).write(KEYS_USAGE);
+    return sub === "--help" || sub === "help" ? 0 : 2;
+  }
+  const config = loadConfig(env);
+  const masterKey = await loadMasterKey(config);
+  return withDb(config, async (db) => {
+    await migrate(db);
+    return keysRotate(db, masterKey, rest, out);
+  });
 }
 
 async function withDb<T>(config: Config, fn: (db: Db) => Promise<T>): Promise<T> {

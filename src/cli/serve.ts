@@ -1,9 +1,12 @@
 import { gitHubComponent } from "#src/components.js";
 import type { Config } from "#src/config.js";
+import { HallpassError } from "#src/errors.js";
 import type { Logger } from "#src/log.js";
 import { loadOperator } from "#src/operator.js";
 import { Runtime, type StartComponent } from "#src/runtime.js";
 import { buildServer } from "#src/server.js";
+import { tokenRoutes } from "#src/tokens/routes.js";
+import { startTokenService, type TokenService } from "#src/tokens/service.js";
 
 /**
  * `hallpass serve`: listens at once (so /healthz answers while the database
@@ -15,14 +18,37 @@ import { buildServer } from "#src/server.js";
  */
 export async function serve(config: Config, log: Logger): Promise<number> {
   const operator = await loadOperator(config);
-  const components: StartComponent[] = [];
+  let tokens: TokenService | null = null;
+  // First: a wrong master key must stop the start before anything else runs.
+  const components: StartComponent[] = [
+    async (db) => {
+      tokens = await startTokenService(db, config, log);
+      return tokens;
+    },
+  ];
   if (config.app) {
     components.push(gitHubComponent({ config, log, operator }));
   } else {
     log.info("no GitHub App configured: open %s to register one", config.publicUrl);
   }
   const runtime = new Runtime({ database: config.database, log, components });
-  const server = await buildServer({ config, log, runtime });
+  const server = await buildServer({
+    config,
+    log,
+    runtime,
+    routes: [
+      tokenRoutes({
+        config,
+        service: () => {
+          runtime.requireDb();
+          if (!tokens) throw new HallpassError("NOT_READY", "the token service is not ready yet");
+          return tokens;
+        },
+        introspectionSecrets: (resource) =>
+          operator.secrets.get(resource)?.introspectionSecret ?? null,
+      }),
+    ],
+  });
   await server.listen({ host: config.host, port: config.port });
 
   let exitCode = 0;

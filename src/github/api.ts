@@ -34,13 +34,19 @@ export function isNotFound(error: unknown): boolean {
  * the payload that triggered them.
  */
 export async function fetchTicket(gh: GitHub, repo: RepoName, number: number): Promise<LiveTicket> {
-  const { data: issue } = await gh.rest.issues.get({ owner: repo.owner, repo: repo.name, issue_number: number });
+  const { data: issue } = await gh.rest.issues.get({
+    owner: repo.owner,
+    repo: repo.name,
+    issue_number: number,
+  });
   const author = {
     id: issue.user?.id ?? 0,
     login: issue.user?.login ?? "ghost",
     isBot: issue.user?.type === "Bot" || (issue.user?.login ?? "").endsWith("[bot]"),
   };
-  const labels = issue.labels.map((l) => (typeof l === "string" ? l : (l.name ?? ""))).filter(Boolean);
+  const labels = issue.labels
+    .map((l) => (typeof l === "string" ? l : (l.name ?? "")))
+    .filter(Boolean);
   const base = {
     number,
     title: issue.title,
@@ -52,7 +58,11 @@ export async function fetchTicket(gh: GitHub, repo: RepoName, number: number): P
   if (!issue.pull_request) {
     return { ...base, kind: "issue", merged: false, headSha: null, headRepoId: null };
   }
-  const { data: pr } = await gh.rest.pulls.get({ owner: repo.owner, repo: repo.name, pull_number: number });
+  const { data: pr } = await gh.rest.pulls.get({
+    owner: repo.owner,
+    repo: repo.name,
+    pull_number: number,
+  });
   return {
     ...base,
     kind: "pull_request",
@@ -63,7 +73,11 @@ export async function fetchTicket(gh: GitHub, repo: RepoName, number: number): P
 }
 
 /** Every author of the PR's commits (GitHub lists at most 250). */
-export async function commitAuthors(gh: GitHub, repo: RepoName, number: number): Promise<CommitAuthor[]> {
+export async function commitAuthors(
+  gh: GitHub,
+  repo: RepoName,
+  number: number,
+): Promise<CommitAuthor[]> {
   const commits = await gh.paginate(gh.rest.pulls.listCommits, {
     owner: repo.owner,
     repo: repo.name,
@@ -81,7 +95,9 @@ export async function hasWriteAccess(gh: GitHub, repo: RepoName, login: string):
       repo: repo.name,
       username: login,
     });
-    return ["admin", "maintain", "write"].includes(data.permission) || data.role_name === "maintain";
+    return (
+      ["admin", "maintain", "write"].includes(data.permission) || data.role_name === "maintain"
+    );
   } catch (error) {
     if (isNotFound(error)) return false;
     throw error;
@@ -91,7 +107,11 @@ export async function hasWriteAccess(gh: GitHub, repo: RepoName, login: string):
 /** The logins of a team's members (children teams included, as GitHub lists them). */
 export async function teamMembers(gh: GitHub, org: string, slug: string): Promise<Set<string>> {
   try {
-    const members = await gh.paginate(gh.rest.teams.listMembersInOrg, { org, team_slug: slug, per_page: 100 });
+    const members = await gh.paginate(gh.rest.teams.listMembersInOrg, {
+      org,
+      team_slug: slug,
+      per_page: 100,
+    });
     return new Set(members.map((m) => m.login.toLowerCase()));
   } catch (error) {
     if (isNotFound(error)) return new Set();

@@ -1,13 +1,13 @@
 import { type GitHub, isNotFound, type RepoName } from "#src/github/api.js";
 import {
   CODEOWNERS_MAX_BYTES,
+  CODEOWNERS_PATHS,
   type Codeowners,
   type CodeownersFile,
   type CodeownersPath,
-  CODEOWNERS_PATHS,
   selectCodeowners,
 } from "#src/rules/codeowners.js";
-import { parsePolicyObject, POLICY_FILE, type PolicyResult } from "#src/rules/policy.js";
+import { POLICY_FILE, type PolicyResult, parsePolicyObject } from "#src/rules/policy.js";
 
 /** The rules of a repository at one commit of its default branch. */
 export interface RepoRules {
@@ -90,7 +90,12 @@ async function readCodeowners(gh: GitHub, repo: RepoName, sha: string): Promise<
   return selectCodeowners((path) => files.get(path) ?? null);
 }
 
-async function readRaw(gh: GitHub, repo: RepoName, path: string, ref: string): Promise<CodeownersFile> {
+async function readRaw(
+  gh: GitHub,
+  repo: RepoName,
+  path: string,
+  ref: string,
+): Promise<CodeownersFile> {
   try {
     const response = await gh.rest.repos.getContent({
       owner: repo.owner,

@@ -26,7 +26,10 @@ const MAX_REASON = 500;
  * @example parseCommand("/extend 30m") // { ok: true, command: { name: "extend", seconds: 1800, text: "30m" } }
  */
 export function parseCommand(body: string | null | undefined): CommandResult | null {
-  const first = (body ?? "").replace(/\r\n?/g, "\n").split("\n").find((line) => line.trim() !== "");
+  const first = (body ?? "")
+    .replace(/\r\n?/g, "\n")
+    .split("\n")
+    .find((line) => line.trim() !== "");
   const match = /^\/([a-z-]+)(?:[ \t]+(.*))?$/.exec(first?.trim() ?? "");
   if (!match) return null;
   const name = match[1] as string;
@@ -42,12 +45,16 @@ export function parseCommand(body: string | null | undefined): CommandResult | n
       return { ok: true, command: { name } };
     case "deny":
     case "break-glass": {
-      if (args.length < 3) return fail(`/${name} needs a reason, e.g. \`/${name} ${name === "deny" ? "too broad for this task" : "checkout is down, INC-1234"}\``);
+      if (args.length < 3)
+        return fail(
+          `/${name} needs a reason, e.g. \`/${name} ${name === "deny" ? "too broad for this task" : "checkout is down, INC-1234"}\``,
+        );
       return { ok: true, command: { name, reason: args.slice(0, MAX_REASON) } };
     }
     case "extend": {
       const duration = parseDuration(args);
-      if (!duration.ok) return fail(`/extend needs a duration such as \`30m\` or \`1h\`: ${duration.message}`);
+      if (!duration.ok)
+        return fail(`/extend needs a duration such as \`30m\` or \`1h\`: ${duration.message}`);
       return { ok: true, command: { name: "extend", seconds: duration.seconds, text: args } };
     }
     default:

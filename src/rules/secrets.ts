@@ -1,44 +1,7 @@
-import { createHash, timingSafeEqual } from "node:crypto";
 import type { OperatorConfig, SecretRef } from "#src/rules/operator.js";
+import { Secret } from "#src/secret.js";
 
-const HIDDEN = "[secret]";
-
-/**
- * A secret value that does not print: `String()`, template literals,
- * `JSON.stringify` and `util.inspect` (so loggers and `console.log`) all show
- * `[secret]`. The value comes out only through {@link Secret.reveal}, at the
- * one place that puts it on the wire.
- */
-export class Secret {
-  readonly #value: string;
-
-  constructor(value: string) {
-    this.#value = value;
-  }
-
-  /** The value itself: only for the header or comparison that needs it. */
-  reveal(): string {
-    return this.#value;
-  }
-
-  /** Compares in constant time (over sha256 digests, so lengths do not leak either). */
-  equals(candidate: string): boolean {
-    const digest = (text: string): Buffer => createHash("sha256").update(text, "utf8").digest();
-    return timingSafeEqual(digest(this.#value), digest(candidate));
-  }
-
-  toString(): string {
-    return HIDDEN;
-  }
-
-  toJSON(): string {
-    return HIDDEN;
-  }
-
-  [Symbol.for("nodejs.util.inspect.custom")](): string {
-    return HIDDEN;
-  }
-}
+export { Secret };
 
 /** The resolved secrets of one resource. */
 export interface ResourceSecrets {

@@ -30,7 +30,16 @@ export async function recordApproval(sql: Sql, a: NewApproval): Promise<boolean>
     `INSERT INTO approvals (ticket_id, approver_id, approver_login, channel, source_id, request_hash, commit_id, created_at)
      VALUES ($1::uuid, $2::bigint, $3::text, $4::text, $5::bigint, $6::text, $7::text, $8::timestamptz)
      ON CONFLICT (channel, source_id) DO NOTHING`,
-    [a.ticketId, a.approverId, a.approverLogin, a.channel, a.sourceId, a.requestHash, a.commitId, a.at],
+    [
+      a.ticketId,
+      a.approverId,
+      a.approverLogin,
+      a.channel,
+      a.sourceId,
+      a.requestHash,
+      a.commitId,
+      a.at,
+    ],
   );
   return rowCount === 1;
 }
@@ -41,14 +50,20 @@ export async function voidReviewApproval(
   reviewId: number,
   reason: string,
 ): Promise<{ approverId: number; approverLogin: string; ticketId: string } | null> {
-  const { rows } = await sql.query<{ approver_id: number; approver_login: string; ticket_id: string }>(
+  const { rows } = await sql.query<{
+    approver_id: number;
+    approver_login: string;
+    ticket_id: string;
+  }>(
     `UPDATE approvals SET voided_at = now(), void_reason = $2::text
       WHERE channel = 'review' AND source_id = $1::bigint AND voided_at IS NULL
       RETURNING approver_id, approver_login, ticket_id`,
     [reviewId, reason],
   );
   const row = rows[0];
-  return row ? { approverId: row.approver_id, approverLogin: row.approver_login, ticketId: row.ticket_id } : null;
+  return row
+    ? { approverId: row.approver_id, approverLogin: row.approver_login, ticketId: row.ticket_id }
+    : null;
 }
 
 /** The ticket's approvals in force, oldest first. */

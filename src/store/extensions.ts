@@ -23,14 +23,26 @@ export async function pendingExtension(sql: Sql, grantId: string): Promise<Exten
   );
   const r = rows[0];
   return r
-    ? { id: r.id, grantId: r.grant_id, extendByS: r.extend_by_s, requestHash: r.request_hash, requestedByLogin: r.requested_by_login }
+    ? {
+        id: r.id,
+        grantId: r.grant_id,
+        extendByS: r.extend_by_s,
+        requestHash: r.request_hash,
+        requestedByLogin: r.requested_by_login,
+      }
     : null;
 }
 
 /** Asks for more time; a pending extension of the same grant is replaced. */
 export async function requestExtension(
   sql: Sql,
-  e: { grantId: string; extendByS: number; requestHash: string; by: { id: number; login: string }; commentId: number },
+  e: {
+    grantId: string;
+    extendByS: number;
+    requestHash: string;
+    by: { id: number; login: string };
+    commentId: number;
+  },
 ): Promise<Extension> {
   await sql.query(
     "UPDATE grant_extensions SET state = 'cancelled', decided_at = now() WHERE grant_id = $1::uuid AND state = 'pending'",
@@ -50,7 +62,11 @@ export async function requestExtension(
   };
 }
 
-export async function closeExtension(sql: Sql, id: string, state: "approved" | "denied" | "cancelled"): Promise<boolean> {
+export async function closeExtension(
+  sql: Sql,
+  id: string,
+  state: "approved" | "denied" | "cancelled",
+): Promise<boolean> {
   const { rowCount } = await sql.query(
     "UPDATE grant_extensions SET state = $2::text, decided_at = now() WHERE id = $1::uuid AND state = 'pending'",
     [id, state],

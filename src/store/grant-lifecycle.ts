@@ -138,7 +138,11 @@ export async function latestGrant(sql: Sql, ticketId: string): Promise<Grant | n
   return one(rows);
 }
 
-export async function getGrant(sql: Sql, id: string, options: { lock?: boolean } = {}): Promise<Grant | null> {
+export async function getGrant(
+  sql: Sql,
+  id: string,
+  options: { lock?: boolean } = {},
+): Promise<Grant | null> {
   const { rows } = await sql.query<GrantRow>(
     `SELECT ${COLUMNS} FROM grants WHERE id = $1::uuid${options.lock ? " FOR UPDATE" : ""}`,
     [id],
@@ -189,7 +193,11 @@ export async function insertPendingGrant(
 }
 
 /** A pending request was edited: new terms, new hash (approvals of the old one no longer match). */
-export async function updatePendingTerms(sql: Sql, id: string, terms: RequestTerms): Promise<Grant | null> {
+export async function updatePendingTerms(
+  sql: Sql,
+  id: string,
+  terms: RequestTerms,
+): Promise<Grant | null> {
   const { rows } = await sql.query<GrantRow>(
     `UPDATE grants SET resource = $2::text, audience = $3::text, scopes = $4::text[], duration_s = $5::int,
             reason = $6::text, requested_start = $7::timestamptz, request_hash = $8::text,
@@ -357,7 +365,12 @@ export async function openGrantIds(
         AND ($3::bigint IS NULL OR t.repo_owner_id = $3::bigint)
         AND ($4::bigint IS NULL OR t.repo_id = $4::bigint)
       ORDER BY g.created_at`,
-    [where.installationId ?? null, where.requesterId ?? null, where.repoOwnerId ?? null, where.repoId ?? null],
+    [
+      where.installationId ?? null,
+      where.requesterId ?? null,
+      where.repoOwnerId ?? null,
+      where.repoId ?? null,
+    ],
   );
   return rows.map((r) => ({ grantId: r.id, ticketId: r.ticket_id }));
 }
@@ -379,7 +392,8 @@ export async function dueGrants(
     warn: `state = 'active' AND warned_at IS NULL AND ends_at > $1::timestamptz
            AND ends_at <= $1::timestamptz + $2::int * interval '1 second'
            AND ends_at - starts_at > $2::int * interval '1 second'`,
-    stale: "state = 'pending' AND created_at + request_ttl_s * interval '1 second' <= $1::timestamptz",
+    stale:
+      "state = 'pending' AND created_at + request_ttl_s * interval '1 second' <= $1::timestamptz",
     review_overdue:
       "break_glass AND reviewed_at IS NULL AND review_flagged_at IS NULL AND review_due_at <= $1::timestamptz",
   }[what];

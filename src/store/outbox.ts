@@ -44,7 +44,11 @@ export async function enqueue(sql: Sql, item: NewSideEffect): Promise<void> {
  * leased, and the oldest pending one of their ticket (a ticket's comments
  * are posted in the order they were written). Replicas skip each other's rows.
  */
-export async function claimOutbox(sql: Sql, limit: number, leaseMs: number): Promise<ClaimedSideEffect[]> {
+export async function claimOutbox(
+  sql: Sql,
+  limit: number,
+  leaseMs: number,
+): Promise<ClaimedSideEffect[]> {
   const { rows } = await sql.query<{
     id: number;
     installation_id: number;
@@ -92,7 +96,12 @@ export async function completeOutbox(sql: Sql, id: number, result: unknown): Pro
 }
 
 /** Retries after `retryInMs`, or gives up (`dead`) when it is null. */
-export async function failOutbox(sql: Sql, id: number, error: string, retryInMs: number | null): Promise<void> {
+export async function failOutbox(
+  sql: Sql,
+  id: number,
+  error: string,
+  retryInMs: number | null,
+): Promise<void> {
   await sql.query(
     `UPDATE outbox
         SET state = CASE WHEN $3::int IS NULL THEN 'dead' ELSE 'pending' END,

@@ -124,7 +124,10 @@ export async function getTicket(sql: Sql, repoId: number, number: number): Promi
 }
 
 export async function getTicketById(sql: Sql, id: string): Promise<Ticket | null> {
-  const { rows } = await sql.query<TicketRow>(`SELECT ${COLUMNS} FROM tickets WHERE id = $1::uuid`, [id]);
+  const { rows } = await sql.query<TicketRow>(
+    `SELECT ${COLUMNS} FROM tickets WHERE id = $1::uuid`,
+    [id],
+  );
   return rows[0] ? fromRow(rows[0]) : null;
 }
 
@@ -134,7 +137,11 @@ export async function getTicketById(sql: Sql, id: string): Promise<Ticket | null
  * sweeper and operators never interleave on one ticket. With `skipLocked`,
  * null when another transaction holds it.
  */
-export async function lockTicket(sql: Sql, id: string, options: { skipLocked?: boolean } = {}): Promise<Ticket | null> {
+export async function lockTicket(
+  sql: Sql,
+  id: string,
+  options: { skipLocked?: boolean } = {},
+): Promise<Ticket | null> {
   const { rows } = await sql.query<TicketRow>(
     `SELECT ${COLUMNS} FROM tickets WHERE id = $1::uuid FOR UPDATE${options.skipLocked ? " SKIP LOCKED" : ""}`,
     [id],
@@ -144,7 +151,10 @@ export async function lockTicket(sql: Sql, id: string, options: { skipLocked?: b
 }
 
 export async function setCheckRun(sql: Sql, ticketId: string, checkRunId: number): Promise<void> {
-  await sql.query("UPDATE tickets SET check_run_id = $2::bigint WHERE id = $1::uuid", [ticketId, checkRunId]);
+  await sql.query("UPDATE tickets SET check_run_id = $2::bigint WHERE id = $1::uuid", [
+    ticketId,
+    checkRunId,
+  ]);
 }
 
 /** Open tickets of a repository that have a pending or active grant. */
@@ -160,7 +170,8 @@ export async function ticketsWithOpenGrants(sql: Sql, repoId: number): Promise<T
 }
 
 export async function markInstallationDeleted(sql: Sql, installationId: number): Promise<void> {
-  await sql.query("UPDATE installations SET deleted_at = now(), updated_at = now() WHERE id = $1::bigint", [
-    installationId,
-  ]);
+  await sql.query(
+    "UPDATE installations SET deleted_at = now(), updated_at = now() WHERE id = $1::bigint",
+    [installationId],
+  );
 }

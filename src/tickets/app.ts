@@ -1,28 +1,42 @@
 import type { ApplicationFunction, Context } from "probot";
+import type { GitHub } from "#src/github/api.js";
+import { CODEOWNERS_PATHS } from "#src/rules/codeowners.js";
+import { POLICY_FILE } from "#src/rules/policy.js";
 import { parseRequest, requestHash } from "#src/rules/request.js";
 import { recordApproval, voidReviewApproval } from "#src/store/approvals.js";
 import { getGrant, markReviewed, openGrant, openGrantIds } from "#src/store/grant-lifecycle.js";
-import { getTicketById, markInstallationDeleted, ticketsWithOpenGrants } from "#src/store/tickets.js";
-import { CODEOWNERS_PATHS } from "#src/rules/codeowners.js";
-import { POLICY_FILE } from "#src/rules/policy.js";
+import {
+  getTicketById,
+  markInstallationDeleted,
+  ticketsWithOpenGrants,
+} from "#src/store/tickets.js";
 import { handleComment } from "#src/tickets/commands.js";
 import type { LifecycleDeps, RepoContext, Trigger } from "#src/tickets/context.js";
 import { evaluateTicket, viewTicket } from "#src/tickets/evaluate.js";
 import { endOpenGrant, record, type TicketScope } from "#src/tickets/transitions.js";
-import type { GitHub } from "#src/github/api.js";
 
 type RepoPayload = {
-  repository: { id: number; name: string; default_branch: string; owner: { id: number; login: string } };
+  repository: {
+    id: number;
+    name: string;
+    default_branch: string;
+    owner: { id: number; login: string };
+  };
   installation?: { id: number };
 };
 
 /** The repository and installation an event is about, with its installation client. */
-function repoContext(context: Context<"issues" | "pull_request" | "issue_comment" | "pull_request_review" | "push">): RepoContext | null {
+function repoContext(
+  context: Context<"issues" | "pull_request" | "issue_comment" | "pull_request_review" | "push">,
+): RepoContext | null {
   const payload = context.payload as RepoPayload;
   if (!payload.installation) return null;
   return {
     gh: context.octokit as unknown as GitHub,
-    installation: { id: payload.installation.id, account: { id: payload.repository.owner.id, login: payload.repository.owner.login } },
+    installation: {
+      id: payload.installation.id,
+      account: { id: payload.repository.owner.id, login: payload.repository.owner.login },
+    },
     repo: {
       id: payload.repository.id,
       ownerId: payload.repository.owner.id,
@@ -42,7 +56,14 @@ function repoContext(context: Context<"issues" | "pull_request" | "issue_comment
 export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
   return (app) => {
     app.on(
-      ["issues.opened", "issues.edited", "issues.labeled", "issues.unlabeled", "issues.closed", "issues.reopened"],
+      [
+        "issues.opened",
+        "issues.edited",
+        "issues.labeled",
+        "issues.unlabeled",
+        "issues.closed",
+        "issues.reopened",
+      ],
       async (context) => {
         const ctx = repoContext(context);
         if (!ctx) return;
@@ -82,9 +103,17 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
       await handleComment(deps, ctx, {
         id: comment.id,
         body: comment.body ?? "",
-        author: { id: user.id, login: user.login, isBot: user.type === "Bot" || user.login.endsWith("[bot]") },
+        author: {
+          id: user.id,
+          login: user.login,
+          isBot: user.type === "Bot" || user.login.endsWith("[bot]"),
+        },
         createdAt: new Date(comment.created_at),
-        issue: { number: issue.number, body: issue.body ?? "", isPullRequest: issue.pull_request !== undefined },
+        issue: {
+          number: issue.number,
+          body: issue.body ?? "",
+          isPullRequest: issue.pull_request !== undefined,
+        },
       });
     });
 
@@ -97,8 +126,16 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
       if (reviewer.type === "Bot" || reviewer.login.endsWith("[bot]")) return;
       const view = await viewTicket(deps, ctx, pr.number);
       // Bound to the request as the PR body read when the review was given.
-      const seen = parseRequest(pr.body ?? "", view.bound, new Date(review.submitted_at ?? Date.now()));
-      if (!seen.ok) return deps.log.debug({ pr: pr.number }, "approving review on a PR with no readable request");
+      const seen = parseRequest(
+        pr.body ?? "",
+        view.bound,
+        new Date(review.submitted_at ?? Date.now()),
+      );
+      if (!seen.ok)
+        return deps.log.debug(
+          { pr: pr.number },
+          "approving review on a PR with no readable request",
+        );
       const grant = await openGrant(deps.db, view.ticket.id);
       await deps.db.transaction(async (tx) => {
         const isNew = await recordApproval(tx, {
@@ -116,11 +153,26 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
           kind: "approval.recorded",
           actor: `github:${reviewer.login}`,
           grantId: grant?.id ?? null,
-          data: { channel: "review", review_id: review.id, commit_id: review.commit_id, request_hash: requestHash(seen.request) },
+          data: {
+            channel: "review",
+            review_id: review.id,
+            commit_id: review.commit_id,
+            request_hash: requestHash(seen.request),
+          },
         });
         // An approving review of an active break-glass grant is its post-hoc review.
-        if (grant?.state === "active" && grant.breakGlass && grant.requesterId !== reviewer.id && (await markReviewed(tx, grant.id))) {
-          await record(tx, view.scope, { kind: "grant.reviewed", actor: `github:${reviewer.login}`, grantId: grant.id, data: { review_id: review.id } });
+        if (
+          grant?.state === "active" &&
+          grant.breakGlass &&
+          grant.requesterId !== reviewer.id &&
+          (await markReviewed(tx, grant.id))
+        ) {
+          await record(tx, view.scope, {
+            kind: "grant.reviewed",
+            actor: `github:${reviewer.login}`,
+            grantId: grant.id,
+            data: { review_id: review.id },
+          });
         }
       });
       await evaluateTicket(deps, ctx, pr.number, { kind: "approval", actor: reviewer.login });
@@ -133,7 +185,11 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
       const voided = await voidReviewApproval(deps.db, review.id, `dismissed by ${sender.login}`);
       const view = await viewTicket(deps, ctx, pr.number);
       const grant = await openGrant(deps.db, view.ticket.id);
-      if (voided && grant?.state === "active" && grant.approvers.some((a) => a.toLowerCase() === voided.approverLogin.toLowerCase())) {
+      if (
+        voided &&
+        grant?.state === "active" &&
+        grant.approvers.some((a) => a.toLowerCase() === voided.approverLogin.toLowerCase())
+      ) {
         await endOpenGrant(deps.db, view.scope, {
           grantId: grant.id,
           whenActive: "revoked",
@@ -152,12 +208,19 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
       const { ref, commits, repository } = context.payload;
       if (ref !== `refs/heads/${repository.default_branch}`) return;
       const ruleFiles = new Set<string>([POLICY_FILE, ...CODEOWNERS_PATHS]);
-      const touched = commits.some((c) => [...(c.added ?? []), ...(c.modified ?? []), ...(c.removed ?? [])].some((f) => ruleFiles.has(f)));
+      const touched = commits.some((c) =>
+        [...(c.added ?? []), ...(c.modified ?? []), ...(c.removed ?? [])].some((f) =>
+          ruleFiles.has(f),
+        ),
+      );
       // A commit list can be truncated (GitHub sends at most 20); re-evaluate then too.
       if (!touched && commits.length < 20) return;
       const tickets = await ticketsWithOpenGrants(deps.db, repository.id);
       for (const ticket of tickets) {
-        await evaluateTicket(deps, ctx, ticket.number, { kind: "rules_changed", actor: context.payload.sender?.login ?? "hallpass" });
+        await evaluateTicket(deps, ctx, ticket.number, {
+          kind: "rules_changed",
+          actor: context.payload.sender?.login ?? "hallpass",
+        });
       }
     });
 
@@ -165,7 +228,12 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
       const { membership, organization } = context.payload;
       const user = membership.user;
       if (!user) return;
-      await revokeWhere(deps, { requesterId: user.id, repoOwnerId: organization.id }, `${user.login} was removed from ${organization.login}`, "hallpass");
+      await revokeWhere(
+        deps,
+        { requesterId: user.id, repoOwnerId: organization.id },
+        `${user.login} was removed from ${organization.login}`,
+        "hallpass",
+      );
     });
 
     app.on("membership.removed", async (context) => {
@@ -182,7 +250,13 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
     app.on("installation.deleted", async (context) => {
       const installationId = context.payload.installation.id;
       await markInstallationDeleted(deps.db, installationId);
-      await revokeWhere(deps, { installationId }, "the hallpass GitHub App was uninstalled", "hallpass", true);
+      await revokeWhere(
+        deps,
+        { installationId },
+        "the hallpass GitHub App was uninstalled",
+        "hallpass",
+        true,
+      );
     });
   };
 }
@@ -200,6 +274,12 @@ async function revokeWhere(
     if (!ticket || !(await getGrant(deps.db, grantId))) continue;
     const [owner = "", name = ""] = ticket.repoFullName.split("/");
     const scope: TicketScope = { ticket, repo: { id: ticket.repoId, owner, name }, quiet };
-    await endOpenGrant(deps.db, scope, { grantId, whenActive: "revoked", whenPending: "cancelled", reason, by });
+    await endOpenGrant(deps.db, scope, {
+      grantId,
+      whenActive: "revoked",
+      whenPending: "cancelled",
+      reason,
+      by,
+    });
   }
 }

@@ -1,19 +1,36 @@
 import { createHash } from "node:crypto";
+import { hasWriteAccess } from "#src/github/api.js";
 import type { BoundResource } from "#src/rules/bind.js";
-import { ownersOf, type Ownership } from "#src/rules/codeowners.js";
+import { type Ownership, ownersOf } from "#src/rules/codeowners.js";
 import { type Command, parseCommand } from "#src/rules/command.js";
 import { decide } from "#src/rules/decide.js";
 import { formatDuration } from "#src/rules/duration.js";
 import { teamKey } from "#src/rules/principal.js";
 import { parseRequest, requestHash } from "#src/rules/request.js";
-import { recordApproval } from "#src/store/approvals.js";
-import { closeExtension, type Extension, pendingExtension, requestExtension } from "#src/store/extensions.js";
-import { autoApprovalUses, type Grant, latestGrant, markReviewed, openGrant } from "#src/store/grant-lifecycle.js";
-import { hasWriteAccess } from "#src/github/api.js";
+import { approvalsOf, recordApproval } from "#src/store/approvals.js";
+import {
+  closeExtension,
+  type Extension,
+  pendingExtension,
+  requestExtension,
+} from "#src/store/extensions.js";
+import {
+  autoApprovalUses,
+  type Grant,
+  latestGrant,
+  markReviewed,
+  openGrant,
+} from "#src/store/grant-lifecycle.js";
 import type { LifecycleDeps, RepoContext } from "#src/tickets/context.js";
-import { decideRequest, evaluateTicket, grantTerms, resolveTeams, type TicketView, viewTicket } from "#src/tickets/evaluate.js";
+import {
+  decideRequest,
+  evaluateTicket,
+  grantTerms,
+  resolveTeams,
+  type TicketView,
+  viewTicket,
+} from "#src/tickets/evaluate.js";
 import { endOpenGrant, extend, record, say } from "#src/tickets/transitions.js";
-import { approvalsOf } from "#src/store/approvals.js";
 
 /** A new comment, as the `issue_comment.created` payload gives it. */
 export interface NewComment {
@@ -21,7 +38,11 @@ export interface NewComment {
   readonly body: string;
   readonly author: { readonly id: number; readonly login: string; readonly isBot: boolean };
   readonly createdAt: Date;
-  readonly issue: { readonly number: number; readonly body: string; readonly isPullRequest: boolean };
+  readonly issue: {
+    readonly number: number;
+    readonly body: string;
+    readonly isPullRequest: boolean;
+  };
 }
 
 interface Env {
@@ -36,14 +57,21 @@ interface Env {
  * deletions never do); bots' comments are ignored; a command from someone
  * not allowed to give it gets a short reply saying why, and an audit event.
  */
-export async function handleComment(deps: LifecycleDeps, ctx: RepoContext, comment: NewComment): Promise<void> {
+export async function handleComment(
+  deps: LifecycleDeps,
+  ctx: RepoContext,
+  comment: NewComment,
+): Promise<void> {
   if (comment.author.isBot) return;
   const parsed = parseCommand(comment.body);
   if (!parsed) return;
   const view = await viewTicket(deps, ctx, comment.issue.number);
   const env: Env = { deps, ctx, view, comment };
   if (!view.labeled && !(await latestGrant(deps.db, view.ticket.id))) {
-    return deps.log.debug({ ticket: comment.issue.number }, "command on a ticket that is not an access request");
+    return deps.log.debug(
+      { ticket: comment.issue.number },
+      "command on a ticket that is not an access request",
+    );
   }
   if (!parsed.ok) return refuse(env, parsed.command, parsed.problem);
   const command = parsed.command;
@@ -66,18 +94,29 @@ export async function handleComment(deps: LifecycleDeps, ctx: RepoContext, comme
 
 async function refuse(env: Env, command: string, why: string): Promise<void> {
   const actor = env.comment.author.login;
-  await say(env.deps.db, env.view.scope, `refused/${env.comment.id}`, { kind: "command_refused", command, actor, why }, {
-    kind: "command.refused",
-    actor: `github:${actor}`,
-    data: { command, why, comment_id: env.comment.id },
-  });
+  await say(
+    env.deps.db,
+    env.view.scope,
+    `refused/${env.comment.id}`,
+    { kind: "command_refused", command, actor, why },
+    {
+      kind: "command.refused",
+      actor: `github:${actor}`,
+      data: { command, why, comment_id: env.comment.id },
+    },
+  );
 }
 
 const isRequester = (env: Env, grant: Grant | null) =>
-  grant !== null ? grant.requesterId === env.comment.author.id : env.view.live.author.id === env.comment.author.id;
+  grant !== null
+    ? grant.requesterId === env.comment.author.id
+    : env.view.live.author.id === env.comment.author.id;
 
 /** The resource of the open grant (or of the ticket's request), with its ownership. */
-function resourceOf(env: Env, grant: Grant | null): { resource: BoundResource; ownership: Ownership } | null {
+function resourceOf(
+  env: Env,
+  grant: Grant | null,
+): { resource: BoundResource; ownership: Ownership } | null {
   const name =
     grant?.resource ??
     (() => {
@@ -95,23 +134,37 @@ async function isOwner(env: Env, resource: BoundResource, ownership: Ownership):
   const login = env.comment.author.login.toLowerCase();
   if (ownership.owners.some((o) => o.kind === "user" && o.login === login)) return true;
   const teams = await resolveTeams(env.ctx, ownership, resource);
-  return ownership.owners.some((o) => o.kind === "team" && teams.get(teamKey(o.org, o.slug))?.has(login));
+  return ownership.owners.some(
+    (o) => o.kind === "team" && teams.get(teamKey(o.org, o.slug))?.has(login),
+  );
 }
 
 const ownersText = (ownership: Ownership) =>
-  ownership.status === "owned" ? ownership.owners.map((o) => o.text).join(", ") : "nobody (see CODEOWNERS)";
+  ownership.status === "owned"
+    ? ownership.owners.map((o) => o.text).join(", ")
+    : "nobody (see CODEOWNERS)";
 
 async function approve(env: Env): Promise<void> {
   const { deps, view, comment } = env;
   const grant = await openGrant(deps.db, view.ticket.id);
   if (comment.issue.isPullRequest) {
-    return refuse(env, "/approve", "on a pull request, approve with a review: it binds the approval to the reviewed commit");
+    return refuse(
+      env,
+      "/approve",
+      "on a pull request, approve with a review: it binds the approval to the reviewed commit",
+    );
   }
   const target = resourceOf(env, grant);
-  if (!target) return refuse(env, "/approve", "there is no valid request on this ticket to approve");
-  if (isRequester(env, grant)) return refuse(env, "/approve", "you cannot approve your own request");
+  if (!target)
+    return refuse(env, "/approve", "there is no valid request on this ticket to approve");
+  if (isRequester(env, grant))
+    return refuse(env, "/approve", "you cannot approve your own request");
   if (!(await isOwner(env, target.resource, target.ownership))) {
-    return refuse(env, "/approve", `only code owners of ${target.resource.policy.path} can approve (${ownersText(target.ownership)})`);
+    return refuse(
+      env,
+      "/approve",
+      `only code owners of ${target.resource.policy.path} can approve (${ownersText(target.ownership)})`,
+    );
   }
   if (!(await hasWriteAccess(env.ctx.gh, env.ctx.repo, comment.author.login))) {
     return refuse(env, "/approve", "approvers need write access to this repository");
@@ -124,7 +177,12 @@ async function approve(env: Env): Promise<void> {
   }
   // Bound to the request as the approver saw it when commenting.
   const seen = parseRequest(comment.issue.body, view.bound, comment.createdAt);
-  if (!seen.ok) return refuse(env, "/approve", "the request on this ticket cannot be read, so there is nothing to approve");
+  if (!seen.ok)
+    return refuse(
+      env,
+      "/approve",
+      "the request on this ticket cannot be read, so there is nothing to approve",
+    );
   await deps.db.transaction(async (tx) => {
     const isNew = await recordApproval(tx, {
       ticketId: view.ticket.id,
@@ -141,27 +199,44 @@ async function approve(env: Env): Promise<void> {
         kind: "approval.recorded",
         actor: `github:${comment.author.login}`,
         grantId: grant?.id ?? null,
-        data: { channel: "comment", comment_id: comment.id, request_hash: requestHash(seen.request) },
+        data: {
+          channel: "comment",
+          comment_id: comment.id,
+          request_hash: requestHash(seen.request),
+        },
       });
     }
   });
-  await evaluateTicket(deps, env.ctx, view.ticket.number, { kind: "approval", actor: comment.author.login });
+  await evaluateTicket(deps, env.ctx, view.ticket.number, {
+    kind: "approval",
+    actor: comment.author.login,
+  });
 }
 
 async function reviewBreakGlass(env: Env, grant: Grant): Promise<void> {
   const actor = env.comment.author.login;
   await env.deps.db.transaction(async (tx) => {
     if (!(await markReviewed(tx, grant.id))) return;
-    await record(tx, env.view.scope, { kind: "grant.reviewed", actor: `github:${actor}`, grantId: grant.id, data: { comment_id: env.comment.id } });
+    await record(tx, env.view.scope, {
+      kind: "grant.reviewed",
+      actor: `github:${actor}`,
+      grantId: grant.id,
+      data: { comment_id: env.comment.id },
+    });
   });
 }
 
 async function deny(env: Env, reason: string): Promise<void> {
   const grant = await openGrant(env.deps.db, env.view.ticket.id);
-  if (grant?.state !== "pending") return refuse(env, "/deny", "there is no pending request to deny");
+  if (grant?.state !== "pending")
+    return refuse(env, "/deny", "there is no pending request to deny");
   const target = resourceOf(env, grant);
   if (!target || !(await isOwner(env, target.resource, target.ownership))) {
-    return refuse(env, "/deny", `only code owners of ${target?.resource.policy.path ?? "the resource"} can deny`);
+    return refuse(
+      env,
+      "/deny",
+      `only code owners of ${target?.resource.policy.path ?? "the resource"} can deny`,
+    );
   }
   await endOpenGrant(env.deps.db, env.view.scope, {
     grantId: grant.id,
@@ -172,37 +247,63 @@ async function deny(env: Env, reason: string): Promise<void> {
   });
 }
 
-async function revoke(env: Env, command: Extract<Command, { name: "revoke" | "done" }>): Promise<void> {
+async function revoke(
+  env: Env,
+  command: Extract<Command, { name: "revoke" | "done" }>,
+): Promise<void> {
   const grant = await openGrant(env.deps.db, env.view.ticket.id);
   const name = `/${command.name}`;
   if (!grant) return refuse(env, name, "there is no pending or active access on this ticket");
   const requester = isRequester(env, grant);
-  if (command.name === "done" && !requester) return refuse(env, name, "only the requester can give access back with /done; code owners use /revoke");
+  if (command.name === "done" && !requester)
+    return refuse(
+      env,
+      name,
+      "only the requester can give access back with /done; code owners use /revoke",
+    );
   if (!requester) {
     const target = resourceOf(env, grant);
     if (!target || !(await isOwner(env, target.resource, target.ownership))) {
-      return refuse(env, name, `only the requester or a code owner of ${target?.resource.policy.path ?? "the resource"} can revoke`);
+      return refuse(
+        env,
+        name,
+        `only the requester or a code owner of ${target?.resource.policy.path ?? "the resource"} can revoke`,
+      );
     }
   }
   await endOpenGrant(env.deps.db, env.view.scope, {
     grantId: grant.id,
     whenActive: "revoked",
     whenPending: "cancelled",
-    reason: command.name === "done" ? "the requester gave access back" : `revoked by ${env.comment.author.login}`,
+    reason:
+      command.name === "done"
+        ? "the requester gave access back"
+        : `revoked by ${env.comment.author.login}`,
     by: env.comment.author.login,
   });
 }
 
 async function breakGlass(env: Env, reason: string): Promise<void> {
   const grant = await openGrant(env.deps.db, env.view.ticket.id);
-  if (grant?.state === "active") return refuse(env, "/break-glass", "access is already granted on this ticket");
-  if (!isRequester(env, grant)) return refuse(env, "/break-glass", "only the requester can break the glass on their own request");
-  await evaluateTicket(env.deps, env.ctx, env.view.ticket.number, { kind: "command", actor: env.comment.author.login, breakGlass: { reason } });
+  if (grant?.state === "active")
+    return refuse(env, "/break-glass", "access is already granted on this ticket");
+  if (!isRequester(env, grant))
+    return refuse(
+      env,
+      "/break-glass",
+      "only the requester can break the glass on their own request",
+    );
+  await evaluateTicket(env.deps, env.ctx, env.view.ticket.number, {
+    kind: "command",
+    actor: env.comment.author.login,
+    breakGlass: { reason },
+  });
 }
 
 async function status(env: Env): Promise<void> {
   const { deps, view } = env;
-  const grant = (await openGrant(deps.db, view.ticket.id)) ?? (await latestGrant(deps.db, view.ticket.id));
+  const grant =
+    (await openGrant(deps.db, view.ticket.id)) ?? (await latestGrant(deps.db, view.ticket.id));
   const trace: string[] = [];
   let state = grant?.state ?? "no request";
   if (!view.labeled) trace.push(`the ticket does not carry the ${view.label} label`);
@@ -211,23 +312,41 @@ async function status(env: Env): Promise<void> {
     const parsed = parseRequest(view.live.body, view.bound, deps.now());
     const target = resourceOf(env, grant);
     if (parsed.ok && target) {
-      const decision = await decideRequest(deps, env.ctx, view, grant, parsed.request, requestHash(parsed.request), target.resource, target.ownership, null);
+      const decision = await decideRequest(
+        deps,
+        env.ctx,
+        view,
+        grant,
+        parsed.request,
+        requestHash(parsed.request),
+        target.resource,
+        target.ownership,
+        null,
+      );
       trace.push(...decision.trace);
     } else if (!parsed.ok) {
       trace.push(...parsed.problems);
     }
   } else if (grant?.state === "active" && grant.endsAt) {
     state = `active until ${grant.endsAt.toISOString()}`;
-    trace.push(`granted ${grant.scopes.join(", ")} on ${grant.resource} (${grant.decision}${grant.approvers.length > 0 ? ` by ${grant.approvers.join(", ")}` : ""})`);
+    trace.push(
+      `granted ${grant.scopes.join(", ")} on ${grant.resource} (${grant.decision}${grant.approvers.length > 0 ? ` by ${grant.approvers.join(", ")}` : ""})`,
+    );
   } else if (grant) {
     trace.push(`${grant.state}${grant.endReason ? `: ${grant.endReason}` : ""}`);
   }
-  await say(deps.db, view.scope, `status/${env.comment.id}`, { kind: "status", state, trace }, {
-    kind: "status.requested",
-    actor: `github:${env.comment.author.login}`,
-    grantId: grant?.id ?? null,
-    data: { comment_id: env.comment.id },
-  });
+  await say(
+    deps.db,
+    view.scope,
+    `status/${env.comment.id}`,
+    { kind: "status", state, trace },
+    {
+      kind: "status.requested",
+      actor: `github:${env.comment.author.login}`,
+      grantId: grant?.id ?? null,
+      data: { comment_id: env.comment.id },
+    },
+  );
 }
 
 /**
@@ -238,43 +357,84 @@ async function status(env: Env): Promise<void> {
 async function extendCommand(env: Env, seconds: number): Promise<void> {
   const { deps, view, comment } = env;
   const grant = await openGrant(deps.db, view.ticket.id);
-  if (grant?.state !== "active" || !grant.startsAt || !grant.endsAt) return refuse(env, "/extend", "there is no active access to extend");
-  if (!isRequester(env, grant)) return refuse(env, "/extend", "only the requester can ask for more time");
+  if (grant?.state !== "active" || !grant.startsAt || !grant.endsAt)
+    return refuse(env, "/extend", "there is no active access to extend");
+  if (!isRequester(env, grant))
+    return refuse(env, "/extend", "only the requester can ask for more time");
   const target = resourceOf(env, grant);
-  if (!target) return refuse(env, "/extend", `${grant.resource} is no longer in this repository's policy`);
+  if (!target)
+    return refuse(env, "/extend", `${grant.resource} is no longer in this repository's policy`);
   const total = (grant.endsAt.getTime() - grant.startsAt.getTime()) / 1000 + seconds;
   if (total > target.resource.maxTtl) {
-    return refuse(env, "/extend", `that would make ${formatDuration(total)} in all; ${grant.resource} allows at most ${formatDuration(target.resource.maxTtl)}`);
+    return refuse(
+      env,
+      "/extend",
+      `that would make ${formatDuration(total)} in all; ${grant.resource} allows at most ${formatDuration(target.resource.maxTtl)}`,
+    );
   }
-  const hash = createHash("sha256").update(`${grant.id}/${grant.endsAt.toISOString()}/${seconds}`).digest("hex");
+  const hash = createHash("sha256")
+    .update(`${grant.id}/${grant.endsAt.toISOString()}/${seconds}`)
+    .digest("hex");
   const extension = await deps.db.transaction(async (tx) => {
-    const e = await requestExtension(tx, { grantId: grant.id, extendByS: seconds, requestHash: hash, by: comment.author, commentId: comment.id });
-    await record(tx, view.scope, { kind: "grant.extension_requested", actor: `github:${comment.author.login}`, grantId: grant.id, data: { extend_by_s: seconds, request_hash: hash } });
+    const e = await requestExtension(tx, {
+      grantId: grant.id,
+      extendByS: seconds,
+      requestHash: hash,
+      by: comment.author,
+      commentId: comment.id,
+    });
+    await record(tx, view.scope, {
+      kind: "grant.extension_requested",
+      actor: `github:${comment.author.login}`,
+      grantId: grant.id,
+      data: { extend_by_s: seconds, request_hash: hash },
+    });
     return e;
   });
   if (await tryExtend(env, grant, extension, target)) return;
-  await say(deps.db, view.scope, `extension/${extension.id}`, {
-    kind: "extension_requested",
-    requester: comment.author.login,
-    extendBySeconds: seconds,
-    approvers: target.ownership.status === "owned" ? target.ownership.owners.filter((o) => o.kind !== "email").map((o) => o.text) : [],
-  }, { kind: "grant.extension_pending", actor: "hallpass", grantId: grant.id, data: { extend_by_s: seconds } });
+  await say(
+    deps.db,
+    view.scope,
+    `extension/${extension.id}`,
+    {
+      kind: "extension_requested",
+      requester: comment.author.login,
+      extendBySeconds: seconds,
+      approvers:
+        target.ownership.status === "owned"
+          ? target.ownership.owners.filter((o) => o.kind !== "email").map((o) => o.text)
+          : [],
+    },
+    {
+      kind: "grant.extension_pending",
+      actor: "hallpass",
+      grantId: grant.id,
+      data: { extend_by_s: seconds },
+    },
+  );
 }
 
 async function approveExtension(env: Env, grant: Grant, extension: Extension): Promise<void> {
   const { deps, view, comment } = env;
   await deps.db.transaction(async (tx) => {
-    if (await recordApproval(tx, {
-      ticketId: view.ticket.id,
-      approverId: comment.author.id,
-      approverLogin: comment.author.login,
-      channel: "comment",
-      sourceId: comment.id,
-      requestHash: extension.requestHash,
-      commitId: null,
-      at: comment.createdAt,
-    })) {
-      await record(tx, view.scope, { kind: "approval.recorded", actor: `github:${comment.author.login}`, grantId: grant.id, data: { channel: "comment", comment_id: comment.id, extension: extension.id } });
+    if (
+      await recordApproval(tx, {
+        ticketId: view.ticket.id,
+        approverId: comment.author.id,
+        approverLogin: comment.author.login,
+        channel: "comment",
+        sourceId: comment.id,
+        requestHash: extension.requestHash,
+        commitId: null,
+        at: comment.createdAt,
+      })
+    ) {
+      await record(tx, view.scope, {
+        kind: "approval.recorded",
+        actor: `github:${comment.author.login}`,
+        grantId: grant.id,
+        data: { channel: "comment", comment_id: comment.id, extension: extension.id },
+      });
     }
   });
   const target = resourceOf(env, grant);
@@ -282,30 +442,67 @@ async function approveExtension(env: Env, grant: Grant, extension: Extension): P
 }
 
 /** Decides an extension like a request for the whole extended duration; extends when granted. */
-async function tryExtend(env: Env, grant: Grant, extension: Extension, target: { resource: BoundResource; ownership: Ownership }): Promise<boolean> {
+async function tryExtend(
+  env: Env,
+  grant: Grant,
+  extension: Extension,
+  target: { resource: BoundResource; ownership: Ownership },
+): Promise<boolean> {
   const { deps, ctx, view } = env;
   if (!grant.startsAt || !grant.endsAt) return false;
   const total = (grant.endsAt.getTime() - grant.startsAt.getTime()) / 1000 + extension.extendByS;
-  const approvals = (await approvalsOf(deps.db, view.ticket.id)).filter((a) => a.requestHash === extension.requestHash);
-  const writers = await Promise.all(approvals.map((a) => hasWriteAccess(ctx.gh, ctx.repo, a.approverLogin)));
+  const approvals = (await approvalsOf(deps.db, view.ticket.id)).filter(
+    (a) => a.requestHash === extension.requestHash,
+  );
+  const writers = await Promise.all(
+    approvals.map((a) => hasWriteAccess(ctx.gh, ctx.repo, a.approverLogin)),
+  );
   const terms = grantTerms(grant);
   const decision = decide({
     resource: target.resource,
-    request: { resource: grant.resource, scopes: grant.scopes, durationSeconds: total, reason: terms.reason, start: null, source: "block" },
+    request: {
+      resource: grant.resource,
+      scopes: grant.scopes,
+      durationSeconds: total,
+      reason: terms.reason,
+      start: null,
+      source: "block",
+    },
     requestHash: extension.requestHash,
     ownership: target.ownership,
     requester: { id: grant.requesterId, login: grant.requesterLogin, isBot: false },
     commitAuthors: [],
-    approvals: approvals.map((a, i) => ({ approverId: a.approverId, login: a.approverLogin, isBot: false, requestHash: a.requestHash, at: a.at, hasWriteAccess: writers[i] ?? false })),
+    approvals: approvals.map((a, i) => ({
+      approverId: a.approverId,
+      login: a.approverLogin,
+      isBot: false,
+      requestHash: a.requestHash,
+      at: a.at,
+      hasWriteAccess: writers[i] ?? false,
+    })),
     teams: await resolveTeams(ctx, target.ownership, target.resource),
-    autoApprovalUses: await autoApprovalUses(deps.db, grant.requesterId, grant.resource, grant.audience),
+    autoApprovalUses: await autoApprovalUses(
+      deps.db,
+      grant.requesterId,
+      grant.resource,
+      grant.audience,
+    ),
     breakGlass: null,
     now: deps.now(),
   });
   if (decision.kind !== "grant" && decision.kind !== "auto_approved") return false;
-  const endsAt = new Date(grant.startsAt.getTime() + Math.min(total, target.resource.maxTtl) * 1000);
+  const endsAt = new Date(
+    grant.startsAt.getTime() + Math.min(total, target.resource.maxTtl) * 1000,
+  );
   const approvers = decision.kind === "grant" ? decision.approvers.map((a) => a.login) : [];
-  const extended = await extend(deps.db, view.scope, grant.id, endsAt, approvers, decision.kind === "grant" ? `github:${approvers.at(-1)}` : "hallpass");
+  const extended = await extend(
+    deps.db,
+    view.scope,
+    grant.id,
+    endsAt,
+    approvers,
+    decision.kind === "grant" ? `github:${approvers.at(-1)}` : "hallpass",
+  );
   if (extended) await deps.db.transaction((tx) => closeExtension(tx, extension.id, "approved"));
   return extended !== null;
 }

@@ -18,7 +18,10 @@ export interface LifecycleDeps {
 /** One repository as a webhook names it, with the client of its installation. */
 export interface RepoContext {
   readonly gh: GitHub;
-  readonly installation: { readonly id: number; readonly account: { readonly id: number; readonly login: string } };
+  readonly installation: {
+    readonly id: number;
+    readonly account: { readonly id: number; readonly login: string };
+  };
   readonly repo: {
     readonly id: number;
     readonly ownerId: number;
@@ -44,4 +47,9 @@ export type Trigger =
   | "member_removed";
 
 /** Events after which a ticket with no open grant may (re)open a request. */
-export const OPENS_REQUESTS: ReadonlySet<Trigger> = new Set(["opened", "edited", "labeled", "reopened"]);
+export const OPENS_REQUESTS: ReadonlySet<Trigger> = new Set([
+  "opened",
+  "edited",
+  "labeled",
+  "reopened",
+]);

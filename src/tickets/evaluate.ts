@@ -1,18 +1,42 @@
 import { createHash } from "node:crypto";
-import { commitAuthors, fetchTicket, hasWriteAccess, type LiveTicket, teamMembers } from "#src/github/api.js";
+import {
+  commitAuthors,
+  fetchTicket,
+  hasWriteAccess,
+  type LiveTicket,
+  teamMembers,
+} from "#src/github/api.js";
 import { loadRules, type RepoRules } from "#src/github/rules.js";
 import { type BoundResource, bindPolicy } from "#src/rules/bind.js";
-import { ownersOf, type Ownership } from "#src/rules/codeowners.js";
+import { type Ownership, ownersOf } from "#src/rules/codeowners.js";
 import { type Approval, type Decision, decide } from "#src/rules/decide.js";
 import type { Policy } from "#src/rules/policy.js";
 import { teamKey } from "#src/rules/principal.js";
 import { type AccessRequest, parseRequest, requestHash } from "#src/rules/request.js";
 import { approvalsOf } from "#src/store/approvals.js";
-import { autoApprovalUses, type Grant, latestGrant, openGrant, type RequestTerms } from "#src/store/grant-lifecycle.js";
+import {
+  autoApprovalUses,
+  type Grant,
+  latestGrant,
+  openGrant,
+  type RequestTerms,
+} from "#src/store/grant-lifecycle.js";
 import { type Ticket, upsertTicket } from "#src/store/tickets.js";
-import { type LifecycleDeps, OPENS_REQUESTS, type RepoContext, type Trigger } from "#src/tickets/context.js";
+import {
+  type LifecycleDeps,
+  OPENS_REQUESTS,
+  type RepoContext,
+  type Trigger,
+} from "#src/tickets/context.js";
 import type { Terms } from "#src/tickets/notices.js";
-import { activate, editRequest, endOpenGrant, openRequest, say, type TicketScope } from "#src/tickets/transitions.js";
+import {
+  activate,
+  editRequest,
+  endOpenGrant,
+  openRequest,
+  say,
+  type TicketScope,
+} from "#src/tickets/transitions.js";
 
 /** The ticket, its rules and its request, as read at one moment. */
 export interface TicketView {
@@ -31,7 +55,11 @@ export interface TicketView {
 const DEFAULT_LABEL = "hallpass";
 
 /** Reads the ticket from GitHub and the rules from its default branch, and records the ticket. */
-export async function viewTicket(deps: LifecycleDeps, ctx: RepoContext, number: number): Promise<TicketView> {
+export async function viewTicket(
+  deps: LifecycleDeps,
+  ctx: RepoContext,
+  number: number,
+): Promise<TicketView> {
   const repoName = { owner: ctx.repo.owner, name: ctx.repo.name };
   const [live, rules] = await Promise.all([
     fetchTicket(ctx.gh, repoName, number),
@@ -40,14 +68,22 @@ export async function viewTicket(deps: LifecycleDeps, ctx: RepoContext, number: 
   const policy = rules.policy?.ok ? rules.policy.policy : null;
   const policyProblems: string[] = [];
   if (rules.policy === null) {
-    policyProblems.push(`this repository has no .github/hallpass.yml on its default branch (${rules.defaultBranch})`);
+    policyProblems.push(
+      `this repository has no .github/hallpass.yml on its default branch (${rules.defaultBranch})`,
+    );
   } else if (!rules.policy.ok) {
-    for (const e of rules.policy.errors) policyProblems.push(`.github/hallpass.yml: ${e.path ? `${e.path}: ` : ""}${e.message}`);
+    for (const e of rules.policy.errors)
+      policyProblems.push(`.github/hallpass.yml: ${e.path ? `${e.path}: ` : ""}${e.message}`);
   }
   const binding = policy
-    ? bindPolicy(policy, deps.operator, { id: ctx.repo.id, ownerId: ctx.repo.ownerId, fullName: `${ctx.repo.owner}/${ctx.repo.name}` })
+    ? bindPolicy(policy, deps.operator, {
+        id: ctx.repo.id,
+        ownerId: ctx.repo.ownerId,
+        fullName: `${ctx.repo.owner}/${ctx.repo.name}`,
+      })
     : null;
-  for (const e of binding?.errors ?? []) policyProblems.push(`.github/hallpass.yml: ${e.path}: ${e.message}`);
+  for (const e of binding?.errors ?? [])
+    policyProblems.push(`.github/hallpass.yml: ${e.path}: ${e.message}`);
   const label = policy?.label ?? DEFAULT_LABEL;
   const ticket = await upsertTicket(deps.db, {
     installationId: ctx.installation.id,
@@ -96,13 +132,20 @@ export async function evaluateTicket(
   deps: LifecycleDeps,
   ctx: RepoContext,
   number: number,
-  trigger: { readonly kind: Trigger; readonly actor: string; readonly breakGlass?: { reason: string } },
+  trigger: {
+    readonly kind: Trigger;
+    readonly actor: string;
+    readonly breakGlass?: { reason: string };
+  },
 ): Promise<void> {
   const view = await viewTicket(deps, ctx, number);
   const { db } = deps;
   const { live, scope } = view;
   const open = await openGrant(db, view.ticket.id);
-  const log = deps.log.child({ ticket: `${ctx.repo.owner}/${ctx.repo.name}#${number}`, trigger: trigger.kind });
+  const log = deps.log.child({
+    ticket: `${ctx.repo.owner}/${ctx.repo.name}#${number}`,
+    trigger: trigger.kind,
+  });
 
   // 1. Closed or no longer labeled.
   if (live.state === "closed" || !view.labeled) {
@@ -113,7 +156,12 @@ export async function evaluateTicket(
           ? "the pull request was merged"
           : `the ${live.kind === "issue" ? "issue" : "pull request"} was closed`
         : `the ${view.label} label was removed`;
-    await endOpenGrant(db, scope, { whenActive: "revoked", whenPending: "cancelled", reason, by: trigger.actor });
+    await endOpenGrant(db, scope, {
+      whenActive: "revoked",
+      whenPending: "cancelled",
+      reason,
+      by: trigger.actor,
+    });
     return;
   }
 
@@ -121,18 +169,30 @@ export async function evaluateTicket(
   if (open?.state === "active") {
     const why = await noLongerAllowed(deps, ctx, view, open);
     if (why) {
-      await endOpenGrant(db, scope, { grantId: open.id, whenActive: "revoked", whenPending: "cancelled", reason: why, by: "hallpass" });
+      await endOpenGrant(db, scope, {
+        grantId: open.id,
+        whenActive: "revoked",
+        whenPending: "cancelled",
+        reason: why,
+        by: "hallpass",
+      });
       return;
     }
     if (trigger.kind === "edited") {
       const parsed = parseRequest(live.body, view.bound, deps.now());
       if (parsed.ok && requestHash(parsed.request) !== open.requestHash) {
-        await say(db, scope, `terms_kept/${open.id}/${requestHash(parsed.request)}`, { kind: "terms_kept", terms: grantTerms(open) }, {
-          kind: "grant.edit_ignored",
-          actor: `github:${trigger.actor}`,
-          grantId: open.id,
-          data: { request_hash: requestHash(parsed.request) },
-        });
+        await say(
+          db,
+          scope,
+          `terms_kept/${open.id}/${requestHash(parsed.request)}`,
+          { kind: "terms_kept", terms: grantTerms(open) },
+          {
+            kind: "grant.edit_ignored",
+            actor: `github:${trigger.actor}`,
+            grantId: open.id,
+            data: { request_hash: requestHash(parsed.request) },
+          },
+        );
       }
     }
     return;
@@ -140,7 +200,7 @@ export async function evaluateTicket(
 
   // 3. The request as the ticket states it now.
   const parsed = parseRequest(live.body, view.bound, deps.now());
-  if (!parsed.ok || view.policyProblems.length > 0 && !parsed.ok) {
+  if (!parsed.ok || (view.policyProblems.length > 0 && !parsed.ok)) {
     const problems = [...view.policyProblems, ...(parsed.ok ? [] : parsed.problems)];
     if (open) {
       await endOpenGrant(db, scope, {
@@ -153,11 +213,17 @@ export async function evaluateTicket(
     }
     if (open || OPENS_REQUESTS.has(trigger.kind)) {
       const key = createHash("sha256").update(problems.join("\n")).digest("hex").slice(0, 16);
-      await say(db, scope, `invalid/${view.ticket.id}/${key}`, { kind: "request_invalid", problems }, {
-        kind: "request.invalid",
-        actor: `github:${trigger.actor}`,
-        data: { problems },
-      });
+      await say(
+        db,
+        scope,
+        `invalid/${view.ticket.id}/${key}`,
+        { kind: "request_invalid", problems },
+        {
+          kind: "request.invalid",
+          actor: `github:${trigger.actor}`,
+          data: { problems },
+        },
+      );
     }
     return;
   }
@@ -171,16 +237,41 @@ export async function evaluateTicket(
   if (!grant) {
     const last = await latestGrant(db, view.ticket.id);
     if (!OPENS_REQUESTS.has(trigger.kind) && last?.requestHash === hash) {
-      return log.debug("this request was already decided; reopen, relabel or edit the ticket to ask again");
+      return log.debug(
+        "this request was already decided; reopen, relabel or edit the ticket to ask again",
+      );
     }
-    grant = await openRequest(db, scope, { id: live.author.id, login: live.author.login }, terms, receivedNotice(view, request, resource, ownership, false));
+    grant = await openRequest(
+      db,
+      scope,
+      { id: live.author.id, login: live.author.login },
+      terms,
+      receivedNotice(view, request, resource, ownership, false),
+    );
   } else if (grant.requestHash !== hash) {
-    grant = await editRequest(db, scope, grant.id, trigger.actor, terms, receivedNotice(view, request, resource, ownership, true));
+    grant = await editRequest(
+      db,
+      scope,
+      grant.id,
+      trigger.actor,
+      terms,
+      receivedNotice(view, request, resource, ownership, true),
+    );
   }
   if (!grant) return log.debug("the grant moved on meanwhile");
 
   // 4. Decide.
-  const decision = await decideRequest(deps, ctx, view, grant, request, hash, resource, ownership, trigger.breakGlass ?? null);
+  const decision = await decideRequest(
+    deps,
+    ctx,
+    view,
+    grant,
+    request,
+    hash,
+    resource,
+    ownership,
+    trigger.breakGlass ?? null,
+  );
   await applyDecision(deps, ctx, view, grant, hash, resource, decision, trigger.actor);
 }
 
@@ -202,9 +293,11 @@ export async function decideRequest(
   const current = stored.filter((a) => a.channel === "comment" || a.commitId === view.live.headSha);
   const writers = new Map<number, boolean>();
   await Promise.all(
-    [...new Map(current.map((a) => [a.approverId, a.approverLogin])).entries()].map(async ([id, login]) => {
-      writers.set(id, await hasWriteAccess(ctx.gh, repoName, login));
-    }),
+    [...new Map(current.map((a) => [a.approverId, a.approverLogin])).entries()].map(
+      async ([id, login]) => {
+        writers.set(id, await hasWriteAccess(ctx.gh, repoName, login));
+      },
+    ),
   );
   const approvals: Approval[] = current.map((a) => ({
     approverId: a.approverId,
@@ -221,10 +314,18 @@ export async function decideRequest(
     requestHash: hash,
     ownership,
     requester: view.live.author,
-    commitAuthors: view.live.kind === "pull_request" ? await commitAuthors(ctx.gh, repoName, view.live.number) : [],
+    commitAuthors:
+      view.live.kind === "pull_request"
+        ? await commitAuthors(ctx.gh, repoName, view.live.number)
+        : [],
     approvals,
     teams,
-    autoApprovalUses: await autoApprovalUses(deps.db, grant.requesterId, grant.resource, grant.audience),
+    autoApprovalUses: await autoApprovalUses(
+      deps.db,
+      grant.requesterId,
+      grant.resource,
+      grant.audience,
+    ),
     breakGlass,
     now: deps.now(),
   });
@@ -267,21 +368,43 @@ async function applyDecision(
   const { db } = deps;
   const { scope } = view;
   if (decision.kind === "denied") {
-    await endOpenGrant(db, scope, { grantId: grant.id, whenActive: "revoked", whenPending: "denied", reason: decision.why, by: "hallpass" });
+    await endOpenGrant(db, scope, {
+      grantId: grant.id,
+      whenActive: "revoked",
+      whenPending: "denied",
+      reason: decision.why,
+      by: "hallpass",
+    });
     return;
   }
   if (decision.kind === "needs_approval") return;
   if (decision.kind === "break_glass" && !decision.allowed) {
-    await say(db, scope, `break_glass_refused/${grant.id}/${hash}/${actor}`, {
-      kind: "command_refused",
-      command: "/break-glass",
-      actor,
-      why: decision.why,
-    }, { kind: "break_glass.refused", actor: `github:${actor}`, grantId: grant.id, data: { why: decision.why } });
+    await say(
+      db,
+      scope,
+      `break_glass_refused/${grant.id}/${hash}/${actor}`,
+      {
+        kind: "command_refused",
+        command: "/break-glass",
+        actor,
+        why: decision.why,
+      },
+      {
+        kind: "break_glass.refused",
+        actor: `github:${actor}`,
+        grantId: grant.id,
+        data: { why: decision.why },
+      },
+    );
     return;
   }
   const approvers = decision.kind === "grant" ? decision.approvers.map((a) => a.login) : [];
-  const kind = decision.kind === "grant" ? "approvals" : decision.kind === "auto_approved" ? "auto" : "break_glass";
+  const kind =
+    decision.kind === "grant"
+      ? "approvals"
+      : decision.kind === "auto_approved"
+        ? "auto"
+        : "break_glass";
   const scopePermissions: Record<string, string[]> = {};
   for (const scope of decision.scopes) {
     scopePermissions[scope] = (resource.policy.scopes.get(scope) ?? []).map((p) => p.text);
@@ -313,7 +436,11 @@ async function applyDecision(
     kind === "approvals" ? `github:${approvers[approvers.length - 1] ?? actor}` : `github:${actor}`,
     {
       kind: "granted",
-      terms: { ...terms, permissions: decision.permissions, durationSeconds: decision.window.seconds },
+      terms: {
+        ...terms,
+        permissions: decision.permissions,
+        durationSeconds: decision.window.seconds,
+      },
       requester: grant.requesterLogin,
       approvers,
       decision: kind,
@@ -325,7 +452,10 @@ async function applyDecision(
       ticketKind: view.ticket.kind,
       serverUrl: deps.serverUrl,
     },
-    { trace: [...decision.trace], ...(decision.kind === "break_glass" ? { break_glass_reason: decision.reason } : {}) },
+    {
+      trace: [...decision.trace],
+      ...(decision.kind === "break_glass" ? { break_glass_reason: decision.reason } : {}),
+    },
   );
 }
 
@@ -334,8 +464,17 @@ async function applyDecision(
  * or scopes gone, approvers no longer owners), or by the PR (commits after
  * the approved one); null when it stands.
  */
-async function noLongerAllowed(deps: LifecycleDeps, ctx: RepoContext, view: TicketView, grant: Grant): Promise<string | null> {
-  if (view.live.kind === "pull_request" && grant.approvedCommit && view.live.headSha !== grant.approvedCommit) {
+async function noLongerAllowed(
+  deps: LifecycleDeps,
+  ctx: RepoContext,
+  view: TicketView,
+  grant: Grant,
+): Promise<string | null> {
+  if (
+    view.live.kind === "pull_request" &&
+    grant.approvedCommit &&
+    view.live.headSha !== grant.approvedCommit
+  ) {
     return `new commits were pushed after the approved commit ${grant.approvedCommit.slice(0, 7)}`;
   }
   const resource = view.bound.get(grant.resource);
@@ -343,14 +482,16 @@ async function noLongerAllowed(deps: LifecycleDeps, ctx: RepoContext, view: Tick
     return `${grant.resource} is no longer in this repository's policy on ${view.rules.defaultBranch} (or no longer bound to it)`;
   }
   for (const scope of grant.scopes) {
-    if (!resource.policy.scopes.has(scope)) return `scope ${scope} of ${grant.resource} is no longer in the policy`;
+    if (!resource.policy.scopes.has(scope))
+      return `scope ${scope} of ${grant.resource} is no longer in the policy`;
   }
   const allowed = new Set([...resource.policy.scopes.values()].flat().map((p) => p.text));
   const lost = grant.permissions.filter((p) => !allowed.has(p));
   if (lost.length > 0) return `the policy no longer allows ${lost.join(", ")}`;
   if (grant.decision !== "approvals" || grant.approvers.length === 0) return null;
   const ownership = ownersOf(view.rules.codeowners, resource.policy.path);
-  if (ownership.status !== "owned") return `CODEOWNERS no longer gives ${resource.policy.path} owners who can approve`;
+  if (ownership.status !== "owned")
+    return `CODEOWNERS no longer gives ${resource.policy.path} owners who can approve`;
   const teams = await resolveTeams(ctx, ownership, resource);
   const owners = ownership.owners;
   const stillOwners = grant.approvers.filter((login) =>
@@ -387,7 +528,10 @@ export function grantTerms(grant: Grant): Terms {
     resource: grant.resource,
     scopes: grant.scopes,
     permissions: grant.permissions,
-    durationSeconds: grant.startsAt && grant.endsAt ? (grant.endsAt.getTime() - grant.startsAt.getTime()) / 1000 : grant.durationS,
+    durationSeconds:
+      grant.startsAt && grant.endsAt
+        ? (grant.endsAt.getTime() - grant.startsAt.getTime()) / 1000
+        : grant.durationS,
     start: grant.requestedStart?.toISOString() ?? null,
     reason: grant.reason,
   };
@@ -400,7 +544,9 @@ function receivedNotice(
   ownership: Ownership,
   edited: boolean,
 ) {
-  const permissions = request.scopes.flatMap((s) => (resource.policy.scopes.get(s) ?? []).map((p) => p.text));
+  const permissions = request.scopes.flatMap((s) =>
+    (resource.policy.scopes.get(s) ?? []).map((p) => p.text),
+  );
   return {
     kind: "request_received" as const,
     terms: {
@@ -413,7 +559,10 @@ function receivedNotice(
     },
     requester: view.live.author.login,
     approvalsNeeded: resource.policy.approvals,
-    approvers: ownership.status === "owned" ? ownership.owners.filter((o) => o.kind !== "email").map((o) => o.text) : [],
+    approvers:
+      ownership.status === "owned"
+        ? ownership.owners.filter((o) => o.kind !== "email").map((o) => o.text)
+        : [],
     edited,
   };
 }

@@ -1,9 +1,9 @@
 import type { Logger } from "#src/log.js";
 import { type Loop, startLoop } from "#src/loop.js";
+import { formatDuration } from "#src/rules/duration.js";
 import type { Db } from "#src/store/db.js";
 import { dueGrants, type Grant, markReviewFlagged } from "#src/store/grant-lifecycle.js";
 import { getTicketById } from "#src/store/tickets.js";
-import { formatDuration } from "#src/rules/duration.js";
 import { endOpenGrant, say, type TicketScope, warnExpiry } from "#src/tickets/transitions.js";
 
 export interface SweeperOptions {
@@ -68,7 +68,8 @@ async function step(
         whenPending: "cancelled",
         reason: "its time ran out",
         by: "hallpass",
-        onlyIf: (g) => g.state === "active" && g.endsAt !== null && g.endsAt.getTime() <= now.getTime(),
+        onlyIf: (g) =>
+          g.state === "active" && g.endsAt !== null && g.endsAt.getTime() <= now.getTime(),
       });
       return;
     case "warn":
@@ -82,7 +83,8 @@ async function step(
         reason: `no approval within ${formatDuration(grant.requestTtlS)}; the request is stale`,
         by: "hallpass",
         closeIssue: true,
-        onlyIf: (g) => g.state === "pending" && g.createdAt.getTime() + g.requestTtlS * 1000 <= now.getTime(),
+        onlyIf: (g) =>
+          g.state === "pending" && g.createdAt.getTime() + g.requestTtlS * 1000 <= now.getTime(),
       });
       return;
     case "review_overdue": {
@@ -93,7 +95,12 @@ async function step(
         scope,
         `review_overdue/${grant.id}`,
         { kind: "review_overdue", reviewBy },
-        { kind: "grant.review_overdue", actor: "hallpass", grantId: grant.id, data: { review_due_at: reviewBy } },
+        {
+          kind: "grant.review_overdue",
+          actor: "hallpass",
+          grantId: grant.id,
+          data: { review_due_at: reviewBy },
+        },
         (tx) => markReviewFlagged(tx, grant.id),
       );
       return;

@@ -62,7 +62,8 @@ async function transition<T>(
   } | null>,
 ): Promise<T | null> {
   return db.transaction(async (tx) => {
-    if (!(await lockTicket(tx, scope.ticket.id, { skipLocked: scope.skipLocked === true }))) return null;
+    if (!(await lockTicket(tx, scope.ticket.id, { skipLocked: scope.skipLocked === true })))
+      return null;
     const applied = await change(tx);
     if (!applied) return null;
     const event = await appendAudit(tx, {
@@ -70,7 +71,10 @@ async function transition<T>(
       actor: applied.audit.actor,
       ticketId: scope.ticket.id,
       grantId: applied.grantId,
-      data: { ticket: `${scope.repo.owner}/${scope.repo.name}#${scope.ticket.number}`, ...applied.audit.data },
+      data: {
+        ticket: `${scope.repo.owner}/${scope.repo.name}#${scope.ticket.number}`,
+        ...applied.audit.data,
+      },
     });
     if (!scope.quiet) {
       const effects: SideEffect[] = applied.notices.map((notice) => ({
@@ -160,7 +164,8 @@ export function activate(
 ): Promise<Grant | null> {
   return transition(db, scope, async (tx) => {
     const open = await lockOpenGrant(tx, scope.ticket.id);
-    if (open?.id !== grantId || open.state !== "pending" || open.requestHash !== decidedHash) return null;
+    if (open?.id !== grantId || open.state !== "pending" || open.requestHash !== decidedHash)
+      return null;
     const grant = await activateGrant(tx, grantId, activation);
     if (!grant) return null;
     await notify(tx, GRANTS_CHANNEL, `${grantId}:active`);
@@ -249,7 +254,14 @@ export function endOpenGrant(
       check: { state: ENDS[state].check, title: `Access ${state}`, summary: options.reason },
       effects:
         options.closeIssue && scope.ticket.kind === "issue"
-          ? [{ kind: "close_issue", repo: scope.repo, number: scope.ticket.number, reason: "not_planned" }]
+          ? [
+              {
+                kind: "close_issue",
+                repo: scope.repo,
+                number: scope.ticket.number,
+                reason: "not_planned",
+              },
+            ]
           : [],
     };
   });
@@ -276,12 +288,25 @@ export function extend(
       audit: {
         kind: "grant.extended",
         actor,
-        data: { previous_ends_at: previous.toISOString(), ends_at: endsAt.toISOString(), approvers: [...approvers] },
+        data: {
+          previous_ends_at: previous.toISOString(),
+          ends_at: endsAt.toISOString(),
+          approvers: [...approvers],
+        },
       },
       notices: [
-        { kind: "extended", by: [...approvers], previousEndsAt: previous.toISOString(), endsAt: endsAt.toISOString() },
+        {
+          kind: "extended",
+          by: [...approvers],
+          previousEndsAt: previous.toISOString(),
+          endsAt: endsAt.toISOString(),
+        },
       ],
-      check: { state: "active", title: `Access extended until ${endsAt.toISOString().slice(0, 16).replace("T", " ")} UTC`, summary: "" },
+      check: {
+        state: "active",
+        title: `Access extended until ${endsAt.toISOString().slice(0, 16).replace("T", " ")} UTC`,
+        summary: "",
+      },
     };
   });
 }
@@ -294,8 +319,18 @@ export function warnExpiry(db: Db, scope: TicketScope, grant: Grant): Promise<bo
     return {
       result: true,
       grantId: grant.id,
-      audit: { kind: "grant.expiry_warned", actor: "hallpass", data: { ends_at: grant.endsAt.toISOString() } },
-      notices: [{ kind: "expiry_warning", requester: grant.requesterLogin, endsAt: grant.endsAt.toISOString() }],
+      audit: {
+        kind: "grant.expiry_warned",
+        actor: "hallpass",
+        data: { ends_at: grant.endsAt.toISOString() },
+      },
+      notices: [
+        {
+          kind: "expiry_warning",
+          requester: grant.requesterLogin,
+          endsAt: grant.endsAt.toISOString(),
+        },
+      ],
     };
   });
 }
@@ -316,16 +351,20 @@ export async function say(
   await db.transaction(async (tx) => {
     if (!(await lockTicket(tx, scope.ticket.id, { skipLocked: scope.skipLocked === true }))) return;
     if (guard && !(await guard(tx))) return;
-    const { rows } = await tx.query<{ n: number }>("SELECT count(*)::int AS n FROM outbox WHERE dedupe_key = $1::text", [
-      dedupeKey,
-    ]);
+    const { rows } = await tx.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM outbox WHERE dedupe_key = $1::text",
+      [dedupeKey],
+    );
     if ((rows[0]?.n ?? 0) > 0) return;
     const event = await appendAudit(tx, {
       kind: audit.kind,
       actor: audit.actor,
       ticketId: scope.ticket.id,
       grantId: audit.grantId ?? null,
-      data: { ticket: `${scope.repo.owner}/${scope.repo.name}#${scope.ticket.number}`, ...audit.data },
+      data: {
+        ticket: `${scope.repo.owner}/${scope.repo.name}#${scope.ticket.number}`,
+        ...audit.data,
+      },
     });
     if (scope.quiet) return;
     await enqueue(tx, {
@@ -339,13 +378,20 @@ export async function say(
 }
 
 /** Records a fact with no notice (an approval seen, a review dismissed...). */
-export async function record(db: Sql, scope: TicketScope, audit: AuditSpec & { readonly grantId?: string | null }): Promise<void> {
+export async function record(
+  db: Sql,
+  scope: TicketScope,
+  audit: AuditSpec & { readonly grantId?: string | null },
+): Promise<void> {
   await appendAudit(db, {
     kind: audit.kind,
     actor: audit.actor,
     ticketId: scope.ticket.id,
     grantId: audit.grantId ?? null,
-    data: { ticket: `${scope.repo.owner}/${scope.repo.name}#${scope.ticket.number}`, ...audit.data },
+    data: {
+      ticket: `${scope.repo.owner}/${scope.repo.name}#${scope.ticket.number}`,
+      ...audit.data,
+    },
   });
 }
 
@@ -365,7 +411,13 @@ function checkRun(scope: TicketScope, check: CheckState): SideEffect | null {
     number: scope.ticket.number,
     headSha: scope.ticket.headSha,
     status: completed ? "completed" : "in_progress",
-    conclusion: !completed ? null : check.state === "active" ? "success" : check.state === "denied" ? "failure" : "neutral",
+    conclusion: !completed
+      ? null
+      : check.state === "active"
+        ? "success"
+        : check.state === "denied"
+          ? "failure"
+          : "neutral",
     title: check.title,
     summary: check.summary,
   };

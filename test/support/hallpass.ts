@@ -12,8 +12,8 @@ import { gitHubComponent } from "#src/components.js";
 import { loadConfig } from "#src/config.js";
 import { loadOperator, type Operator } from "#src/operator.js";
 import type { StartComponent } from "#src/runtime.js";
-import { sweep } from "#src/tickets/sweeper.js";
 import type { Db } from "#src/store/db.js";
+import { sweep } from "#src/tickets/sweeper.js";
 import { createTestDb, primaryBackend, type TestDb } from "./db.js";
 import { cleanEnv } from "./env.js";
 import { GitHubSimulator } from "./github/simulator.js";
@@ -46,7 +46,13 @@ export interface Hallpass {
   /** Runs one sweep of the expiry sweeper at the test clock's time. */
   sweep(): Promise<void>;
   /** Outbox rows queued for a ticket, oldest first. */
-  effects(number: number): Promise<Array<{ kind: string; notice: { kind: string } & Record<string, unknown>; payload: Record<string, unknown> }>>;
+  effects(number: number): Promise<
+    Array<{
+      kind: string;
+      notice: { kind: string } & Record<string, unknown>;
+      payload: Record<string, unknown>;
+    }>
+  >;
   /** The ticket's grants, newest first. */
   grants(number: number): Promise<Array<Record<string, unknown>>>;
   /** Audit event kinds of a ticket, in chain order. */
@@ -65,7 +71,10 @@ export interface HallpassOptions {
 }
 
 /** Octokit without Probot's write throttling and retry waits: the outbox does the retrying. */
-export const TestOctokit = ProbotOctokit.defaults({ throttle: { enabled: false }, retry: { enabled: false } });
+export const TestOctokit = ProbotOctokit.defaults({
+  throttle: { enabled: false },
+  retry: { enabled: false },
+});
 
 export async function startHallpass(options: HallpassOptions): Promise<Hallpass> {
   const clock = new TestClock();
@@ -74,21 +83,26 @@ export async function startHallpass(options: HallpassOptions): Promise<Hallpass>
   const dir = await mkdtemp(path.join(tmpdir(), "hallpass-e2e-"));
   const operatorFile = path.join(dir, "operator.yml");
   await writeFile(operatorFile, options.operatorYaml(ids));
-  const env = { ...sim.appEnv(SECRET), HALLPASS_CONFIG: operatorFile, HALLPASS_URL: "https://hallpass.example.test", ...options.env };
+  const env = {
+    ...sim.appEnv(SECRET),
+    HALLPASS_CONFIG: operatorFile,
+    HALLPASS_URL: "https://hallpass.example.test",
+    ...options.env,
+  };
   const config = loadConfig(cleanEnv(env));
   const db = await createTestDb(primaryBackend);
   const operator = await loadOperator(config, cleanEnv(env));
   const capture = captureLogger(process.env.HALLPASS_TEST_LOG ? "debug" : "info");
   const component: StartComponent = gitHubComponent({
-      config,
-      log: capture.log,
-      operator,
-      Octokit: TestOctokit,
-      now: clock.now,
-      warnBeforeS: options.warnBeforeS ?? 600,
-      sweepIntervalMs: 3_600_000, // tests sweep by hand at their clock's time
-      workerIdleMs: 20,
-    });
+    config,
+    log: capture.log,
+    operator,
+    Octokit: TestOctokit,
+    now: clock.now,
+    warnBeforeS: options.warnBeforeS ?? 600,
+    sweepIntervalMs: 3_600_000, // tests sweep by hand at their clock's time
+    workerIdleMs: 20,
+  });
   const server = await startTestServer({
     db,
     env,
@@ -99,8 +113,12 @@ export async function startHallpass(options: HallpassOptions): Promise<Hallpass>
   const running = server;
 
   const ticketId = async (number: number) =>
-    (await db.query<{ id: string }>("SELECT id FROM tickets WHERE repo_id = $1::bigint AND number = $2::int", [ids.repoId, number]))
-      .rows[0]?.id ?? null;
+    (
+      await db.query<{ id: string }>(
+        "SELECT id FROM tickets WHERE repo_id = $1::bigint AND number = $2::int",
+        [ids.repoId, number],
+      )
+    ).rows[0]?.id ?? null;
 
   return {
     sim,
@@ -111,12 +129,16 @@ export async function startHallpass(options: HallpassOptions): Promise<Hallpass>
     async deliver(webhook) {
       const deliveryId = randomUUID();
       const { response } = await sim.deliver(webhook, { deliveryId });
-      if (!response || response.status >= 300) throw new Error(`delivery refused: ${response?.status}`);
+      if (!response || response.status >= 300)
+        throw new Error(`delivery refused: ${response?.status}`);
       for (let i = 0; i < 500; i++) {
-        const { rows } = await db.query<{ state: string; last_error: string | null; attempts: number }>(
-          "SELECT state, last_error, attempts FROM webhook_deliveries WHERE id = $1::text",
-          [deliveryId],
-        );
+        const { rows } = await db.query<{
+          state: string;
+          last_error: string | null;
+          attempts: number;
+        }>("SELECT state, last_error, attempts FROM webhook_deliveries WHERE id = $1::text", [
+          deliveryId,
+        ]);
         const row = rows[0];
         if (row?.state === "done") return;
         if (row && (row.state === "failed" || row.attempts > 1)) {
@@ -127,7 +149,12 @@ export async function startHallpass(options: HallpassOptions): Promise<Hallpass>
       throw new Error(`delivery ${webhook.event} was not processed in time`);
     },
     async sweep() {
-      await sweep({ db, log: running.log, now: clock.now, warnBeforeS: options.warnBeforeS ?? 600 });
+      await sweep({
+        db,
+        log: running.log,
+        now: clock.now,
+        warnBeforeS: options.warnBeforeS ?? 600,
+      });
     },
     async effects(number) {
       const id = await ticketId(number);

@@ -28,7 +28,13 @@ export const CODEOWNERS = `# owners
 /services/payments/ @bob @acme/payments-owners
 `;
 
-export const operatorYaml = ({ repoId, ownerId }: { repoId: number; ownerId: number }) => `resources:
+export const operatorYaml = ({
+  repoId,
+  ownerId,
+}: {
+  repoId: number;
+  ownerId: number;
+}) => `resources:
   payments-api:
     repository: { id: ${repoId}, owner_id: ${ownerId}, name: acme/payments }
     max_ttl: 8h
@@ -37,7 +43,9 @@ export const operatorYaml = ({ repoId, ownerId }: { repoId: number; ownerId: num
 
 /** acme/payments with its policy; alice requests, bob and carol (team) own, mallory does not. */
 export function seedAcme(sim: GitHubSimulator): { repoId: number; ownerId: number } {
-  const org = sim.addOrg("acme", { members: ["alice", "bob", "carol", "dave", "mallory", "olga", "sam"] });
+  const org = sim.addOrg("acme", {
+    members: ["alice", "bob", "carol", "dave", "mallory", "olga", "sam"],
+  });
   sim.addTeam("acme", "payments-owners", { members: ["carol"] });
   sim.addTeam("acme", "platform", { members: ["pat"] });
   sim.addTeam("acme", "sre", { members: ["sam"] });
@@ -49,12 +57,15 @@ export function seedAcme(sim: GitHubSimulator): { repoId: number; ownerId: numbe
       "services/payments/api.ts": "export {};\n",
     },
   });
-  for (const login of ["alice", "bob", "carol", "dave", "mallory", "olga", "sam"]) sim.setPermission("acme/payments", login, "write");
+  for (const login of ["alice", "bob", "carol", "dave", "mallory", "olga", "sam"])
+    sim.setPermission("acme/payments", login, "write");
   sim.addInstallation("acme");
-  return { repoId: repo.id, ownerId: org.id };
+  return { repoId: repo.id, ownerId: org.user.id };
 }
 
-export const requestBody = (fields: { scopes?: string; duration?: string; reason?: string; resource?: string } = {}) =>
+export const requestBody = (
+  fields: { scopes?: string; duration?: string; reason?: string; resource?: string } = {},
+) =>
   [
     "I need to look at refunds.",
     "",

@@ -1,0 +1,39 @@
+import type { PublicJwk } from "#src/store/keys.js";
+import { JWKS_MAX_AGE_S } from "#src/tokens/keys.js";
+
+export const JWKS_PATH = "/.well-known/jwks.json";
+export const METADATA_PATH = "/.well-known/openid-configuration";
+export const INTROSPECTION_PATH = "/introspect";
+export const RELEASE_PATH = "/v1/release";
+
+/** `Cache-Control` of the JWKS; the rotation delay is twice this max-age. */
+export const JWKS_CACHE_CONTROL = `public, max-age=${JWKS_MAX_AGE_S}`;
+
+/** The JWK Set document (RFC 7517): each key with `kid`, `alg: EdDSA`, `use: sig`. */
+export function buildJwks(keys: readonly PublicJwk[]): { keys: PublicJwk[] } {
+  return {
+    keys: keys.map((k) => ({
+      kty: k.kty,
+      crv: k.crv,
+      x: k.x,
+      kid: k.kid,
+      alg: "EdDSA",
+      use: "sig",
+    })),
+  };
+}
+
+/**
+ * The discovery document standard JWT middleware reads to find the issuer's
+ * keys (OpenID Connect Discovery / RFC 8414 field names). hallpass is not an
+ * OpenID Provider: only what a verifier of its tokens needs is listed.
+ */
+export function buildMetadata(publicUrl: string) {
+  return {
+    issuer: publicUrl,
+    jwks_uri: `${publicUrl}${JWKS_PATH}`,
+    introspection_endpoint: `${publicUrl}${INTROSPECTION_PATH}`,
+    introspection_endpoint_auth_methods_supported: ["client_secret_basic"],
+    id_token_signing_alg_values_supported: ["EdDSA"],
+  };
+}

@@ -1,0 +1,107 @@
+import type { FastifyPluginAsync } from "fastify";
+import type { Config } from "#src/config.js";
+import { HallpassError } from "#src/errors.js";
+import { authenticateResource, type IntrospectionSecrets } from "#src/tokens/introspect.js";
+import {
+  buildJwks,
+  buildMetadata,
+  INTROSPECTION_PATH,
+  JWKS_CACHE_CONTROL,
+  JWKS_PATH,
+  METADATA_PATH,
+  RELEASE_PATH,
+} from "#src/tokens/metadata.js";
+import type { TokenService } from "#src/tokens/service.js";
+
+export interface TokenRoutesDeps {
+  readonly config: Pick<Config, "publicUrl">;
+  /** The running service; throws NOT_READY (503) until the database is ready. */
+  readonly service: () => TokenService;
+  /** Introspection secrets of the resources (from the operator config). */
+  readonly introspectionSecrets: IntrospectionSecrets;
+}
+
+/** Form bodies are small: one token and nothing else worth reading. */
+const FORM_BODY_LIMIT = 32 * 1024;
+
+/**
+ * The token service's HTTP surface:
+ *
+ * - `GET /.well-known/jwks.json`: every key that may still verify a live token.
+ * - `GET /.well-known/openid-configuration`: issuer and endpoints, for standard JWT middleware.
+ * - `POST /introspect` (RFC 7662): HTTP Basic as the resource, form `token=...`.
+ * - `POST /v1/release`: `Authorization: Bearer <token>` gives the token back.
+ */
+export function tokenRoutes(deps: TokenRoutesDeps): FastifyPluginAsync {
+  return async (app) => {
+    app.addContentTypeParser(
+      "application/x-www-form-urlencoded",
+      { parseAs: "string", bodyLimit: FORM_BODY_LIMIT },
+      (_request, body, done) => done(null, new URLSearchParams(body as string)),
+    );
+    // RFC 7235: a 401 names the scheme to authenticate with.
+    app.addHook("onSend", async (request, reply, payload) => {
+      if (reply.statusCode === 401 && !reply.hasHeader("www-authenticate")) {
+        reply.header(
+          "www-authenticate",
+          request.routeOptions.url === INTROSPECTION_PATH
+            ? 'Basic realm="hallpass"'
+            : 'Bearer realm="hallpass", error="invalid_token"',
+        );
+      }
+      return payload;
+    });
+
+    app.get(METADATA_PATH, async (_request, reply) => {
+      reply.header("cache-control", JWKS_CACHE_CONTROL);
+      return buildMetadata(deps.config.publicUrl);
+    });
+
+    app.get(JWKS_PATH, async (_request, reply) => {
+      const keys = await deps.service().verifier.jwks();
+      reply.header("cache-control", JWKS_CACHE_CONTROL);
+      return buildJwks(keys);
+    });
+
+    app.post(INTROSPECTION_PATH, async (request, reply) => {
+      const service = deps.service();
+      const resource = authenticateResource(
+        request.headers.authorization,
+        deps.introspectionSecrets,
+      );
+      const token = formToken(request.body);
+      reply.header("cache-control", "no-store");
+      return service.introspect(resource, token);
+    });
+
+    app.post(RELEASE_PATH, async (request, reply) => {
+      const service = deps.service();
+      const outcome = await service.release(bearerToken(request.headers.authorization));
+      reply.header("cache-control", "no-store");
+      return outcome;
+    });
+  };
+}
+
+/** The one `token` parameter of an RFC 7662 request. */
+function formToken(body: unknown): string {
+  if (!(body instanceof URLSearchParams)) {
+    throw new HallpassError(
+      "BAD_REQUEST",
+      "send the token as application/x-www-form-urlencoded: token=...",
+    );
+  }
+  const tokens = body.getAll("token");
+  if (tokens.length !== 1 || !tokens[0]) {
+    throw new HallpassError("BAD_REQUEST", "exactly one non-empty token parameter is required");
+  }
+  return tokens[0];
+}
+
+function bearerToken(authorization: string | undefined): string {
+  const match = /^Bearer +([A-Za-z0-9._~+/-]+=*) *$/i.exec(authorization ?? "");
+  if (!match?.[1]) {
+    throw new HallpassError("INVALID_TOKEN", "send the token as Authorization: Bearer <token>");
+  }
+  return match[1];
+}

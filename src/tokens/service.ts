@@ -1,0 +1,123 @@
+import type { Config } from "#src/config.js";
+import type { Logger } from "#src/log.js";
+import { type Loop, startLoop } from "#src/loop.js";
+import type { Component } from "#src/runtime.js";
+import type { Db, Unlisten } from "#src/store/db.js";
+import { SIGNING_KEYS_CHANNEL } from "#src/store/keys.js";
+import { deleteExpiredOidcTokenUses } from "#src/store/oidc-uses.js";
+import { ActiveKeyCache } from "#src/tokens/active-key.js";
+import { type IntrospectionResponse, introspect } from "#src/tokens/introspect.js";
+import { bootstrapKeys, promoteDueKey } from "#src/tokens/keys.js";
+import { loadMasterKey } from "#src/tokens/master-key.js";
+import { createMinter, type MintedToken, type MintInput } from "#src/tokens/mint.js";
+import {
+  createOidcVerifier,
+  type OidcVerifier,
+  type OidcVerifierOptions,
+} from "#src/tokens/oidc.js";
+import { type ReleaseOutcome, release } from "#src/tokens/release.js";
+import { AccessTokenVerifier } from "#src/tokens/verify.js";
+
+export type TokenConfig = Pick<Config, "publicUrl" | "masterKey" | "dataDir" | "oidc" | "github">;
+
+export interface TokenServiceOptions {
+  /** The clock of everything the service decides (tests pin it). */
+  readonly now?: () => Date;
+  /** Pause between housekeeping passes (key promotion, spent ID tokens). */
+  readonly housekeepingMs?: number;
+  readonly keyCacheTtlMs?: number;
+  readonly oidc?: Omit<OidcVerifierOptions, "issuer" | "audience" | "now">;
+}
+
+/** The running token service: what the routes and the exchange use. */
+export interface TokenService extends Component {
+  readonly db: Db;
+  readonly config: TokenConfig;
+  readonly now: () => Date;
+  readonly keys: ActiveKeyCache;
+  readonly verifier: AccessTokenVerifier;
+  readonly oidc: OidcVerifier;
+  mint(input: MintInput): Promise<MintedToken>;
+  introspect(resource: string, token: string): Promise<IntrospectionResponse>;
+  release(token: string): Promise<ReleaseOutcome>;
+  /** One housekeeping pass; true when there is more to do at once. */
+  housekeeping(): Promise<boolean>;
+}
+
+const SPENT_ID_TOKENS_BATCH = 1_000;
+
+/**
+ * Starts the token service once the database is ready (a `Runtime` component):
+ *
+ * 1. Load the master key (the embedded set-up creates `<dataDir>/master.key` once).
+ * 2. Bootstrap the keys: a master key that does not open the database's keys
+ *    stops the start with MASTER_KEY_MISMATCH; a new database gets its first key.
+ * 3. Listen for key changes of other replicas (caches reload at once).
+ * 4. Run the housekeeping loop: promote a due published key even when nothing
+ *    is minted, and delete records of ID tokens past their expiry.
+ */
+export async function startTokenService(
+  db: Db,
+  config: TokenConfig,
+  log: Logger,
+  options: TokenServiceOptions = {},
+): Promise<TokenService> {
+  const now = options.now ?? (() => new Date());
+  const masterKey = await loadMasterKey(config);
+  const boot = await bootstrapKeys(db, masterKey, now());
+  log.info(
+    { kid: boot.activeKid, created: boot.created, masterKeyCheck: boot.masterKeyCheck },
+    boot.created ? "created the first signing key" : "signing keys ready",
+  );
+
+  const keys = new ActiveKeyCache(db, masterKey, {
+    now,
+    ...(options.keyCacheTtlMs === undefined ? {} : { ttlMs: options.keyCacheTtlMs }),
+  });
+  const verifier = new AccessTokenVerifier(db, { issuer: config.publicUrl, now });
+  const oidc = createOidcVerifier({ ...options.oidc, ...config.oidc, now });
+  const reload = () => {
+    keys.invalidate();
+    verifier.invalidate();
+  };
+  const unlisten: Unlisten = await db.listen(SIGNING_KEYS_CHANNEL, reload, { onResync: reload });
+
+  const service: TokenService = {
+    db,
+    config,
+    now,
+    keys,
+    verifier,
+    oidc,
+    mint: createMinter({ db, keys, config, now }),
+    introspect: (resource, token) => introspect({ db, verifier, now }, resource, token),
+    release: (token) => release({ db, verifier, now }, token),
+    async housekeeping() {
+      const promoted = await promoteDueKey(db, now());
+      if (promoted) {
+        reload();
+        log.info(
+          {
+            kid: promoted.kid,
+            retired: promoted.retired?.kid,
+            verifyUntil: promoted.retired?.verifyUntil,
+          },
+          "signing key activated",
+        );
+      }
+      const deleted = await deleteExpiredOidcTokenUses(db, now(), SPENT_ID_TOKENS_BATCH);
+      return deleted === SPENT_ID_TOKENS_BATCH;
+    },
+    async stop() {
+      await loop.stop();
+      await unlisten();
+    },
+  };
+  const loop: Loop = startLoop({
+    name: "token housekeeping",
+    log,
+    idleMs: options.housekeepingMs ?? 60_000,
+    pass: () => service.housekeeping(),
+  });
+  return service;
+}
