@@ -1,7 +1,6 @@
-import type { ProbotOctokit } from "probot";
+import type { Probot } from "probot";
 import type { Config } from "#src/config.js";
 import type { GitHub } from "#src/github/api.js";
-import { createGitHubApp } from "#src/github/app.js";
 import { startDeliveryWorker } from "#src/github/delivery-worker.js";
 import type { Logger } from "#src/log.js";
 import type { Operator } from "#src/operator.js";
@@ -14,8 +13,8 @@ export interface GitHubComponentOptions {
   readonly config: Config;
   readonly log: Logger;
   readonly operator: Operator;
-  /** Probot's Octokit class; tests pass one without throttling and retries (the outbox retries). */
-  readonly Octokit?: typeof ProbotOctokit;
+  /** The App (see `createGitHubApp`); the ticket lifecycle is loaded into it at start. */
+  readonly probot: Probot;
   readonly now?: () => Date;
   readonly warnBeforeS?: number;
   readonly sweepIntervalMs?: number;
@@ -32,9 +31,7 @@ export const DEFAULT_WARN_BEFORE_S = 600;
  */
 export function gitHubComponent(options: GitHubComponentOptions): StartComponent {
   return async (db): Promise<Component> => {
-    const { config, log } = options;
-    const app = config.app;
-    if (!app) throw new Error("gitHubComponent needs GitHub App credentials");
+    const { config, log, probot } = options;
     const now = options.now ?? (() => new Date());
     const deps: LifecycleDeps = {
       db,
@@ -44,13 +41,7 @@ export function gitHubComponent(options: GitHubComponentOptions): StartComponent
       warnBeforeS: options.warnBeforeS ?? DEFAULT_WARN_BEFORE_S,
       now,
     };
-    const probot = await createGitHubApp(
-      config,
-      app,
-      log,
-      [ticketsApp(deps)],
-      options.Octokit ? { Octokit: options.Octokit } : {},
-    );
+    await probot.load(ticketsApp(deps));
     const loops = [
       startDeliveryWorker({
         db,
@@ -75,4 +66,9 @@ export function gitHubComponent(options: GitHubComponentOptions): StartComponent
       },
     };
   };
+}
+
+/** An installation client of the App, for work outside a webhook (outbox, exchange). */
+export function installationClient(probot: Probot): (installationId: number) => Promise<GitHub> {
+  return async (installationId) => (await probot.auth(installationId)) as unknown as GitHub;
 }

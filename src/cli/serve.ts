@@ -1,6 +1,7 @@
 import { gitHubComponent } from "#src/components.js";
 import type { Config } from "#src/config.js";
 import { HallpassError } from "#src/errors.js";
+import { createGitHubApp } from "#src/github/app.js";
 import type { Logger } from "#src/log.js";
 import { loadOperator } from "#src/operator.js";
 import { Runtime, type StartComponent } from "#src/runtime.js";
@@ -27,7 +28,8 @@ export async function serve(config: Config, log: Logger): Promise<number> {
     },
   ];
   if (config.app) {
-    components.push(gitHubComponent({ config, log, operator }));
+    const probot = await createGitHubApp(config, config.app, log, []);
+    components.push(gitHubComponent({ config, log, operator, probot }));
   } else {
     log.info("no GitHub App configured: open %s to register one", config.publicUrl);
   }

@@ -10,6 +10,7 @@ import path from "node:path";
 import { ProbotOctokit } from "probot";
 import { gitHubComponent } from "#src/components.js";
 import { loadConfig } from "#src/config.js";
+import { createGitHubApp } from "#src/github/app.js";
 import { loadOperator, type Operator } from "#src/operator.js";
 import type { StartComponent } from "#src/runtime.js";
 import type { Db } from "#src/store/db.js";
@@ -93,11 +94,14 @@ export async function startHallpass(options: HallpassOptions): Promise<Hallpass>
   const db = await createTestDb(primaryBackend);
   const operator = await loadOperator(config, cleanEnv(env));
   const capture = captureLogger(process.env.HALLPASS_TEST_LOG ? "debug" : "info");
+  const app = config.app;
+  if (!app) throw new Error("the simulator's App credentials are missing");
+  const probot = await createGitHubApp(config, app, capture.log, [], { Octokit: TestOctokit });
   const component: StartComponent = gitHubComponent({
     config,
     log: capture.log,
     operator,
-    Octokit: TestOctokit,
+    probot,
     now: clock.now,
     warnBeforeS: options.warnBeforeS ?? 600,
     sweepIntervalMs: 3_600_000, // tests sweep by hand at their clock's time
