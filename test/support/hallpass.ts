@@ -27,7 +27,7 @@ export const SECRET = "lifecycle-webhook-secret";
 /** A clock the test moves by hand. */
 export class TestClock {
   #now: number;
-  constructor(start = Date.parse("2026-11-23T10:00:00Z")) {
+  constructor(start = Math.floor(Date.now() / 1000) * 1000 + 1000) {
     this.#now = start;
   }
   now = (): Date => new Date(this.#now);
