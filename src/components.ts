@@ -2,6 +2,7 @@ import type { Probot } from "probot";
 import type { Config } from "#src/config.js";
 import type { GitHub } from "#src/github/api.js";
 import { startDeliveryWorker } from "#src/github/delivery-worker.js";
+import { startRedelivery } from "#src/github/redeliver.js";
 import type { Logger } from "#src/log.js";
 import type { Operator } from "#src/operator.js";
 import type { Component, StartComponent } from "#src/runtime.js";
@@ -19,6 +20,8 @@ export interface GitHubComponentOptions {
   readonly warnBeforeS?: number;
   readonly sweepIntervalMs?: number;
   readonly workerIdleMs?: number;
+  /** Look for missed deliveries every this often; 0 turns it off. */
+  readonly redeliveryIntervalMs?: number;
 }
 
 /** Ten minutes, as the specification sets it. */
@@ -26,8 +29,9 @@ export const DEFAULT_WARN_BEFORE_S = 600;
 
 /**
  * The GitHub App side of the server, started once the database is ready: the
- * Probot app with the ticket lifecycle, the webhook delivery worker, and the
- * sweeper that expires, warns and cancels stale requests.
+ * Probot app with the ticket lifecycle, the webhook delivery worker, the
+ * replay of deliveries GitHub made while hallpass was away, and the sweeper
+ * that expires, warns and cancels stale requests.
  */
 export function gitHubComponent(options: GitHubComponentOptions): StartComponent {
   return async (db): Promise<Component> => {
@@ -60,6 +64,17 @@ export function gitHubComponent(options: GitHubComponentOptions): StartComponent
     const github = async (installationId: number) =>
       (await probot.auth(installationId)) as unknown as GitHub;
     void github;
+    if (options.redeliveryIntervalMs !== 0) {
+      loops.push(
+        startRedelivery({
+          db,
+          log,
+          app: async () => (await probot.auth()) as unknown as GitHub,
+          now,
+          ...(options.redeliveryIntervalMs ? { intervalMs: options.redeliveryIntervalMs } : {}),
+        }),
+      );
+    }
     return {
       async stop() {
         await Promise.all(loops.map((loop) => loop.stop()));

@@ -106,6 +106,7 @@ export async function startHallpass(options: HallpassOptions): Promise<Hallpass>
     warnBeforeS: options.warnBeforeS ?? 600,
     sweepIntervalMs: 3_600_000, // tests sweep by hand at their clock's time
     workerIdleMs: 20,
+    redeliveryIntervalMs: 0, // tests call redeliverMissed themselves
   });
   const server = await startTestServer({
     db,

@@ -1,0 +1,90 @@
+import type { GitHub } from "#src/github/api.js";
+import type { Logger } from "#src/log.js";
+import { type Loop, startLoop } from "#src/loop.js";
+import type { Db } from "#src/store/db.js";
+
+export interface RedeliveryOptions {
+  readonly db: Db;
+  readonly log: Logger;
+  /** The App-authenticated client (JWT), which may read and replay the App's deliveries. */
+  readonly app: () => Promise<GitHub>;
+  readonly now?: () => Date;
+  /** How far back to look; GitHub keeps deliveries for 3 days. */
+  readonly windowMs?: number;
+  readonly intervalMs?: number;
+}
+
+const WINDOW_MS = 6 * 60 * 60 * 1000;
+
+/**
+ * Finds webhook deliveries GitHub made that never reached hallpass (the
+ * server was down, the network failed) and asks GitHub to deliver them
+ * again. A delivery is missed when its GUID is not in `webhook_deliveries`,
+ * whatever GitHub recorded: the table holds every delivery any replica
+ * accepted. One replica at a time does it (advisory lock).
+ *
+ * @returns how many redeliveries were requested
+ */
+export async function redeliverMissed(options: RedeliveryOptions): Promise<number> {
+  const { db } = options;
+  const since = (options.now?.() ?? new Date()).getTime() - (options.windowMs ?? WINDOW_MS);
+  return db.transaction(async (tx) => {
+    const { rows } = await tx.query<{ locked: boolean }>(
+      "SELECT pg_try_advisory_xact_lock(hashtextextended('hallpass.redeliver.' || current_schema(), 0)) AS locked",
+    );
+    if (!rows[0]?.locked) return 0;
+    const gh = await options.app();
+    // Newest first: stop at the window's start. Keep the newest attempt per GUID.
+    const latest = new Map<string, { id: number; ok: boolean }>();
+    for await (const page of gh.paginate.iterator("GET /app/hook/deliveries", { per_page: 100 })) {
+      let older = false;
+      for (const d of page.data as Array<{
+        id: number;
+        guid: string;
+        delivered_at: string;
+        status_code: number;
+      }>) {
+        if (Date.parse(d.delivered_at) < since) {
+          older = true;
+          continue;
+        }
+        if (!latest.has(d.guid))
+          latest.set(d.guid, { id: d.id, ok: d.status_code >= 200 && d.status_code < 300 });
+      }
+      if (older) break;
+    }
+    if (latest.size === 0) return 0;
+    const known = await tx.query<{ id: string }>(
+      "SELECT id FROM webhook_deliveries WHERE id = ANY($1::text[])",
+      [[...latest.keys()]],
+    );
+    const seen = new Set(known.rows.map((r) => r.id));
+    let requested = 0;
+    for (const [guid, attempt] of latest) {
+      if (seen.has(guid)) continue;
+      await gh.request("POST /app/hook/deliveries/{delivery_id}/attempts", {
+        delivery_id: attempt.id,
+      });
+      options.log.info(
+        { delivery: guid, githubStatus: attempt.ok ? "ok" : "failed" },
+        "requested redelivery of a missed webhook",
+      );
+      requested++;
+    }
+    return requested;
+  });
+}
+
+/** Looks for missed deliveries at start and then every `intervalMs` (default 5 minutes). */
+export function startRedelivery(options: RedeliveryOptions): Loop {
+  return startLoop({
+    name: "webhook redelivery",
+    log: options.log,
+    idleMs: options.intervalMs ?? 5 * 60 * 1000,
+    maxBackoffMs: 10 * 60 * 1000,
+    pass: async () => {
+      await redeliverMissed(options);
+      return false;
+    },
+  });
+}

@@ -1,0 +1,43 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadConfig } from "#src/config.js";
+import type { GitHub } from "#src/github/api.js";
+import { createGitHubApp } from "#src/github/app.js";
+import { redeliverMissed } from "#src/github/redeliver.js";
+import { cleanEnv } from "../support/env.js";
+import { issuesEvent } from "../support/github/webhooks.js";
+import { type Hallpass, SECRET, startHallpass, TestOctokit } from "../support/hallpass.js";
+import { operatorYaml, requestBody, seedAcme } from "../tickets/fixtures.js";
+
+describe("missed webhook deliveries", () => {
+  let h: Hallpass;
+  let app: () => Promise<GitHub>;
+  beforeAll(async () => {
+    h = await startHallpass({ seed: seedAcme, operatorYaml });
+    const config = loadConfig(cleanEnv(h.sim.appEnv(SECRET)));
+    const probot = await createGitHubApp(config, config.app!, h.server.log, [], {
+      Octokit: TestOctokit,
+    });
+    app = async () => (await probot.auth()) as unknown as GitHub;
+  });
+  afterAll(() => h.stop());
+
+  it("are found through the App's deliveries and replayed once", async () => {
+    const issue = h.sim.openIssue("acme/payments", {
+      author: "alice",
+      body: requestBody(),
+      labels: ["hallpass"],
+    });
+    // GitHub tried, but hallpass never got it (it was down).
+    await h.sim.deliver(issuesEvent(h.sim, "opened", issue), { drop: true });
+    expect(await h.grants(issue.number)).toEqual([]);
+
+    expect(await redeliverMissed({ db: h.db, log: h.server.log, app })).toBe(1);
+    await h.sim.settled();
+    await expect
+      .poll(async () => (await h.grants(issue.number))[0]?.state, { timeout: 5_000 })
+      .toBe("pending");
+
+    // Now known: asking again replays nothing.
+    expect(await redeliverMissed({ db: h.db, log: h.server.log, app })).toBe(0);
+  });
+});
