@@ -4,10 +4,20 @@
  * baseline measured in the same run where one makes sense.
  */
 import { benchAudit } from "./audit.js";
+import { benchCodeowners } from "./codeowners.js";
+import { benchRules } from "./rules.js";
 import { printTable, type Row } from "./support.js";
+import { benchTokens } from "./tokens.js";
+import { benchWebhooks } from "./webhooks.js";
 
 const benches: Record<string, { title: string; run: () => Promise<Row[]> }> = {
   audit: { title: "audit log: appends per second (median of 5 runs)", run: benchAudit },
+  rules: {
+    title: "rules engine",
+    run: async () => [...(await benchCodeowners()), ...(await benchRules())],
+  },
+  tokens: { title: "token service", run: benchTokens },
+  webhooks: { title: "webhooks", run: benchWebhooks },
 };
 
 const names = process.argv.slice(2);

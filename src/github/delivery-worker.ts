@@ -2,7 +2,12 @@ import type { EmitterWebhookEvent } from "@octokit/webhooks";
 import type { Logger } from "#src/log.js";
 import { type Loop, startLoop } from "#src/loop.js";
 import type { Db } from "#src/store/db.js";
-import { claimDeliveries, completeDelivery, failDelivery } from "#src/store/deliveries.js";
+import {
+  claimDeliveries,
+  completeDelivery,
+  DELIVERIES_CHANNEL,
+  failDelivery,
+} from "#src/store/deliveries.js";
 
 /** Hands one stored delivery to the app (Probot's `receive`). */
 export type DeliveryHandler = (event: EmitterWebhookEvent) => Promise<void>;
@@ -26,7 +31,7 @@ const LEASE_MS = 60_000;
  */
 export function startDeliveryWorker(options: DeliveryWorkerOptions): Loop {
   const maxAttempts = options.maxAttempts ?? 10;
-  return startLoop({
+  const loop = startLoop({
     name: "webhook deliveries",
     log: options.log,
     idleMs: options.idleMs ?? 1_000,
@@ -56,6 +61,20 @@ export function startDeliveryWorker(options: DeliveryWorkerOptions): Loop {
       return claimed.length === BATCH;
     },
   });
+  // New deliveries wake the worker; polling stays as the fallback.
+  const unlisten = options.db
+    .listen(DELIVERIES_CHANNEL, () => loop.kick())
+    .catch((error: unknown) => {
+      options.log.warn({ err: error }, "cannot listen for new deliveries; polling only");
+      return null;
+    });
+  return {
+    kick: () => loop.kick(),
+    async stop() {
+      await (await unlisten)?.();
+      await loop.stop();
+    },
+  };
 }
 
 function errorText(error: unknown): string {

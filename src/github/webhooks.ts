@@ -1,7 +1,7 @@
 import { verify } from "@octokit/webhooks-methods";
 import { HallpassError } from "#src/errors.js";
-import type { Db } from "#src/store/db.js";
-import { recordDelivery } from "#src/store/deliveries.js";
+import { type Db, notify } from "#src/store/db.js";
+import { DELIVERIES_CHANNEL, recordDelivery } from "#src/store/deliveries.js";
 
 export interface IncomingWebhook {
   readonly deliveryId: string | undefined;
@@ -61,7 +61,10 @@ export async function receiveWebhook(
     ticketKey: ticketKeyOf(fields),
     payload: body,
   });
-  return isNew ? "accepted" : "duplicate";
+  if (!isNew) return "duplicate";
+  // Wakes a delivery worker at once (on any replica) instead of at its next poll.
+  await notify(db, DELIVERIES_CHANNEL, "");
+  return "accepted";
 }
 
 /** `repo_id#number` for events about one issue or pull request. */

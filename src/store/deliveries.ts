@@ -1,5 +1,8 @@
 import type { Sql } from "#src/store/db.js";
 
+/** Announces new deliveries to the workers of every replica. */
+export const DELIVERIES_CHANNEL = "hallpass_deliveries";
+
 export interface NewDelivery {
   readonly id: string;
   readonly event: string;
