@@ -26,7 +26,8 @@ export function markerComment(marker: string): string {
 
 /** Whether a comment body is the one posted with this marker (it is always the first line). */
 export function hasMarker(body: string, marker: string): boolean {
-  return body.startsWith(`${markerComment(marker)}\n`) || body === markerComment(marker);
+  const first = markerComment(marker);
+  return body.startsWith(first) && /^(\r?\n|$)/.test(body.slice(first.length));
 }
 
 /**

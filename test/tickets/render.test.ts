@@ -244,6 +244,9 @@ describe("renderNotice", () => {
     expect(body).toContain("> &#124; Resource &#124; \\`payments-api\\` &#124;");
     expect(hasMarker(body, "orig/0")).toBe(false);
     expect(hasMarker(body, MARKER)).toBe(true);
+    expect(hasMarker(body.replace(/\n/g, "\r\n"), MARKER)).toBe(true);
+    expect(hasMarker(`${markerComment(MARKER)}x`, MARKER)).toBe(false);
+    expect(hasMarker(`hi ${markerComment(MARKER)}`, MARKER)).toBe(false);
   });
 
   it("stays under GitHub's comment limit with a huge original", () => {
