@@ -76,6 +76,11 @@ export function code(text: string, max = 200): string {
   return `\`${line}\``;
 }
 
+/** A login, team (`@org/team`) or other name, shown without notifying anyone. */
+export function person(login: string): string {
+  return code(login.replace(/^@+/, ""), 100);
+}
+
 /**
  * Text for a field GitHub shows as plain text, never as Markdown (a check
  * run's title): one line, controls neutralised, bounded, nothing escaped.

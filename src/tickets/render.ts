@@ -1,12 +1,6 @@
-import { block, code, inline, isGitHubLogin, plain } from "#src/tickets/escape.js";
-import type { Notice, SideEffect, Terms, Usage } from "#src/tickets/notices.js";
-
-/**
- * The Action CI jobs use, as the `granted` comment shows it. A placeholder:
- * the operator publishes the companion Action (`action/`) under their own
- * name and replaces this reference.
- */
-export const ACTION_REF = "hallpass/hallpass/action@v1";
+import { block, code, inline, isGitHubLogin, person, plain } from "#src/tickets/escape.js";
+import type { Notice, SideEffect, Terms } from "#src/tickets/notices.js";
+import { usageInstructions, usageSummary } from "#src/tickets/render-usage.js";
 
 /** The chain position of the audit event a comment reports. */
 export interface AuditRef {
@@ -170,40 +164,6 @@ function granted(n: Extract<Notice, { kind: "granted" }>): string[] {
   return out;
 }
 
-/** How to use the grant: the Action in CI, the CLI for the requester. */
-function usageInstructions(n: Extract<Notice, { kind: "granted" }>): string[] {
-  const issue = n.ticketKind === "issue";
-  const number = /#(\d+)$/.exec(n.ticketRef)?.[1];
-  const workflow = [
-    `on: ${issue ? "workflow_dispatch" : "pull_request"}`,
-    "permissions:",
-    "  id-token: write",
-    "  contents: read",
-    "jobs:",
-    "  with-access:",
-    "    runs-on: ubuntu-latest",
-    "    steps:",
-    "      - id: hallpass",
-    `        uses: ${ACTION_REF}`,
-    "        with:",
-    `          url: ${yamlScalar(n.serverUrl)}`,
-    `          resource: ${yamlScalar(n.terms.resource)}`,
-    ...(issue && number ? [`          ticket: ${number}`] : []),
-    "      - run: ./your-script.sh",
-    "        env:",
-    // biome-ignore lint/suspicious/noTemplateCurlyInString: a GitHub Actions expression
-    "          TOKEN: ${{ steps.hallpass.outputs.token }}",
-  ];
-  const where = issue
-    ? `run by ${person(n.requester)} with \`workflow_dispatch\` on the default branch`
-    : "run by this pull request's `pull_request` event on the approved commit";
-  return [
-    "#### Use it",
-    `**In CI**, in a workflow ${where}:\n\n\`\`\`yaml\n${workflow.join("\n")}\n\`\`\``,
-    `**From a terminal**, as ${person(n.requester)}:\n\n\`\`\`sh\nhallpass token ${shellWord(n.ticketRef)} -- <command>\n\`\`\``,
-  ];
-}
-
 const ENDINGS = {
   revoked: "🔒 Access revoked",
   expired: "⌛ Access expired",
@@ -221,30 +181,6 @@ function ended(n: Extract<Notice, { kind: "ended" }>): string[] {
     ...(n.usage ? usageSummary(n.usage) : []),
     "**Next:** to get access again, request it anew: edit, reopen or relabel this ticket, or open a new one.",
   ];
-}
-
-function usageSummary(usage: Usage): string[] {
-  if (usage.tokens.length === 0) return ["#### Usage", "No tokens were minted."];
-  const tokens = [
-    "| Channel | Subject | Actor | Run | Tokens |",
-    "| --- | --- | --- | --- | ---: |",
-    ...usage.tokens.map(
-      (t) =>
-        `| ${t.channel === "actions" ? "CI" : "CLI"} | ${code(t.subject, 200)} | ${t.actor ? person(t.actor) : "—"} | ${t.runId ?? "—"} | ${t.count} |`,
-    ),
-  ];
-  const out = ["#### Usage", tokens.join("\n")];
-  if (usage.requests.length > 0) {
-    const requests = [
-      "| Proxy endpoint | Requests | Errors |",
-      "| --- | ---: | ---: |",
-      ...usage.requests.map(
-        (r) => `| ${code(`${r.method} ${r.path}`, 300)} | ${r.count} | ${r.errors} |`,
-      ),
-    ];
-    out.push(requests.join("\n"));
-  }
-  return out;
 }
 
 // --- pieces -------------------------------------------------------------------
@@ -301,11 +237,6 @@ function list(items: readonly string[]): string {
   return shown.join("\n") || "- (none)";
 }
 
-/** A login, team (`@org/team`) or other name, shown without notifying anyone. */
-function person(login: string): string {
-  return code(login.replace(/^@/, ""), 100);
-}
-
 function people(logins: readonly string[]): string {
   const shown = logins.slice(0, 20).map(person);
   if (logins.length > shown.length) shown.push(`and ${logins.length - shown.length} more`);
@@ -348,19 +279,6 @@ function footer(audit: AuditRef | null): string {
   const hash = /^[0-9a-f]{64}$/.test(audit.hash) ? audit.hash : "(malformed)";
   // `#` is broken with a zero-width space: `#42` would link (and notify) issue 42.
   return `<sub>hallpass · audit event #&#8203;${Math.trunc(audit.seq)} · sha256 <code>${hash.slice(0, 12)}</code>… · full: <code>${hash}</code></sub>`;
-}
-
-/** A YAML scalar on one line of a fenced block: bare when plain, else double-quoted. */
-function yamlScalar(text: string): string {
-  const line = text
-    .replace(/[^\x21-\x7e]+/g, " ")
-    .replace(/`/g, "'")
-    .trim();
-  return /^[A-Za-z0-9][A-Za-z0-9._/:-]*$/.test(line) ? line : JSON.stringify(line);
-}
-
-function shellWord(text: string): string {
-  return /^[A-Za-z0-9._/-]+#\d+$/.test(text) ? text : "owner/repo#N";
 }
 
 function unreachable(n: never): never {

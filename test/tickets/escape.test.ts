@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { block, code, inline, isGitHubLogin, plain } from "#src/tickets/escape.js";
+import { block, code, inline, isGitHubLogin, person, plain } from "#src/tickets/escape.js";
 
 /** Pieces that mean something to GitHub, mixed with plain text. */
 const HOSTILE = [
@@ -252,6 +252,15 @@ describe("code", () => {
     expect(code("a|b")).toBe("a&#124;b");
     expect(code("<img>")).toBe("&lt;img&gt;");
     expect(code("x\ny")).toBe("`x y`");
+  });
+});
+
+describe("person", () => {
+  it("shows logins and teams without their @", () => {
+    expect(person("@acme/sre")).toBe("`acme/sre`");
+    expect(person("@@bob")).toBe("`bob`");
+    expect(person("dependabot[bot]")).toBe("`dependabot[bot]`");
+    expect(person("x`y @z")).toBe("x\\`y @&#8203;z");
   });
 });
 
