@@ -333,6 +333,36 @@ describe("outbox worker: check runs and issues", () => {
     expect((await getTicketById(db, ticket.id))?.checkRunId).toBe(newRun?.id);
   });
 
+  it("after a crash, updates the check run an earlier attempt created instead of creating another", async () => {
+    const pr = world.sim.openPullRequest(REPO, {
+      author: "alice",
+      head: `crash-${Date.now()}`,
+      files: { "c.txt": "1" },
+    });
+    const sha = pr.pull.head.sha;
+    const ticket = await storeTicket(db, world, pr.number, { kind: "pull_request", headSha: sha });
+    const { dedupeKey } = await queueEffect(db, ticket, check(ticket, sha, "pending"));
+    // The crashed attempt: claimed, created the run, died before recording it.
+    expect(await claimOutbox(db, 10, 1)).toHaveLength(1);
+    const gh = await world.github(world.installationId);
+    const { data: orphan } = await gh.rest.checks.create({
+      owner: "acme",
+      repo: "payments",
+      name: "hallpass",
+      head_sha: sha,
+      external_id: ticket.id,
+      status: "queued",
+    });
+    await new Promise((resolve) => setTimeout(resolve, 10));
+
+    start();
+    const row = await settled(dedupeKey);
+    expect(row.result).toEqual({ checkRunId: orphan.id, headSha: sha });
+    expect(world.sim.checkRunsFor(REPO, sha)).toHaveLength(1);
+    expect(world.sim.checkRunsFor(REPO, sha)[0]).toMatchObject({ status: "in_progress" });
+    expect((await getTicketById(db, ticket.id))?.checkRunId).toBe(orphan.id);
+  });
+
   it("closes an issue with its reason", async () => {
     const ticket = await issueTicket();
     const { dedupeKey } = await queueEffect(db, ticket, {
