@@ -8,6 +8,7 @@ import type { Operator } from "#src/operator.js";
 import type { Component, StartComponent } from "#src/runtime.js";
 import { ticketsApp } from "#src/tickets/app.js";
 import type { LifecycleDeps } from "#src/tickets/context.js";
+import { startOutboxWorker } from "#src/tickets/outbox-worker.js";
 import { startSweeper } from "#src/tickets/sweeper.js";
 
 export interface GitHubComponentOptions {
@@ -51,6 +52,12 @@ export function gitHubComponent(options: GitHubComponentOptions): StartComponent
         db,
         log,
         handle: (event) => probot.receive(event),
+        ...(options.workerIdleMs ? { idleMs: options.workerIdleMs } : {}),
+      }),
+      startOutboxWorker({
+        db,
+        log,
+        github: installationClient(probot),
         ...(options.workerIdleMs ? { idleMs: options.workerIdleMs } : {}),
       }),
       startSweeper({

@@ -13,6 +13,7 @@ import {
 import { handleComment } from "#src/tickets/commands.js";
 import type { LifecycleDeps, RepoContext, Trigger } from "#src/tickets/context.js";
 import { evaluateTicket, viewTicket } from "#src/tickets/evaluate.js";
+import { handleCommentChange } from "#src/tickets/tamper.js";
 import { endOpenGrant, record, type TicketScope } from "#src/tickets/transitions.js";
 
 type RepoPayload = {
@@ -114,6 +115,20 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
           body: issue.body ?? "",
           isPullRequest: issue.pull_request !== undefined,
         },
+      });
+    });
+
+    // Edits and deletions never act; on hallpass's own comments they are tampering.
+    app.on(["issue_comment.edited", "issue_comment.deleted"], async (context) => {
+      const { comment, sender } = context.payload;
+      await handleCommentChange(deps, {
+        action: context.payload.action,
+        commentId: comment.id,
+        body: comment.body ?? "",
+        sender: { login: sender.login, type: sender.type },
+        ...(comment.performed_via_github_app?.slug
+          ? { appSlug: comment.performed_via_github_app.slug }
+          : {}),
       });
     });
 

@@ -7,7 +7,6 @@ import { randomUUID } from "node:crypto";
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { ProbotOctokit } from "probot";
 import { gitHubComponent } from "#src/components.js";
 import { loadConfig } from "#src/config.js";
 import { createGitHubApp } from "#src/github/app.js";
@@ -20,6 +19,7 @@ import { cleanEnv } from "./env.js";
 import { GitHubSimulator } from "./github/simulator.js";
 import type { Webhook } from "./github/webhooks.js";
 import { captureLogger } from "./log.js";
+import { TestOctokit } from "./octokit.js";
 import { startTestServer, type TestServer } from "./server.js";
 
 export const SECRET = "lifecycle-webhook-secret";
@@ -71,12 +71,6 @@ export interface HallpassOptions {
   readonly warnBeforeS?: number;
 }
 
-/** Octokit without Probot's write throttling and retry waits: the outbox does the retrying. */
-export const TestOctokit = ProbotOctokit.defaults({
-  throttle: { enabled: false },
-  retry: { enabled: false },
-});
-
 export async function startHallpass(options: HallpassOptions): Promise<Hallpass> {
   const clock = new TestClock();
   const sim = await GitHubSimulator.start({ appId: 4100 + Math.floor(Math.random() * 1000) });
@@ -96,7 +90,7 @@ export async function startHallpass(options: HallpassOptions): Promise<Hallpass>
   const capture = captureLogger(process.env.HALLPASS_TEST_LOG ? "debug" : "info");
   const app = config.app;
   if (!app) throw new Error("the simulator's App credentials are missing");
-  const probot = await createGitHubApp(config, app, capture.log, [], { Octokit: TestOctokit });
+  const probot = await createGitHubApp(config, app, capture.log, [], { octokit: TestOctokit });
   const component: StartComponent = gitHubComponent({
     config,
     log: capture.log,
