@@ -54,6 +54,8 @@ export interface Hallpass {
       payload: Record<string, unknown>;
     }>
   >;
+  /** Waits until the outbox has posted everything queued. */
+  settle(): Promise<void>;
   /** The ticket's grants, newest first. */
   grants(number: number): Promise<Array<Record<string, unknown>>>;
   /** Audit event kinds of a ticket, in chain order. */
@@ -166,6 +168,16 @@ export async function startHallpass(options: HallpassOptions): Promise<Hallpass>
         payload: r.payload,
         notice: (r.payload.notice ?? { kind: "-" }) as { kind: string } & Record<string, unknown>,
       }));
+    },
+    async settle() {
+      for (let i = 0; i < 1000; i++) {
+        const { rows } = await db.query<{ n: number }>(
+          "SELECT count(*)::int AS n FROM outbox WHERE state = 'pending'",
+        );
+        if (rows[0]?.n === 0) return;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      throw new Error("the outbox did not settle");
     },
     async grants(number) {
       const id = await ticketId(number);

@@ -75,5 +75,25 @@ describe("an issue ticket, from request to expiry", () => {
       "grant.expiry_warned",
       "grant.expired",
     ]);
+
+    // What a reader of the issue sees: one comment per step, each with its audit event's hash.
+    await h.settle();
+    const comments = h.sim
+      .commentsOn("acme/payments", issue.number)
+      .filter((c) => c.author.endsWith("[bot]"));
+    expect(comments).toHaveLength(6);
+    const { rows } = await h.db.query<{ seq: number; hash: string }>(
+      "SELECT seq, hash FROM audit_events WHERE ticket_id = (SELECT id FROM tickets WHERE number = $1::int) AND kind <> 'approval.recorded' ORDER BY seq",
+      [issue.number],
+    );
+    comments.forEach((comment, i) => {
+      expect(comment.body.startsWith("<!-- hallpass:")).toBe(true);
+      expect(comment.body).toContain(rows[i]!.hash);
+    });
+    expect(comments[3]!.body).toMatch(/Access granted/);
+    expect(comments[4]!.body).toMatch(/@alice, access through this ticket ends at/);
+    expect(comments[5]!.body).toMatch(/No tokens were minted/);
+    if (process.env.HALLPASS_PRINT_COMMENTS)
+      for (const c of comments) console.log(`${c.body}\n\n----\n`);
   });
 });
