@@ -314,3 +314,9 @@ export async function reviewPr(
 /** A timestamp column as ISO 8601 (null when absent). */
 export const isoOf = (value: unknown): string | null =>
   value instanceof Date ? value.toISOString() : null;
+
+/** A timestamp column in milliseconds; throws when it is not set. */
+export function msOf(value: unknown): number {
+  if (!(value instanceof Date)) throw new Error(`not a timestamp: ${String(value)}`);
+  return value.getTime();
+}
