@@ -3,7 +3,7 @@ import { commitAuthors, type GitHub, hasWriteAccess } from "#src/github/api.js";
 import { CODEOWNERS_PATHS, ownersOf } from "#src/rules/codeowners.js";
 import { POLICY_FILE } from "#src/rules/policy.js";
 import { teamKey } from "#src/rules/principal.js";
-import { parseRequest, requestHash } from "#src/rules/request.js";
+import { requestHash } from "#src/rules/request.js";
 import { recordApproval, voidReviewApproval } from "#src/store/approvals.js";
 import { getGrant, markReviewed, openGrant, openGrantIds } from "#src/store/grant-lifecycle.js";
 import {
@@ -15,6 +15,7 @@ import { handleComment } from "#src/tickets/commands.js";
 import type { LifecycleDeps, RepoContext, Trigger } from "#src/tickets/context.js";
 import {
   evaluateTicket,
+  readRequest,
   resolveTeams,
   type TicketView,
   viewTicket,
@@ -131,18 +132,19 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
       const reviewer = review.user;
       if (reviewer.type === "Bot" || reviewer.login.endsWith("[bot]")) return;
       const view = await viewTicket(deps, ctx, pr.number);
+      const grant = await openGrant(deps.db, view.ticket.id);
       // Bound to the request as the PR body read when the review was given.
-      const seen = parseRequest(
+      const seen = readRequest(
         pr.body ?? "",
-        view.bound,
+        view,
         new Date(review.submitted_at ?? Date.now()),
+        grant,
       );
       if (!seen.ok)
         return deps.log.debug(
           { pr: pr.number },
           "approving review on a PR with no readable request",
         );
-      const grant = await openGrant(deps.db, view.ticket.id);
       // An approving review of an active break-glass grant by a code owner is its post-hoc review.
       const reviews =
         grant?.state === "active" &&

@@ -12,7 +12,12 @@ import { type Ownership, ownersOf } from "#src/rules/codeowners.js";
 import { type Approval, type Decision, decide } from "#src/rules/decide.js";
 import type { Policy } from "#src/rules/policy.js";
 import { teamKey } from "#src/rules/principal.js";
-import { type AccessRequest, parseRequest, requestHash } from "#src/rules/request.js";
+import {
+  type AccessRequest,
+  parseRequest,
+  type RequestResult,
+  requestHash,
+} from "#src/rules/request.js";
 import { approvalsOf } from "#src/store/approvals.js";
 import {
   autoApprovalUses,
@@ -199,7 +204,7 @@ export async function evaluateTicket(
   }
 
   // 3. The request as the ticket states it now.
-  const parsed = parseRequest(live.body, view.bound, deps.now());
+  const parsed = readRequest(live.body, view, deps.now(), open);
   if (!parsed.ok || (view.policyProblems.length > 0 && !parsed.ok)) {
     const problems = [...view.policyProblems, ...(parsed.ok ? [] : parsed.problems)];
     if (open) {
@@ -273,6 +278,24 @@ export async function evaluateTicket(
     trigger.breakGlass ?? null,
   );
   await applyDecision(deps, ctx, view, grant, hash, resource, decision, trigger.actor);
+}
+
+/**
+ * Reads the request in `body` as of `at`. A body whose terms are still those
+ * of the pending grant was checked when it was asked: its scheduled start may
+ * have passed since (the window then starts at approval), so it is read as of
+ * the request rather than refused as a start in the past.
+ */
+export function readRequest(
+  body: string,
+  view: TicketView,
+  at: Date,
+  open: Grant | null,
+): RequestResult {
+  const parsed = parseRequest(body, view.bound, at);
+  if (parsed.ok || open?.state !== "pending") return parsed;
+  const asked = parseRequest(body, view.bound, open.createdAt);
+  return asked.ok && requestHash(asked.request) === open.requestHash ? asked : parsed;
 }
 
 /** Runs the rules engine on a pending request, with what GitHub says now about the people involved. */
