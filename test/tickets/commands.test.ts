@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { GitHubSimulator } from "../support/github/simulator.js";
+import { issueCommentEvent, pullRequestReviewEvent } from "../support/github/webhooks.js";
 import { type Hallpass, startHallpass } from "../support/hallpass.js";
 import {
   auditKindsOf,
@@ -10,6 +11,7 @@ import {
   msOf,
   noticesOf,
   openIssueTicket,
+  openPrTicket,
   operatorYaml,
   requestBody,
   seedAcme,
@@ -303,6 +305,53 @@ describe("ticket commands", () => {
         requestBody({ scopes: "refund", duration: "30m" }),
       );
       expect((await stateOf(refund))?.state).toBe("pending");
+    });
+  });
+
+  describe("a scheduled window", () => {
+    const scheduled = (start: Date) =>
+      requestBody()
+        .replace("```\n", "")
+        .replace(/```$/, `start: ${start.toISOString().slice(0, 19)}Z\n\`\`\``);
+
+    it("approved before its start, begins at the start", async () => {
+      const start = new Date(Math.ceil(h.clock.now().getTime() / 1000) * 1000 + HOUR);
+      const issue = await openIssueTicket(h, "alice", scheduled(start));
+      expect((await stateOf(issue))?.state).toBe("pending");
+      await commentOn(h, issue, "carol", "/approve");
+      const grant = await stateOf(issue);
+      expect(grant?.state).toBe("active");
+      expect(isoOf(grant?.starts_at)).toBe(start.toISOString());
+      expect(isoOf(grant?.ends_at)).toBe(new Date(start.getTime() + 2 * HOUR).toISOString());
+    });
+
+    it("approved after its start, begins at the approval", async () => {
+      const start = new Date(Math.ceil(h.clock.now().getTime() / 1000) * 1000 + HOUR);
+      const issue = await openIssueTicket(h, "alice", scheduled(start));
+      h.clock.advance(2 * HOUR);
+      // The approver's comment is written after the start, too.
+      const comment = h.sim.comment("acme/payments", issue.number, {
+        author: "carol",
+        body: "/approve",
+      });
+      (comment as { createdAt: Date }).createdAt = h.clock.now();
+      await h.deliver(issueCommentEvent(h.sim, "created", comment));
+      const grant = await stateOf(issue);
+      expect(grant).toMatchObject({ state: "active", approvers: ["carol"] });
+      expect(isoOf(grant?.starts_at)).toBe(h.clock.now().toISOString());
+      expect(await auditKindsOf(h, issue)).toEqual(ACTIVE);
+    });
+
+    it("reviewed after its start, on a pull request, begins at the review", async () => {
+      const start = new Date(Math.ceil(h.clock.now().getTime() / 1000) * 1000 + HOUR);
+      const pr = await openPrTicket(h, "alice", "scheduled", { body: scheduled(start) });
+      h.clock.advance(2 * HOUR);
+      const review = h.sim.review("acme/payments", pr.number, { user: "bob", state: "APPROVED" });
+      (review as { submittedAt: Date }).submittedAt = h.clock.now();
+      await h.deliver(pullRequestReviewEvent(h.sim, "submitted", review));
+      const grant = await stateOf(pr);
+      expect(grant).toMatchObject({ state: "active", approvers: ["bob"] });
+      expect(isoOf(grant?.starts_at)).toBe(h.clock.now().toISOString());
     });
   });
 
