@@ -177,6 +177,35 @@ describe("a pull request ticket", () => {
     ]);
   });
 
+  it("stays active when a review that did not count is dismissed", async () => {
+    const pr = await openPrTicket(h, "alice", "pr-dismiss-other");
+    const other = await reviewPr(h, pr, "mallory");
+    await reviewPr(h, pr, "bob");
+    expect((await grantsOf(h, pr))[0]?.state).toBe("active");
+    h.sim.dismissReview("acme/payments", pr.number, other.id);
+    await h.deliver(pullRequestReviewEvent(h.sim, "dismissed", other, { sender: "bob" }));
+    expect((await grantsOf(h, pr))[0]?.state).toBe("active");
+    expect(await auditKindsOf(h, pr)).toEqual([
+      "grant.requested",
+      "approval.recorded",
+      "approval.recorded",
+      "grant.activated",
+    ]);
+  });
+
+  it("refuses /approve in a comment: a PR is approved with a review", async () => {
+    const pr = await openPrTicket(h, "alice", "pr-comment-approve");
+    const c = h.sim.comment("acme/payments", pr.number, { author: "bob", body: "/approve" });
+    await h.deliver(issueCommentEvent(h.sim, "created", c));
+    expect((await grantsOf(h, pr))[0]?.state).toBe("pending");
+    expect((await noticesOf(h, pr)).at(-1)).toMatchObject({
+      kind: "command_refused",
+      command: "/approve",
+      why: "on a pull request, approve with a review: it binds the approval to the reviewed commit",
+    });
+    expect(await auditKindsOf(h, pr)).toEqual(["grant.requested", "command.refused"]);
+  });
+
   it("a dismissed review no longer counts towards a pending request", async () => {
     const pr = await openPrTicket(h, "alice", "pr-dismiss-pending", { labels: [] });
     const review = await reviewPr(h, pr, "bob");
