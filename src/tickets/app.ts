@@ -294,7 +294,7 @@ async function mayReview(
   );
   if (!owner || !(await hasWriteAccess(ctx.gh, ctx.repo, login))) return false;
   const authors = await commitAuthors(ctx.gh, ctx.repo, number);
-  return !authors.some((a) => a.login?.toLowerCase() === lower);
+  return authors !== null && !authors.some((a) => a.login?.toLowerCase() === lower);
 }
 
 /** Ends every open grant matching `where` (fail closed: active → revoked, pending → cancelled). */

@@ -331,17 +331,18 @@ export async function decideRequest(
     hasWriteAccess: writers.get(a.approverId) ?? false,
   }));
   const teams = await resolveTeams(ctx, ownership, resource);
-  return decide({
+  const authors =
+    view.live.kind === "pull_request"
+      ? await commitAuthors(ctx.gh, repoName, view.live.number)
+      : [];
+  const decision = decide({
     resource,
     request,
     requestHash: hash,
     ownership,
     requester: view.live.author,
-    commitAuthors:
-      view.live.kind === "pull_request"
-        ? await commitAuthors(ctx.gh, repoName, view.live.number)
-        : [],
-    approvals,
+    commitAuthors: authors ?? [],
+    approvals: authors ? approvals : [],
     teams,
     autoApprovalUses: await autoApprovalUses(
       deps.db,
@@ -352,6 +353,10 @@ export async function decideRequest(
     breakGlass,
     now: deps.now(),
   });
+  if (authors) return decision;
+  // Unknown commit authors: no approval can be shown not to come from one.
+  const why = "the pull request has more commits than GitHub lists, so no approval can count";
+  return { ...decision, trace: [why, ...decision.trace] };
 }
 
 /** Members of every team the decision may need: owners of the path, auto-approve and break-glass requesters. */
