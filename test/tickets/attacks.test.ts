@@ -137,6 +137,30 @@ describe("attacks on the ticket lifecycle", () => {
     expect(await stateOf(pr)).toMatchObject({ state: "active", approvers: ["bob"] });
   });
 
+  it("an author of a commit past the 250 GitHub lists does not count either", async () => {
+    const pr = await openPrTicket(h, "alice", "long-history");
+    const before = pr.pull.head.sha;
+    for (let i = 0; i < 250; i++) {
+      h.sim.commit("acme/payments", {
+        branch: "long-history",
+        files: { "services/payments/counter.ts": `export const n = ${i};\n` },
+        author: "alice",
+      });
+    }
+    h.sim.commit("acme/payments", {
+      branch: "long-history",
+      files: { "services/payments/carol.ts": "export const carol = 1;\n" },
+      author: "carol",
+    });
+    await h.deliver(pullRequestEvent(h.sim, "synchronize", pr, { before }));
+    await reviewPr(h, pr, "carol");
+    expect((await stateOf(pr))?.state).toBe("pending");
+    expect(await activeGrants(pr)).toEqual([]);
+    expect((await trace(pr))[0]).toBe(
+      "the pull request has more commits than GitHub lists, so no approval can count",
+    );
+  });
+
   describe("a request edited after it was approved", () => {
     it("an approval given to the read request does not count for refund", async () => {
       const issue = await openIssueTicket(h, "alice");
