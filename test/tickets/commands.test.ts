@@ -14,6 +14,7 @@ import {
   openPrTicket,
   operatorYaml,
   requestBody,
+  reviewPr,
   seedAcme,
   syncClock,
   type TicketRef,
@@ -127,6 +128,19 @@ describe("ticket commands", () => {
           ends_at: new Date(endsAt + 30 * MINUTE).toISOString(),
         },
       });
+    });
+
+    // Known gap, not fixed here: on a PR, /approve is refused (approvals are reviews) and the
+    // review handler never looks at a pending extension, so a human can never approve one.
+    it.fails("on a pull request, is approved by a code owner's review", async () => {
+      const pr = await openPrTicket(h, "alice", "extend-pr");
+      await reviewPr(h, pr, "bob");
+      const endsAt = msOf((await stateOf(pr))?.ends_at);
+      await commentOn(h, pr, "alice", "/extend 30m");
+      await reviewPr(h, pr, "carol");
+      expect(isoOf((await stateOf(pr))?.ends_at)).toBe(
+        new Date(endsAt + 30 * MINUTE).toISOString(),
+      );
     });
 
     it("is refused beyond the resource's max_ttl", async () => {
