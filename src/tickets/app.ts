@@ -1,8 +1,9 @@
 import type { ApplicationFunction, Context } from "probot";
-import type { GitHub } from "#src/github/api.js";
-import { CODEOWNERS_PATHS } from "#src/rules/codeowners.js";
+import { commitAuthors, type GitHub, hasWriteAccess } from "#src/github/api.js";
+import { CODEOWNERS_PATHS, ownersOf } from "#src/rules/codeowners.js";
 import { POLICY_FILE } from "#src/rules/policy.js";
-import { parseRequest, requestHash } from "#src/rules/request.js";
+import { teamKey } from "#src/rules/principal.js";
+import { requestHash } from "#src/rules/request.js";
 import { recordApproval, voidReviewApproval } from "#src/store/approvals.js";
 import { getGrant, markReviewed, openGrant, openGrantIds } from "#src/store/grant-lifecycle.js";
 import {
@@ -12,7 +13,13 @@ import {
 } from "#src/store/tickets.js";
 import { handleComment } from "#src/tickets/commands.js";
 import type { LifecycleDeps, RepoContext, Trigger } from "#src/tickets/context.js";
-import { evaluateTicket, viewTicket } from "#src/tickets/evaluate.js";
+import {
+  evaluateTicket,
+  readRequest,
+  resolveTeams,
+  type TicketView,
+  viewTicket,
+} from "#src/tickets/evaluate.js";
 import { handleCommentChange } from "#src/tickets/tamper.js";
 import { endOpenGrant, record, type TicketScope } from "#src/tickets/transitions.js";
 
@@ -140,18 +147,25 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
       const reviewer = review.user;
       if (reviewer.type === "Bot" || reviewer.login.endsWith("[bot]")) return;
       const view = await viewTicket(deps, ctx, pr.number);
+      const grant = await openGrant(deps.db, view.ticket.id);
       // Bound to the request as the PR body read when the review was given.
-      const seen = parseRequest(
+      const seen = readRequest(
         pr.body ?? "",
-        view.bound,
+        view,
         new Date(review.submitted_at ?? Date.now()),
+        grant,
       );
       if (!seen.ok)
         return deps.log.debug(
           { pr: pr.number },
           "approving review on a PR with no readable request",
         );
-      const grant = await openGrant(deps.db, view.ticket.id);
+      // An approving review of an active break-glass grant by a code owner is its post-hoc review.
+      const reviews =
+        grant?.state === "active" &&
+        grant.breakGlass &&
+        grant.requesterId !== reviewer.id &&
+        (await mayReview(ctx, view, grant.resource, pr.number, reviewer.login));
       await deps.db.transaction(async (tx) => {
         const isNew = await recordApproval(tx, {
           ticketId: view.ticket.id,
@@ -175,13 +189,7 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
             request_hash: requestHash(seen.request),
           },
         });
-        // An approving review of an active break-glass grant is its post-hoc review.
-        if (
-          grant?.state === "active" &&
-          grant.breakGlass &&
-          grant.requesterId !== reviewer.id &&
-          (await markReviewed(tx, grant.id))
-        ) {
+        if (grant && reviews && (await markReviewed(tx, grant.id))) {
           await record(tx, view.scope, {
             kind: "grant.reviewed",
             actor: `github:${reviewer.login}`,
@@ -274,6 +282,34 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
       );
     });
   };
+}
+
+/**
+ * Whether `login` may review a break-glass grant on this PR: a code owner of
+ * the resource's path on the default branch, with write access, who
+ * authored none of its commits (the rules an approval must meet).
+ */
+async function mayReview(
+  ctx: RepoContext,
+  view: TicketView,
+  resourceName: string,
+  number: number,
+  login: string,
+): Promise<boolean> {
+  const resource = view.bound.get(resourceName);
+  if (!resource) return false;
+  const ownership = ownersOf(view.rules.codeowners, resource.policy.path);
+  if (ownership.status !== "owned") return false;
+  const lower = login.toLowerCase();
+  const teams = await resolveTeams(ctx, ownership, resource);
+  const owner = ownership.owners.some(
+    (o) =>
+      (o.kind === "user" && o.login === lower) ||
+      (o.kind === "team" && teams.get(teamKey(o.org, o.slug))?.has(lower)),
+  );
+  if (!owner || !(await hasWriteAccess(ctx.gh, ctx.repo, login))) return false;
+  const authors = await commitAuthors(ctx.gh, ctx.repo, number);
+  return authors !== null && !authors.some((a) => a.login?.toLowerCase() === lower);
 }
 
 /** Ends every open grant matching `where` (fail closed: active → revoked, pending → cancelled). */

@@ -26,6 +26,7 @@ import {
   decideRequest,
   evaluateTicket,
   grantTerms,
+  readRequest,
   resolveTeams,
   type TicketView,
   viewTicket,
@@ -176,7 +177,7 @@ async function approve(env: Env): Promise<void> {
     return refuse(env, "/approve", "this access is already granted");
   }
   // Bound to the request as the approver saw it when commenting.
-  const seen = parseRequest(comment.issue.body, view.bound, comment.createdAt);
+  const seen = readRequest(comment.issue.body, view, comment.createdAt, grant);
   if (!seen.ok)
     return refuse(
       env,
@@ -309,7 +310,7 @@ async function status(env: Env): Promise<void> {
   if (!view.labeled) trace.push(`the ticket does not carry the ${view.label} label`);
   trace.push(...view.policyProblems);
   if (grant?.state === "pending") {
-    const parsed = parseRequest(view.live.body, view.bound, deps.now());
+    const parsed = readRequest(view.live.body, view, deps.now(), grant);
     const target = resourceOf(env, grant);
     if (parsed.ok && target) {
       const decision = await decideRequest(

@@ -47,10 +47,10 @@ describe("an issue ticket, from request to expiry", () => {
     await h.deliver(issueCommentEvent(h.sim, "created", approval));
     [grant] = await h.grants(issue.number);
     expect(grant).toMatchObject({ state: "active", approvers: ["carol"], decision: "approvals" });
-    expect((grant?.starts_at as Date).toISOString()).toBe(h.clock.now().toISOString());
-    expect((grant?.ends_at as Date).getTime() - (grant?.starts_at as Date).getTime()).toBe(
-      7_200_000,
-    );
+    const startsAt = grant!.starts_at as Date;
+    const endsAt = grant!.ends_at as Date;
+    expect(startsAt.toISOString()).toBe(h.clock.now().toISOString());
+    expect(endsAt.getTime() - startsAt.getTime()).toBe(7_200_000);
 
     h.clock.advance(7_200_000 - 5 * 60_000);
     await h.sweep();
