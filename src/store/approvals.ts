@@ -108,3 +108,18 @@ export async function approvalsOf(sql: Sql, ticketId: string): Promise<StoredApp
     at: r.created_at,
   }));
 }
+
+/** Voids one person's approvals of a ticket (a later review requesting changes); returns how many. */
+export async function voidApprovalsBy(
+  sql: Sql,
+  ticketId: string,
+  login: string,
+  reason: string,
+): Promise<number> {
+  const { rowCount } = await sql.query(
+    `UPDATE approvals SET voided_at = now(), void_reason = $3::text
+      WHERE ticket_id = $1::uuid AND lower(approver_login) = lower($2::text) AND voided_at IS NULL`,
+    [ticketId, login, reason],
+  );
+  return rowCount;
+}

@@ -4,14 +4,21 @@ import { CODEOWNERS_PATHS, ownersOf } from "#src/rules/codeowners.js";
 import { POLICY_FILE } from "#src/rules/policy.js";
 import { teamKey } from "#src/rules/principal.js";
 import { requestHash } from "#src/rules/request.js";
-import { recordApproval, voidReviewApproval } from "#src/store/approvals.js";
-import { getGrant, markReviewed, openGrant, openGrantIds } from "#src/store/grant-lifecycle.js";
+import { recordApproval, voidApprovalsBy, voidReviewApproval } from "#src/store/approvals.js";
+import { pendingExtension } from "#src/store/extensions.js";
+import {
+  type Grant,
+  getGrant,
+  markReviewed,
+  openGrant,
+  openGrantIds,
+} from "#src/store/grant-lifecycle.js";
 import {
   getTicketById,
   markInstallationDeleted,
   ticketsWithOpenGrants,
 } from "#src/store/tickets.js";
-import { handleComment } from "#src/tickets/commands.js";
+import { approveExtensionByReview, handleComment, notAfter } from "#src/tickets/commands.js";
 import type { LifecycleDeps, RepoContext, Trigger } from "#src/tickets/context.js";
 import {
   evaluateTicket,
@@ -143,11 +150,28 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
       const ctx = repoContext(context);
       if (!ctx) return;
       const { review, pull_request: pr } = context.payload;
-      if (review.state.toLowerCase() !== "approved" || !review.user) return;
+      const state = review.state.toLowerCase();
+      if (!review.user || (state !== "approved" && state !== "changes_requested")) return;
       const reviewer = review.user;
       if (reviewer.type === "Bot" || reviewer.login.endsWith("[bot]")) return;
       const view = await viewTicket(deps, ctx, pr.number);
       const grant = await openGrant(deps.db, view.ticket.id);
+      const at = notAfter(new Date(review.submitted_at ?? Date.now()), deps.now());
+      if (state === "changes_requested") {
+        await withdrawApproval(deps, ctx, view, grant, reviewer.login, review.id);
+        return;
+      }
+      const extension =
+        grant?.state === "active" ? await pendingExtension(deps.db, grant.id) : null;
+      if (grant && extension && grant.requesterId !== reviewer.id) {
+        await approveExtensionByReview({ deps, ctx, view }, grant, extension, {
+          id: review.id,
+          reviewer: { id: reviewer.id, login: reviewer.login },
+          commitId: review.commit_id,
+          at,
+        });
+        return;
+      }
       // Bound to the request as the PR body read when the review was given.
       const seen = readRequest(
         pr.body ?? "",
@@ -175,7 +199,7 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
           sourceId: review.id,
           requestHash: requestHash(seen.request),
           commitId: review.commit_id,
-          at: new Date(review.submitted_at ?? Date.now()),
+          at,
         });
         if (!isNew) return;
         await record(tx, view.scope, {
@@ -310,6 +334,42 @@ async function mayReview(
   if (!owner || !(await hasWriteAccess(ctx.gh, ctx.repo, login))) return false;
   const authors = await commitAuthors(ctx.gh, ctx.repo, number);
   return authors !== null && !authors.some((a) => a.login?.toLowerCase() === lower);
+}
+
+/**
+ * A reviewer who approved now requests changes: as on GitHub, their latest
+ * review is what stands, so their approvals of this ticket no longer count,
+ * and an active grant they approved is revoked.
+ */
+async function withdrawApproval(
+  deps: LifecycleDeps,
+  ctx: RepoContext,
+  view: TicketView,
+  grant: Grant | null,
+  login: string,
+  reviewId: number,
+): Promise<void> {
+  const withdrawn = await voidApprovalsBy(
+    deps.db,
+    view.ticket.id,
+    login,
+    `changes requested (review ${reviewId})`,
+  );
+  if (withdrawn === 0) return;
+  if (
+    grant?.state === "active" &&
+    grant.approvers.some((a) => a.toLowerCase() === login.toLowerCase())
+  ) {
+    await endOpenGrant(deps.db, view.scope, {
+      grantId: grant.id,
+      whenActive: "revoked",
+      whenPending: "cancelled",
+      reason: `${login}, who approved it, now requests changes`,
+      by: login,
+    });
+    return;
+  }
+  await evaluateTicket(deps, ctx, view.ticket.number, { kind: "review_dismissed", actor: login });
 }
 
 /** Ends every open grant matching `where` (fail closed: active → revoked, pending → cancelled). */

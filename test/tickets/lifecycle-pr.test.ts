@@ -177,6 +177,26 @@ describe("a pull request ticket", () => {
     ]);
   });
 
+  it("is revoked when its approver later requests changes (their latest review stands)", async () => {
+    const pr = await openPrTicket(h, "alice", "pr-changes-requested");
+    await reviewPr(h, pr, "bob");
+    expect((await grantsOf(h, pr))[0]?.state).toBe("active");
+    await reviewPr(h, pr, "bob", "CHANGES_REQUESTED");
+    expect((await grantsOf(h, pr))[0]).toMatchObject({
+      state: "revoked",
+      end_reason: "bob, who approved it, now requests changes",
+    });
+  });
+
+  it("does not count an approval its reviewer withdrew by requesting changes", async () => {
+    const pr = await openPrTicket(h, "alice", "pr-withdrawn", { labels: [] });
+    await reviewPr(h, pr, "bob");
+    await reviewPr(h, pr, "bob", "CHANGES_REQUESTED");
+    h.sim.addLabel("acme/payments", pr.number, "hallpass");
+    await h.deliver(pullRequestEvent(h.sim, "labeled", pr, { label: "hallpass" }));
+    expect((await grantsOf(h, pr))[0]?.state).toBe("pending");
+  });
+
   it("stays active when a review that did not count is dismissed", async () => {
     const pr = await openPrTicket(h, "alice", "pr-dismiss-other");
     const other = await reviewPr(h, pr, "mallory");
