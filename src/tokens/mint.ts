@@ -50,6 +50,13 @@ const mintInput = z.object({
       sha: z.string().regex(/^[0-9a-f]{40}([0-9a-f]{24})?$/, "must be a commit SHA"),
     })
     .optional(),
+  /**
+   * The GitHub Actions ID token this token is exchanged for (`idTokenUse`):
+   * spent in the mint's own statement, and only when the mint succeeds.
+   */
+  idToken: z
+    .object({ key: z.string().regex(/^[0-9a-f]{64}$/, "must be a sha256"), keepUntil: z.date() })
+    .optional(),
 });
 export type MintInput = z.input<typeof mintInput>;
 
@@ -75,7 +82,7 @@ export interface MintedToken {
  * The service mints through `createMinter`, which shares transactions
  * between concurrent mints; this is a batch of one.
  *
- * @throws GRANT_NOT_FOUND, GRANT_NOT_ACTIVE, SCOPE_NOT_GRANTED (4xx); BAD_REQUEST on malformed input
+ * @throws GRANT_NOT_FOUND, GRANT_NOT_ACTIVE, SCOPE_NOT_GRANTED, OIDC_REPLAY (4xx); BAD_REQUEST on malformed input
  *
  * @example
  * const { token, expiresAt } = await mint(deps, {
@@ -186,6 +193,7 @@ async function mintBatch(
     actor: request.actor ?? null,
     scopes: request.scopes ?? null,
     run: request.run ?? null,
+    idToken: request.idToken ?? null,
   }));
 
   const results = await deps.db.transaction(async (tx) => {
@@ -250,14 +258,8 @@ function auditEvent(
         actor: request.actor ?? null,
         scopes: result.scopes,
         expires_at: result.expiresAt.toISOString(),
-        run: request.run
-          ? {
-              id: request.run.id,
-              attempt: request.run.attempt,
-              workflow_ref: request.run.workflowRef,
-              sha: request.run.sha,
-            }
-          : null,
+        repository_id: result.grant.ticket.repoId,
+        run: runData(request),
       },
     };
   }
@@ -271,10 +273,24 @@ function auditEvent(
     data: {
       reason: result.refusal,
       channel: request.channel,
+      subject: request.subject,
       scopes: request.scopes ?? null,
       grant_state: result.grant?.state ?? null,
+      repository_id: result.grant?.ticket.repoId ?? null,
+      run: runData(request),
     },
   };
+}
+
+function runData(request: MintRequest) {
+  return request.run
+    ? {
+        id: request.run.id,
+        attempt: request.run.attempt,
+        workflow_ref: request.run.workflowRef,
+        sha: request.run.sha,
+      }
+    : null;
 }
 
 async function sign(
@@ -348,5 +364,29 @@ function refusalError(
         "SIGNING_KEY_UNAVAILABLE",
         "the signing key was retired twice while minting; try again",
       );
+    case "id_token_replay":
+      return new HallpassError(
+        "OIDC_REPLAY",
+        "ID token refused: this ID token was already used; request a new one",
+      );
   }
+}
+
+/** What the token endpoints answer (`POST /v1/exchange`, `POST /v1/token`). */
+export interface TokenResponse {
+  /** The JWT. */
+  readonly token: string;
+  readonly expires_at: string;
+  /** The grant id. */
+  readonly grant: string;
+  readonly scopes: string[];
+}
+
+export function tokenResponse(minted: MintedToken): TokenResponse {
+  return {
+    token: minted.token,
+    expires_at: minted.expiresAt.toISOString(),
+    grant: minted.grantId,
+    scopes: minted.scopes,
+  };
 }
