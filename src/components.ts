@@ -57,9 +57,6 @@ export function gitHubComponent(options: GitHubComponentOptions): StartComponent
         ...(options.sweepIntervalMs ? { intervalMs: options.sweepIntervalMs } : {}),
       }),
     ];
-    const github = async (installationId: number) =>
-      (await probot.auth(installationId)) as unknown as GitHub;
-    void github;
     return {
       async stop() {
         await Promise.all(loops.map((loop) => loop.stop()));

@@ -4,7 +4,7 @@ import { z } from "zod";
 import { appendAudit } from "#src/audit/append.js";
 import type { AuditEventInput } from "#src/audit/event.js";
 import type { Config } from "#src/config.js";
-import { HallpassError } from "#src/errors.js";
+import { type ErrorCode, HallpassError } from "#src/errors.js";
 import type { Db } from "#src/store/db.js";
 import type { GrantForToken } from "#src/store/grants.js";
 import { insertTokensForGrants, type MintRefusal, type TokenInsert } from "#src/store/tokens.js";
@@ -271,6 +271,8 @@ function auditEvent(
     ticketId: result.grant?.ticketId ?? null,
     grantId: request.grantId,
     data: {
+      check: REFUSAL_CHECKS[result.refusal][0],
+      code: REFUSAL_CHECKS[result.refusal][1],
       reason: result.refusal,
       channel: request.channel,
       subject: request.subject,
@@ -281,6 +283,18 @@ function auditEvent(
     },
   };
 }
+
+/** Each refusal's step of a token request and its code, as the exchange's `token.refused` names them. */
+const REFUSAL_CHECKS: Record<MintRefusal, readonly [string, ErrorCode]> = {
+  not_found: ["grant", "GRANT_NOT_FOUND"],
+  not_active: ["grant", "GRANT_NOT_ACTIVE"],
+  not_started: ["grant", "GRANT_NOT_ACTIVE"],
+  ended: ["grant", "GRANT_NOT_ACTIVE"],
+  scope_not_granted: ["scopes", "SCOPE_NOT_GRANTED"],
+  scope_unmapped: ["scopes", "SCOPE_NOT_GRANTED"],
+  key_retired: ["signing_key", "SIGNING_KEY_UNAVAILABLE"],
+  id_token_replay: ["id_token", "OIDC_REPLAY"],
+};
 
 function runData(request: MintRequest) {
   return request.run

@@ -12,7 +12,7 @@ import { createLogger } from "#src/log.js";
 import { Runtime } from "#src/runtime.js";
 import type { Secret } from "#src/secret.js";
 import { buildServer, type HallpassServer } from "#src/server.js";
-import { tokenRoutes } from "#src/tokens/routes.js";
+import { type RateLimits, tokenRoutes } from "#src/tokens/routes.js";
 import {
   startTokenService,
   type TokenService,
@@ -69,6 +69,7 @@ export interface HarnessOptions {
   readonly db?: TestDb;
   readonly secrets?: Record<string, Secret>;
   readonly service?: Omit<TokenServiceOptions, "now">;
+  readonly rateLimits?: RateLimits;
   /** Leave the runtime unstarted (to see the server before the database is ready). */
   readonly start?: boolean;
 }
@@ -113,6 +114,7 @@ export async function startTokenHarness(
           return service;
         },
         introspectionSecrets: (resource) => secrets[resource] ?? null,
+        ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
       }),
     ],
   });
