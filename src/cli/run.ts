@@ -3,6 +3,7 @@ import { auditExport, auditVerify, type Output } from "#src/cli/audit.js";
 import { KEYS_USAGE, keysRotate } from "#src/cli/keys.js";
 import { policyCheck } from "#src/cli/policy-check.js";
 import { serve } from "#src/cli/serve.js";
+import { tokenCommand } from "#src/cli/token.js";
 import { type Config, ConfigError, loadConfig } from "#src/config.js";
 import { isHallpassError } from "#src/errors.js";
 import { createLogger } from "#src/log.js";
@@ -20,6 +21,8 @@ const USAGE = `usage: hallpass <command>
   policy check [--repo DIR] [--json]
                                  check .github/hallpass.yml and CODEOWNERS in a checkout
   keys rotate [--now]            publish a new signing key (see hallpass keys --help)
+  token owner/repo#N [--scope S]... [--url URL] [-- command args...]
+                                 an access token for your own grant (see hallpass token --help)
 
 Configuration comes from the environment (and .env); see README.md.
 `;
@@ -57,6 +60,8 @@ export async function runCli(
         return await policy(rest, out);
       case "keys":
         return await keys(rest, out, env);
+      case "token":
+        return await tokenCommand(rest, out, { env });
       case undefined:
       case "help":
       case "--help":
