@@ -1,4 +1,4 @@
-import type { Sql } from "#src/store/db.js";
+import type { Sql, Statement } from "#src/store/db.js";
 import {
   GRANT_FOR_TOKEN_COLUMNS,
   type GrantForToken,
@@ -83,7 +83,7 @@ export type TokenInsert =
  * `expires_at` = min(iat + token_ttl_s, grant end), in whole seconds.
  * Scopes travel space-separated (scope names have no spaces).
  */
-const INSERT_FOR_GRANTS = `
+const INSERT_FOR_GRANTS_TEXT = `
   WITH req AS (
     SELECT r.*, string_to_array(r.asked_text, ' ') AS asked
       FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
@@ -142,6 +142,12 @@ const INSERT_FOR_GRANTS = `
     RETURNING jti
   )
   SELECT e.*, e.jti IN (SELECT jti FROM ins) AS inserted FROM e ORDER BY e.n`;
+
+/** Every mint runs it: prepared, its plan (several CTEs) is made once per connection. */
+const INSERT_FOR_GRANTS: Statement = {
+  name: "insert_tokens_for_grants",
+  text: INSERT_FOR_GRANTS_TEXT,
+};
 
 /**
  * Records tokens for grants where the grant can give them (see

@@ -83,6 +83,7 @@ export interface IssueGrant {
 
 export interface WorldOptions {
   readonly rateLimits?: RateLimits;
+  readonly onResponse?: (route: string, ms: number) => void;
 }
 
 export async function startExchangeWorld(
@@ -135,6 +136,7 @@ export async function startExchangeWorld(
     config,
     service: { operator: operator.config, github: installationClient(probot) },
     rateLimits: options.rateLimits ?? { perRepository: 10_000, perUser: 10_000 },
+    ...(options.onResponse ? { onResponse: options.onResponse } : {}),
   });
 
   const window = (o: GrantOptions) => ({
