@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { type ErrorCode, HallpassError } from "#src/errors.js";
+import { type ErrorCode, HallpassError, isHallpassError } from "#src/errors.js";
 import type { Logger } from "#src/log.js";
 import { checkActive, checkScopes, isBound } from "#src/rules/grant-use.js";
 import type { OperatorConfig } from "#src/rules/operator.js";
@@ -12,6 +12,7 @@ import {
 } from "#src/rules/workflow-run.js";
 import type { Db } from "#src/store/db.js";
 import { type TicketGrant, ticketGrant } from "#src/store/grants.js";
+import type { ActiveGrants } from "#src/tokens/active-grants.js";
 import type { MintedToken, MintInput, TokenResponse } from "#src/tokens/mint.js";
 import { tokenResponse } from "#src/tokens/mint.js";
 import { type ActionsClaims, idTokenUse, type OidcVerifier } from "#src/tokens/oidc.js";
@@ -38,6 +39,8 @@ export interface ExchangeDeps {
   readonly facts: RepoFacts | null;
   readonly mint: (input: MintInput) => Promise<MintedToken>;
   readonly now: () => Date;
+  /** Tickets with an active grant, remembered briefly; absent: every exchange reads its ticket. */
+  readonly activeGrants?: ActiveGrants;
 }
 
 export interface ExchangeOptions {
@@ -97,13 +100,8 @@ export async function exchange(
     );
   }
   let claims: ActionsClaims | null = null;
-  const seen: { found?: TicketGrant } = {};
-  let input: MintInput;
-  try {
-    claims = await deps.oidc.verify(idToken);
-    options.limit?.(claims.repository_id);
-    input = await checkRun(deps, facts, claims, request, seen);
-  } catch (error) {
+  const seen: Seen = {};
+  const refused = async (error: unknown): Promise<never> => {
     const found = seen.found;
     await auditRefusal(
       deps.db,
@@ -133,25 +131,70 @@ export async function exchange(
       deps.now(),
     );
     throw error;
+  };
+  let input: MintInput;
+  try {
+    const verified = await deps.oidc.verify(idToken);
+    claims = verified;
+    options.limit?.(verified.repository_id);
+    input = await checkRun(deps, facts, verified, request, seen, true);
+  } catch (error) {
+    // Refused on a remembered ticket: decide again on what the database says now.
+    if (!claims || !seen.remembered || !isHallpassError(error) || !error.expose) {
+      return refused(error);
+    }
+    input = await checkRun(deps, facts, claims, request, seen, false).catch(refused);
   }
   // The mint audits its own refusals (token.refused, with the run).
-  return tokenResponse(await deps.mint(input));
+  try {
+    return tokenResponse(await deps.mint(input));
+  } catch (error) {
+    const found = seen.found;
+    const grantChanged =
+      isHallpassError(error, "GRANT_NOT_ACTIVE") ||
+      isHallpassError(error, "GRANT_NOT_FOUND") ||
+      isHallpassError(error, "SCOPE_NOT_GRANTED");
+    if (!claims || !found || !grantChanged) throw error;
+    // The grant changed since the ticket was read (revoked, replaced): forget it,
+    // and when it was remembered, check again on a fresh read.
+    deps.activeGrants?.forget(found.ticket.repoId, found.ticket.number);
+    if (!seen.remembered) throw error;
+    input = await checkRun(deps, facts, claims, request, seen, false).catch(refused);
+    return tokenResponse(await deps.mint(input));
+  }
 }
 
-/** Steps b to f: what to mint. `seen` keeps the ticket found, for the audit of a refusal. */
+/** What the checks saw, for the audit of a refusal and the retry on a fresh read. */
+interface Seen {
+  found?: TicketGrant;
+  remembered?: boolean;
+}
+
+/**
+ * Steps b to f: what to mint. `seen` keeps the ticket found, for the audit
+ * of a refusal. With `remember`, the ticket may come from `activeGrants`.
+ */
 async function checkRun(
   deps: ExchangeDeps,
   facts: RepoFacts,
   claims: ActionsClaims,
   request: ExchangeRequest,
-  seen: { found?: TicketGrant },
+  seen: Seen,
+  remember: boolean,
 ): Promise<MintInput> {
   // b. The ticket, from the event and ref.
   const routed = routeOfRun(claims, request.ticket);
   if (!routed.ok) throw refuse(routed.refusal.code, routed.refusal.message);
   const { route } = routed;
   const ref = `#${route.number}`;
-  const found = await ticketGrant(deps.db, claims.repository_id, route.number);
+  const { found, remembered } =
+    remember && deps.activeGrants
+      ? await deps.activeGrants.get(deps.db, claims.repository_id, route.number, deps.now())
+      : {
+          found: await ticketGrant(deps.db, claims.repository_id, route.number),
+          remembered: false,
+        };
+  seen.remembered = remembered;
   if (!found || found.ticket.repoOwnerId !== claims.repository_owner_id) {
     throw refuse(
       "TICKET_NOT_FOUND",

@@ -6,6 +6,7 @@ import type { Component } from "#src/runtime.js";
 import type { Db, Unlisten } from "#src/store/db.js";
 import { SIGNING_KEYS_CHANNEL } from "#src/store/keys.js";
 import { deleteExpiredOidcTokenUses } from "#src/store/oidc-uses.js";
+import { ActiveGrants, type ActiveGrantsOptions } from "#src/tokens/active-grants.js";
 import { ActiveKeyCache } from "#src/tokens/active-key.js";
 import { type ExchangeOptions, type ExchangeRequest, exchange } from "#src/tokens/exchange.js";
 import { GitHubUsers, type GitHubUsersOptions } from "#src/tokens/github-users.js";
@@ -51,6 +52,7 @@ export interface TokenServiceOptions {
   readonly github?: InstallationClient | null;
   readonly repoFacts?: Omit<RepoFactsOptions, "now">;
   readonly users?: Omit<GitHubUsersOptions, "apiUrl" | "now">;
+  readonly activeGrants?: ActiveGrantsOptions;
 }
 
 /** The running token service: what the routes and the exchange use. */
@@ -125,6 +127,7 @@ export async function startTokenService(
   const facts = options.github ? new RepoFacts(options.github, options.repoFacts) : null;
   const users = new GitHubUsers({ ...options.users, apiUrl: config.github.apiUrl });
   const tokenLog = log.child({ name: "tokens" });
+  const activeGrants = new ActiveGrants(options.activeGrants);
 
   const service: TokenService = {
     db,
@@ -138,7 +141,7 @@ export async function startTokenService(
     mint,
     exchange: (idToken, request, exchangeOptions) =>
       exchange(
-        { db, log: tokenLog, oidc, operator, facts, mint, now },
+        { db, log: tokenLog, oidc, operator, facts, mint, now, activeGrants },
         idToken,
         request,
         exchangeOptions,

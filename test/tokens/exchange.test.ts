@@ -343,6 +343,50 @@ describe.each(backends)("POST /v1/exchange on %s", (backend) => {
     });
   });
 
+  describe("a ticket exchanged a moment ago (remembered)", () => {
+    it("refuses its grant as soon as it is revoked", async () => {
+      const pr = await w.prGrant();
+      expect((await w.exchange(body, await prToken(pr.number))).status).toBe(200);
+      await endGrant(w.h.db, pr.grantId, "revoked");
+      const refused = await refusal(await w.exchange(body, await prToken(pr.number)));
+      expect(refused).toMatchObject({ status: 403, code: "GRANT_NOT_ACTIVE" });
+      expect(refused.message).toMatch(/has been revoked/);
+    });
+
+    it("uses a new grant of the same ticket at once", async () => {
+      const pr = await w.prGrant();
+      expect((await w.exchange(body, await prToken(pr.number))).status).toBe(200);
+      await endGrant(w.h.db, pr.grantId, "revoked");
+      const { rows } = await w.h.db.query<{ id: string }>(
+        `INSERT INTO grants (ticket_id, state, resource, audience, scopes, permissions,
+                             duration_s, reason, request_hash, requester_id, requester_login,
+                             approved_commit, starts_at, ends_at)
+         SELECT ticket_id, 'active', resource, audience, scopes, permissions, duration_s, reason,
+                'hash2', requester_id, requester_login, approved_commit, starts_at, ends_at
+           FROM grants WHERE id = $1
+         RETURNING id`,
+        [pr.grantId],
+      );
+      const response = await w.exchange(body, await prToken(pr.number));
+      expect(response.status).toBe(200);
+      expect(await response.json()).toMatchObject({ grant: rows[0]?.id });
+    });
+
+    it("reads the ticket again once its remembered window has ended (an extension)", async () => {
+      const pr = await w.prGrant({ endsAt: new Date(w.h.clock.now().getTime() + 2_000) });
+      expect((await w.exchange(body, await prToken(pr.number))).status).toBe(200);
+      await w.h.db.query("UPDATE grants SET ends_at = ends_at + interval '1 hour' WHERE id = $1", [
+        pr.grantId,
+      ]);
+      w.h.clock.advance(3_000);
+      try {
+        expect((await w.exchange(body, await prToken(pr.number))).status).toBe(200);
+      } finally {
+        w.h.clock.advance(-3_000);
+      }
+    });
+  });
+
   describe("the approved commit", () => {
     it("refuses a run on a commit pushed after approval", async () => {
       const pr = await w.prGrant();
