@@ -77,7 +77,7 @@ export class TokenBuckets {
         this.#buckets.delete(key);
       }
     }
-    // Still too many: every key is busy; forget the least recently seen.
+    // Still too many: every key is busy; forget the oldest.
     for (const key of this.#buckets.keys()) {
       if (this.#buckets.size <= this.#maxKeys) break;
       this.#buckets.delete(key);
