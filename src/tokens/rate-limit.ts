@@ -57,6 +57,17 @@ export class TokenBuckets {
     return { ok: true };
   }
 
+  /** Seconds until `key` has a token again, or 0 when it has one now; spends nothing. */
+  waitFor(key: string): number {
+    const bucket = this.#buckets.get(key);
+    if (!bucket) return 0;
+    const tokens = Math.min(
+      this.#capacity,
+      bucket.tokens + (this.#now() - bucket.at) * this.#perMs,
+    );
+    return tokens >= 1 ? 0 : Math.max(1, Math.ceil((1 - tokens) / this.#perMs / 1000));
+  }
+
   /**
    * Spends one token or throws RATE_LIMITED (429); `onLimited` receives the
    * seconds to wait (for `retry-after`).

@@ -33,9 +33,19 @@ export interface RateLimits {
   readonly perRepository?: number;
   /** `POST /v1/token`, by the person's GitHub user id. */
   readonly perUser?: number;
+  /**
+   * Both, by client address: requests whose ID token or GitHub token is
+   * refused. Each refusal is audited, and the audit log is one chain: past
+   * this, a client sending bad credentials is answered 429 unread.
+   */
+  readonly refusedPerAddress?: number;
 }
 
-export const DEFAULT_RATE_LIMITS: Required<RateLimits> = { perRepository: 30, perUser: 10 };
+export const DEFAULT_RATE_LIMITS: Required<RateLimits> = {
+  perRepository: 30,
+  perUser: 10,
+  refusedPerAddress: 60,
+};
 
 /** Form bodies are small: one token and nothing else worth reading. */
 const FORM_BODY_LIMIT = 32 * 1024;
@@ -53,12 +63,35 @@ const FORM_BODY_LIMIT = 32 * 1024;
  *   `{ticket: "owner/repo#N", scopes?, resource?}`; rate-limited by person.
  *
  * Both token requests answer `{token, expires_at, grant, scopes}`, or 429
- * with `retry-after` (seconds) past the limit.
+ * with `retry-after` (seconds) past the limit, or past the refused
+ * credentials an address may send.
  */
 export function tokenRoutes(deps: TokenRoutesDeps): FastifyPluginAsync {
   const limits = { ...DEFAULT_RATE_LIMITS, ...deps.rateLimits };
   const perRepository = new TokenBuckets({ perMinute: limits.perRepository });
   const perUser = new TokenBuckets({ perMinute: limits.perUser });
+  const refusedPerAddress = new TokenBuckets({ perMinute: limits.refusedPerAddress });
+  /** Runs a token request unless its address spent its refusals; a refused credential spends one. */
+  const guarded = async <T>(
+    address: string,
+    retryAfter: (s: number) => void,
+    request: () => Promise<T>,
+  ): Promise<T> => {
+    const wait = refusedPerAddress.waitFor(address);
+    if (wait > 0) {
+      retryAfter(wait);
+      throw new HallpassError(
+        "RATE_LIMITED",
+        `too many refused credentials from this address; retry in ${wait} s`,
+      );
+    }
+    try {
+      return await request();
+    } catch (error) {
+      if (error instanceof HallpassError && error.status === 401) refusedPerAddress.take(address);
+      throw error;
+    }
+  };
   return async (app) => {
     app.addContentTypeParser(
       "application/x-www-form-urlencoded",
@@ -113,10 +146,12 @@ export function tokenRoutes(deps: TokenRoutesDeps): FastifyPluginAsync {
       reply.header("cache-control", "no-store");
       const retryAfter = (s: number) => reply.header("retry-after", String(s));
       // A missing or malformed header is refused (and audited) as a malformed ID token.
-      return service.exchange(presentedToken(request.headers.authorization), body, {
-        limit: (repositoryId) =>
-          perRepository.spend(String(repositoryId), `repository ${repositoryId}`, retryAfter),
-      });
+      return guarded(request.ip, retryAfter, () =>
+        service.exchange(presentedToken(request.headers.authorization), body, {
+          limit: (repositoryId) =>
+            perRepository.spend(String(repositoryId), `repository ${repositoryId}`, retryAfter),
+        }),
+      );
     });
 
     app.post(PERSON_TOKEN_PATH, async (request, reply) => {
@@ -124,9 +159,11 @@ export function tokenRoutes(deps: TokenRoutesDeps): FastifyPluginAsync {
       const body = personTokenRequest.parse(request.body ?? {});
       reply.header("cache-control", "no-store");
       const retryAfter = (s: number) => reply.header("retry-after", String(s));
-      return service.personToken(presentedToken(request.headers.authorization), body, {
-        limit: (userId) => perUser.spend(String(userId), "you", retryAfter),
-      });
+      return guarded(request.ip, retryAfter, () =>
+        service.personToken(presentedToken(request.headers.authorization), body, {
+          limit: (userId) => perUser.spend(String(userId), "you", retryAfter),
+        }),
+      );
     });
   };
 }

@@ -135,7 +135,12 @@ export async function startExchangeWorld(
   const h = await startTokenHarness(backend, {
     config,
     service: { operator: operator.config, github: installationClient(probot) },
-    rateLimits: options.rateLimits ?? { perRepository: 10_000, perUser: 10_000 },
+    rateLimits: {
+      perRepository: 10_000,
+      perUser: 10_000,
+      refusedPerAddress: 10_000,
+      ...options.rateLimits,
+    },
     ...(options.onResponse ? { onResponse: options.onResponse } : {}),
   });
 

@@ -647,6 +647,32 @@ describe("POST /v1/exchange limits", () => {
     }
   });
 
+  it("stops reading an address's credentials once it sent too many refused ones", async () => {
+    const w = await startExchangeWorld(primaryBackend, { rateLimits: { refusedPerAddress: 2 } });
+    try {
+      const audited = async () =>
+        (
+          await w.h.db.query<{ n: number }>(
+            "SELECT count(*)::int AS n FROM audit_events WHERE kind = 'token.refused'",
+          )
+        ).rows[0]?.n;
+      for (let i = 0; i < 2; i++) {
+        expect((await w.exchange({ resource: RESOURCE }, "not.a.token")).status).toBe(401);
+      }
+      const limited = await w.exchange({ resource: RESOURCE }, "not.a.token");
+      expect(limited.status).toBe(429);
+      expect(Number(limited.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+      // The same for people's tokens, and even a good credential waits: nothing is read.
+      expect((await w.personToken({ ticket: "acme/app#1" }, "bad")).status).toBe(429);
+      const pr = await w.prGrant();
+      const good = await w.idToken(w.pullRequestRun(pr.number));
+      expect((await w.exchange({ resource: RESOURCE }, good)).status).toBe(429);
+      expect(await audited()).toBe(2);
+    } finally {
+      await w.close();
+    }
+  });
+
   it("answers 503 NOT_READY without the GitHub App", async () => {
     const h = await startTokenHarness(primaryBackend);
     try {
