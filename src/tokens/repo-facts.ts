@@ -154,6 +154,15 @@ export class RepoFacts {
       return data;
     } catch (error) {
       const status = (error as { status?: number }).status;
+      const url = (error as { request?: { url?: string } }).request?.url ?? "";
+      // The installation's own token could not be had (uninstalled, suspended): not a missing commit.
+      if (/\/app\/installations\/\d+\/access_tokens/.test(url)) {
+        throw new HallpassError(
+          "GITHUB_UNAVAILABLE",
+          `the App's installation ${installationId} gave no token (status ${status ?? "none"}): is the App still installed?`,
+          { cause: error },
+        );
+      }
       if (status === 404 || status === 422) return null;
       throw new HallpassError(
         "GITHUB_UNAVAILABLE",

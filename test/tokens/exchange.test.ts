@@ -407,6 +407,12 @@ describe.each(backends)("POST /v1/exchange on %s", (backend) => {
       expect((await w.exchange(body, await w.idToken(rerun))).status).toBe(200);
     });
 
+    it("fails (503, not a refusal) when the App's installation gives no token", async () => {
+      const pr = await w.prGrant({ installationId: 987_654 });
+      const failed = await refusal(await w.exchange(body, await prToken(pr.number)));
+      expect(failed).toMatchObject({ status: 503, code: "GITHUB_UNAVAILABLE" });
+    });
+
     it("refuses a commit GitHub does not know", async () => {
       const pr = await w.prGrant();
       const refused = await refusal(
