@@ -16,6 +16,7 @@ import type { ActiveGrants } from "#src/tokens/active-grants.js";
 import type { MintedToken, MintInput, TokenResponse } from "#src/tokens/mint.js";
 import { tokenResponse } from "#src/tokens/mint.js";
 import { type ActionsClaims, idTokenUse, type OidcVerifier } from "#src/tokens/oidc.js";
+import { checkPullRequestRun } from "#src/tokens/pull-request-run.js";
 import { auditRefusal } from "#src/tokens/refusal.js";
 import type { RepoFacts } from "#src/tokens/repo-facts.js";
 
@@ -243,22 +244,11 @@ async function checkRun(
 
   // d. Pull requests: the code that runs is the code that was approved.
   if (route.kind !== "dispatch") {
-    if (!grant.approvedCommit) {
-      throw refuse("RUN_COMMIT", `the grant on ${ref} recorded no approved commit`);
-    }
-    if (route.kind === "pull_request") {
-      if (ticket.headRepoId !== ticket.repoId && !constraints.allowForks) throw forkRefusal(ref);
-      await checkMergeCommit(facts, claims, ticket, grant.approvedCommit, ref);
-    } else {
-      await checkTargetRun(
-        facts,
-        claims,
-        ticket,
-        grant.approvedCommit,
-        constraints.allowForks,
-        ref,
-      );
-    }
+    await checkPullRequestRun(facts, claims, ticket, {
+      kind: route.kind,
+      approvedCommit: grant.approvedCommit,
+      allowForks: constraints.allowForks,
+    });
   }
 
   // e. The policy's rules for runs.
@@ -320,67 +310,6 @@ async function checkIdentity(
       `pull_request_target runs get no token for ${ref}: its grant's policy must set actions.allow_pull_request_target`,
     );
   }
-}
-
-/** The run's merge commit (`sha`) is GitHub's merge of the approved head into the base. */
-async function checkMergeCommit(
-  facts: RepoFacts,
-  claims: ActionsClaims,
-  ticket: TicketGrant["ticket"],
-  approved: string,
-  ref: string,
-): Promise<void> {
-  const parents = await facts.commitParents(ticket.installationId, ticket.repoId, claims.sha);
-  if (!parents) {
-    throw refuse("RUN_COMMIT", `GitHub knows no commit ${claims.sha} in this repository`);
-  }
-  const head = parents.length === 2 ? parents[1] : undefined;
-  if (head !== approved) {
-    throw refuse(
-      "RUN_COMMIT",
-      head === undefined
-        ? `the run's commit ${claims.sha.slice(0, 12)} is not a merge commit of ${ref}`
-        : `the run is of ${ref} at ${head.slice(0, 12)}, but ${approved.slice(0, 12)} was approved: commits pushed after approval need a new approval`,
-    );
-  }
-}
-
-/**
- * A `pull_request_target` run's token names no pull request and carries the
- * base branch's commit: it is matched to the ticket it names by the pull
- * request's head branch and base branch, and the pull request's head now
- * must be the approved commit.
- */
-async function checkTargetRun(
-  facts: RepoFacts,
-  claims: ActionsClaims,
-  ticket: TicketGrant["ticket"],
-  approved: string,
-  allowForks: boolean,
-  ref: string,
-): Promise<void> {
-  const pull = await facts.pullHead(ticket.installationId, ticket.repoId, ticket.number);
-  if (!pull) throw refuse("RUN_TICKET", `GitHub has no pull request ${ref} in this repository`);
-  if (pull.headRepoId !== ticket.repoId && !allowForks) throw forkRefusal(ref);
-  if (claims.head_ref !== pull.headRef || claims.base_ref !== pull.baseRef) {
-    throw refuse(
-      "RUN_REF",
-      `the run is for head branch ${claims.head_ref ?? "(none)"} into ${claims.base_ref ?? "(none)"}, not ${ref}'s`,
-    );
-  }
-  if (pull.headSha !== approved) {
-    throw refuse(
-      "RUN_COMMIT",
-      `${ref} is at ${pull.headSha.slice(0, 12)}, but ${approved.slice(0, 12)} was approved: commits pushed after approval need a new approval`,
-    );
-  }
-}
-
-function forkRefusal(ref: string): HallpassError {
-  return refuse(
-    "RUN_FORK",
-    `${ref} comes from a fork: its runs get no token unless the policy sets actions.allow_forks`,
-  );
 }
 
 function refuse(code: ErrorCode, message: string): HallpassError {
