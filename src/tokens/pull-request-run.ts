@@ -7,6 +7,10 @@ import type { RepoFacts } from "#src/tokens/repo-facts.js";
  * Step d of the exchange, for a pull request's runs: the code that runs is
  * the code that was approved.
  *
+ * - Into the default branch (`RUN_REF`): the run's workflow and the merge
+ *   commit carry the base branch's code, which nobody approved unless it is
+ *   the default branch (whose policy and CODEOWNERS decided the grant). A
+ *   pull request retargeted at another branch gets nothing.
  * - Not from a fork unless the policy allows forks (`RUN_FORK`). GitHub's ID
  *   token says nothing of forks; the pull request's head repository does.
  * - `pull_request`: the run's commit is GitHub's test merge commit whose
@@ -26,6 +30,13 @@ export async function checkPullRequestRun(
   const ref = `#${ticket.number}`;
   if (!run.approvedCommit) {
     throw new HallpassError("RUN_COMMIT", `the grant on ${ref} recorded no approved commit`);
+  }
+  const defaultBranch = await facts.defaultBranch(ticket.installationId, ticket.repoId);
+  if (claims.base_ref !== defaultBranch) {
+    throw new HallpassError(
+      "RUN_REF",
+      `the run is of a pull request into ${claims.base_ref ?? "(no branch)"}: only pull requests into the default branch ${defaultBranch} use their grant`,
+    );
   }
   if (run.kind === "pull_request_target") {
     await checkTargetRun(facts, claims, ticket, run.approvedCommit, run.allowForks, ref);

@@ -413,6 +413,17 @@ describe.each(backends)("POST /v1/exchange on %s", (backend) => {
       expect(failed).toMatchObject({ status: 503, code: "GITHUB_UNAVAILABLE" });
     });
 
+    it("refuses a pull request into another branch than the default one", async () => {
+      const pr = await w.prGrant();
+      const release = `release-${w.sim.nextId()}`;
+      w.sim.commit(w.repo.id, { branch: release, files: { "r.txt": "r\n" }, author: "bob" });
+      const refused = await refusal(
+        await w.exchange(body, await prToken(pr.number, { base_ref: release })),
+      );
+      expect(refused).toMatchObject({ status: 403, code: "RUN_REF" });
+      expect(refused.message).toMatch(/only pull requests into the default branch main/);
+    });
+
     it("refuses a commit GitHub does not know", async () => {
       const pr = await w.prGrant();
       const refused = await refusal(
