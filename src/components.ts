@@ -68,9 +68,6 @@ export function gitHubComponent(options: GitHubComponentOptions): StartComponent
         ...(options.sweepIntervalMs ? { intervalMs: options.sweepIntervalMs } : {}),
       }),
     ];
-    const github = async (installationId: number) =>
-      (await probot.auth(installationId)) as unknown as GitHub;
-    void github;
     if (options.redeliveryIntervalMs !== 0) {
       loops.push(
         startRedelivery({

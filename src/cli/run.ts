@@ -4,6 +4,7 @@ import { KEYS_USAGE, keysRotate } from "#src/cli/keys.js";
 import { policyCheck } from "#src/cli/policy-check.js";
 import { revokeCommand } from "#src/cli/revoke.js";
 import { serve } from "#src/cli/serve.js";
+import { tokenCommand } from "#src/cli/token.js";
 import { type Config, ConfigError, loadConfig } from "#src/config.js";
 import { isHallpassError } from "#src/errors.js";
 import { createLogger } from "#src/log.js";
@@ -23,6 +24,8 @@ const USAGE = `usage: hallpass <command>
   keys rotate [--now]            publish a new signing key (see hallpass keys --help)
   revoke owner/repo#N | --grant ID [--reason TEXT]
                                  end a ticket's pending or active grant
+  token owner/repo#N [--scope S]... [--url URL] [-- command args...]
+                                 an access token for your own grant (see hallpass token --help)
 
 Configuration comes from the environment (and .env); see README.md.
 `;
@@ -62,6 +65,8 @@ export async function runCli(
         return await keys(rest, out, env);
       case "revoke":
         return await revoke(rest, out, env);
+      case "token":
+        return await tokenCommand(rest, out, { env });
       case undefined:
       case "help":
       case "--help":
