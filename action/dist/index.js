@@ -20543,26 +20543,48 @@ ${PERMISSION_HELP}`
     );
   }
 };
-function advice(code, inputs) {
-  const r = inputs.resource;
+var APPROVAL = "a code owner of the resource must approve it (an approving review of the pull request's latest commit, or /approve on the issue); then re-run this job";
+var POLICY = "the resource's policy (actions: in .github/hallpass.yml on the default branch) does not allow this run";
+function advice(code, message, { resource: r, url, audience }) {
   switch (code) {
     case "GRANT_NOT_FOUND":
-      return `The ticket has no approved grant for ${r} yet: a code owner must approve it (approve the pull request's latest commit in a review, or comment /approve on the issue); then re-run this job. On workflow_dispatch, set the ticket input to the issue number and dispatch as its requester.`;
+      return `The ticket has no approved grant for ${r} yet: it must be a hallpass request for ${r}, and ${APPROVAL}.`;
     case "GRANT_NOT_ACTIVE":
-      return `The ticket's grant for ${r} is not active: it is still pending approval, or it has ended (expired, revoked, or the ticket was closed). Ask again on the ticket (/extend <duration>, or a new request) and re-run this job once it is granted.`;
+      if (/pending/.test(message)) {
+        return `The ticket has no approved grant for ${r} yet: ${APPROVAL}.`;
+      }
+      if (/starts at/.test(message))
+        return "The grant's window has not started: re-run this job then.";
+      return `The ticket's grant for ${r} has ended: ask for access again (/extend <duration> on the ticket, or a new request) and re-run this job once it is granted.`;
+    case "TICKET_NOT_FOUND":
+      return "hallpass has no ticket by that number in this repository: a ticket is an issue or pull request carrying the policy's label with a request for the resource.";
+    case "RUN_TICKET":
+      return "On workflow_dispatch runs, set the ticket input to the issue's number; on pull_request runs, leave it empty: the pull request is the ticket.";
+    case "RUN_ACTOR":
+      return "An issue's grant is used only by workflow_dispatch runs that its requester starts.";
+    case "RUN_REF":
+      return "Run the workflow on the default branch (workflow_dispatch), or on the pull request itself (pull_request).";
+    case "RUN_COMMIT":
+      return `Commits pushed after the approval are not approved: ${APPROVAL}.`;
+    case "RUN_EVENT":
+    case "RUN_FORK":
+    case "RUN_ENVIRONMENT":
+    case "RUN_WORKFLOW":
+    case "RUN_RUNNER":
+      return `This job cannot use the grant: ${POLICY}.`;
+    case "RESOURCE_MISMATCH":
+      return "Set the resource input to the resource the ticket asks for.";
+    case "RESOURCE_NOT_BOUND":
+      return `The server's configuration does not bind ${r} to this repository: ask the hallpass operator.`;
     case "SCOPE_NOT_GRANTED":
-      return "The scopes input asks for scopes the grant does not have: ask only for approved scopes, or leave scopes empty to get all of them.";
+      return "Ask only for scopes the grant has (the scopes input), or leave scopes empty to get all of them.";
     case "OIDC_AUDIENCE":
-      return `The ID token was requested for audience ${JSON.stringify(inputs.audience)}; the server accepts only its own (HALLPASS_OIDC_AUDIENCE, by default its URL). Set the audience input to that value.`;
+      return `The ID token was asked for audience ${audience}; set the audience input to the server's (its HALLPASS_OIDC_AUDIENCE, by default its URL).`;
     case "OIDC_ISSUER":
-      return "The server trusts another OIDC issuer than this runner's (GitHub Enterprise Server?): the operator sets HALLPASS_OIDC_ISSUER.";
-    case "RATE_LIMITED":
-      return "Too many requests: re-run this job in a moment.";
+      return "The server trusts another OIDC issuer than this runner's (GitHub Enterprise Server?): its operator sets HALLPASS_OIDC_ISSUER.";
     default:
-      if (code.startsWith("OIDC_"))
-        return "The server refused the job's ID token; the message says which check failed.";
       if (code.startsWith("HTTP_"))
-        return `Check the url input: ${inputs.url} does not look like a hallpass server.`;
+        return `Check the url input: ${url} does not answer as a hallpass server.`;
       return "";
   }
 }
@@ -20571,10 +20593,11 @@ function explain(error2, inputs) {
     if (error2.last instanceof Unreachable) {
       return `hallpass is unreachable: ${error2.last.message} (${error2.attempts} attempts). Check the url input and that the server is reachable from this runner.`;
     }
-    return `hallpass did not answer with a token after ${error2.attempts} attempts: ${error2.last.serverMessage} (${error2.last.code}).${error2.last.status === 429 ? " Too many requests: re-run this job in a moment." : ""}`;
+    const last = error2.last;
+    return `hallpass answered ${last.status} ${error2.attempts} times: ${last.message}.${last.status === 429 ? " Too many requests: re-run this job in a moment." : ""}`;
   }
   if (error2 instanceof Refusal && inputs) {
-    const what = advice(error2.code, inputs);
+    const what = advice(error2.code, error2.serverMessage, inputs);
     return `hallpass refused a token for ${inputs.resource}: ${error2.message}${what ? `
 ${what}` : ""}`;
   }
