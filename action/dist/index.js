@@ -22358,6 +22358,7 @@ async function exchange(client, inputs, idToken2) {
 var RESOURCE_NAME = /^[a-z][a-z0-9-]{0,62}$/;
 var SCOPE_NAME = /^[a-z][a-z0-9_-]{0,63}$/;
 var ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+var RESERVED_ENV = /^(GITHUB_.*|RUNNER_.*|ACTIONS_.*|PATH|NODE_OPTIONS)$/i;
 var LOCAL_HOSTS = /* @__PURE__ */ new Set(["localhost", "127.0.0.1", "[::1]"]);
 var INPUT_NAMES = [
   "url",
@@ -22433,11 +22434,11 @@ var ticket = checked((value, ctx) => {
 });
 var exportEnv = checked((value, ctx) => {
   if (value === "") return null;
-  if (!ENV_NAME.test(value) || /^(GITHUB_|RUNNER_)/i.test(value)) {
+  if (!ENV_NAME.test(value) || RESERVED_ENV.test(value)) {
     problem(
       ctx,
       value,
-      `${JSON.stringify(value)} is not a name a step may export (letters, digits and _, not GITHUB_* or RUNNER_*); empty exports nothing`
+      `${JSON.stringify(value)} is not a name a step may export (letters, digits and _; not GITHUB_*, RUNNER_*, ACTIONS_*, PATH or NODE_OPTIONS); empty exports nothing`
     );
     return NEVER;
   }

@@ -5,6 +5,8 @@ export const RESOURCE_NAME = /^[a-z][a-z0-9-]{0,62}$/;
 /** Same syntax as the server's scope names (`src/rules/policy.ts`). */
 export const SCOPE_NAME = /^[a-z][a-z0-9_-]{0,63}$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** The runner's own variables, and those a token would break the job with. */
+const RESERVED_ENV = /^(GITHUB_.*|RUNNER_.*|ACTIONS_.*|PATH|NODE_OPTIONS)$/i;
 const LOCAL_HOSTS = new Set(["localhost", "127.0.0.1", "[::1]"]);
 
 /** The Action's inputs, checked. */
@@ -114,11 +116,11 @@ const ticket = checked((value, ctx) => {
 
 const exportEnv = checked((value, ctx) => {
   if (value === "") return null;
-  if (!ENV_NAME.test(value) || /^(GITHUB_|RUNNER_)/i.test(value)) {
+  if (!ENV_NAME.test(value) || RESERVED_ENV.test(value)) {
     problem(
       ctx,
       value,
-      `${JSON.stringify(value)} is not a name a step may export (letters, digits and _, not GITHUB_* or RUNNER_*); empty exports nothing`,
+      `${JSON.stringify(value)} is not a name a step may export (letters, digits and _; not GITHUB_*, RUNNER_*, ACTIONS_*, PATH or NODE_OPTIONS); empty exports nothing`,
     );
     return z.NEVER;
   }

@@ -61,6 +61,20 @@ describe("Action inputs", () => {
     expect(parseInputs(raw({ "export-env": "" })).exportEnv).toBeNull();
   });
 
+  it("exports under no name the runner or the job relies on", () => {
+    for (const name of [
+      "PATH",
+      "NODE_OPTIONS",
+      "ACTIONS_RUNTIME_TOKEN",
+      "runner_temp",
+      "A-B",
+      "1X",
+    ]) {
+      expect(problems({ "export-env": name }), name).toHaveLength(1);
+    }
+    expect(parseInputs(raw({ "export-env": "PATHS" })).exportEnv).toBe("PATHS");
+  });
+
   it("accepts http only for localhost", () => {
     expect(parseInputs(raw({ url: "http://localhost:3000" })).url).toBe("http://localhost:3000");
     expect(parseInputs(raw({ url: "http://127.0.0.1:3000" })).url).toBe("http://127.0.0.1:3000");
@@ -94,7 +108,7 @@ describe("Action inputs", () => {
       'input resource: "Payments" is not a resource name: lower case letters, digits and -, starting with a letter (at most 63)',
       'input scopes: "Refund" is not a scope name: lower case letters, digits, _ and -, starting with a letter',
       'input ticket: "0" is not an issue number (such as 42)',
-      'input export-env: "GITHUB_TOKEN" is not a name a step may export (letters, digits and _, not GITHUB_* or RUNNER_*); empty exports nothing',
+      'input export-env: "GITHUB_TOKEN" is not a name a step may export (letters, digits and _; not GITHUB_*, RUNNER_*, ACTIONS_*, PATH or NODE_OPTIONS); empty exports nothing',
     ]);
   });
 

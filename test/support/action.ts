@@ -146,6 +146,8 @@ export interface IdTokenEndpoint {
   readonly env: Record<string, string>;
   /** Audiences asked for, one per ID token served. */
   readonly audiences: string[];
+  /** The ID tokens served, in order. */
+  readonly served: string[];
   /** The claims of the next ID tokens (merged over the issuer's defaults). */
   claims: Record<string, unknown>;
   close(): Promise<void>;
@@ -162,9 +164,11 @@ export async function startIdTokenEndpoint(
 ): Promise<IdTokenEndpoint> {
   const requestToken = `request-token-${Math.random().toString(36).slice(2)}`;
   const audiences: string[] = [];
+  const served: string[] = [];
   const endpoint = {
     env: {} as Record<string, string>,
     audiences,
+    served,
     claims,
     close: () =>
       new Promise<void>((resolve, reject) => {
@@ -187,6 +191,7 @@ export async function startIdTokenEndpoint(
     }
     audiences.push(audience);
     const value = await issuer.idToken(audience, { claims: endpoint.claims });
+    served.push(value);
     response.setHeader("content-type", "application/json");
     response.end(JSON.stringify({ count: 1, value }));
   });
