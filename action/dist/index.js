@@ -20593,8 +20593,9 @@ function explain(error2, inputs) {
     if (error2.last instanceof Unreachable) {
       return `hallpass is unreachable: ${error2.last.message} (${error2.attempts} attempts). Check the url input and that the server is reachable from this runner.`;
     }
-    const last = error2.last;
-    return `hallpass answered ${last.status} ${error2.attempts} times: ${last.message}.${last.status === 429 ? " Too many requests: re-run this job in a moment." : ""}`;
+    const { last, attempts } = error2;
+    const tries = `${attempts} attempt${attempts === 1 ? "" : "s"}`;
+    return `hallpass answered ${last.status} (${tries}): ${last.message}${last.status === 429 ? "\nToo many token requests from this repository: re-run this job later." : ""}`;
   }
   if (error2 instanceof Refusal && inputs) {
     const what = advice(error2.code, error2.serverMessage, inputs);

@@ -85,9 +85,12 @@ export function explain(error: unknown, inputs: Context | null): string {
     if (error.last instanceof Unreachable) {
       return `hallpass is unreachable: ${error.last.message} (${error.attempts} attempts). Check the url input and that the server is reachable from this runner.`;
     }
-    const last = error.last;
-    return `hallpass answered ${last.status} ${error.attempts} times: ${last.message}.${
-      last.status === 429 ? " Too many requests: re-run this job in a moment." : ""
+    const { last, attempts } = error;
+    const tries = `${attempts} attempt${attempts === 1 ? "" : "s"}`;
+    return `hallpass answered ${last.status} (${tries}): ${last.message}${
+      last.status === 429
+        ? "\nToo many token requests from this repository: re-run this job later."
+        : ""
     }`;
   }
   if (error instanceof Refusal && inputs) {
