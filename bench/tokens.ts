@@ -5,9 +5,15 @@
  *   signature), on real Postgres when BENCH_DATABASE_URL or
  *   TEST_DATABASE_URL is set, else on in-memory PGlite;
  * - offline verifications per second by an API holding the JWKS (jose);
- * - the cost of verifying a GitHub Actions ID token (RS256, JWKS cached).
+ * - the cost of verifying a GitHub Actions ID token (RS256, JWKS cached);
+ * - `POST /v1/exchange` over HTTP: server-side latency (Fastify's elapsed
+ *   time, request received to response sent) one at a time and under load,
+ *   and exchanges per second, against the GitHub simulator and the local
+ *   OIDC issuer, with their JWKS and merge commits cached (warmed first).
+ *   Postgres when TEST_DATABASE_URL is set, else PGlite.
  *
- * Each figure is the median of several runs. Run alone with `npx tsx bench/tokens.ts`.
+ * Each figure is the median of several runs. Run alone with
+ * `npx tsx bench/tokens.ts [mint|exchange]` (both by default).
  */
 import { randomBytes } from "node:crypto";
 import { pathToFileURL } from "node:url";
@@ -22,6 +28,8 @@ import { ActiveKeyCache } from "#src/tokens/active-key.js";
 import { bootstrapKeys } from "#src/tokens/keys.js";
 import { createMinter } from "#src/tokens/mint.js";
 import { createOidcVerifier } from "#src/tokens/oidc.js";
+import { primaryBackend } from "../test/support/db.js";
+import { RESOURCE, startExchangeWorld } from "../test/support/exchange.js";
 import { insertGrant } from "../test/support/grants.js";
 import { startOidcIssuer } from "../test/support/oidc-issuer.js";
 
@@ -196,6 +204,114 @@ export async function benchTokens(): Promise<Row[]> {
   }
 }
 
+const EXCHANGE_GRANTS = 8;
+const EXCHANGE_SEQUENTIAL = 400;
+const EXCHANGE_LOADED = 1_500;
+const EXCHANGE_CONCURRENCY = 16;
+
+export async function benchExchange(): Promise<Row[]> {
+  let serverMs: number[] | null = null;
+  const w = await startExchangeWorld(primaryBackend, {
+    rateLimits: { perRepository: 1e9, perUser: 1e9 },
+    onResponse: (route, ms) => {
+      if (route === "/v1/exchange") serverMs?.push(ms);
+    },
+  });
+  try {
+    const runs: Record<string, unknown>[] = [];
+    for (let i = 0; i < EXCHANGE_GRANTS; i++) {
+      runs.push(w.pullRequestRun((await w.prGrant()).number));
+    }
+    let runId = 10_000;
+    // Each exchange spends its ID token: sign them all before the clock starts.
+    const idTokens = (n: number) =>
+      Promise.all(
+        Array.from({ length: n }, (_, i) =>
+          w.idToken({ ...runs[i % runs.length], run_id: String(runId++) }),
+        ),
+      );
+    const exchangeOne = async (token: string) => {
+      const response = await w.exchange({ resource: RESOURCE }, token);
+      if (response.status !== 200) throw new Error(`exchange: ${await response.text()}`);
+      await response.arrayBuffer();
+    };
+    // Warm-up: GitHub's JWKS, every merge commit, the signing key, plans, JIT.
+    for (const token of await idTokens(200)) await exchangeOne(token);
+    // Default branches are re-read every 60 s; commits are read once.
+    const commitReads = () => w.sim.requests({ method: "GET", path: /\/commits\// }).length;
+    const githubReads = commitReads();
+
+    const oneP50: number[] = [];
+    const oneP99: number[] = [];
+    const clientP50: number[] = [];
+    for (let run = 0; run < RUNS; run++) {
+      const tokens = await idTokens(EXCHANGE_SEQUENTIAL);
+      serverMs = [];
+      const client: number[] = [];
+      for (const token of tokens) {
+        const t = performance.now();
+        await exchangeOne(token);
+        client.push(performance.now() - t);
+      }
+      oneP50.push(percentile(serverMs, 50));
+      oneP99.push(percentile(serverMs, 99));
+      clientP50.push(percentile(client, 50));
+      serverMs = null;
+    }
+
+    const rates: number[] = [];
+    const loadP50: number[] = [];
+    const loadP99: number[] = [];
+    for (let run = 0; run < RUNS; run++) {
+      const tokens = await idTokens(EXCHANGE_LOADED);
+      serverMs = [];
+      let next = 0;
+      const start = performance.now();
+      await Promise.all(
+        Array.from({ length: EXCHANGE_CONCURRENCY }, async () => {
+          while (next < tokens.length) await exchangeOne(tokens[next++] as string);
+        }),
+      );
+      rates.push(tokens.length / ((performance.now() - start) / 1000));
+      loadP50.push(percentile(serverMs, 50));
+      loadP99.push(percentile(serverMs, 99));
+      serverMs = null;
+    }
+    if (commitReads() !== githubReads) {
+      throw new Error("the measured exchanges read GitHub: caches were not warm");
+    }
+
+    const kind = w.h.db.backend === "postgres" ? "PostgreSQL" : "PGlite";
+    const one = `${kind}, 1 in flight, server-side`;
+    const loaded = `${kind}, ${EXCHANGE_CONCURRENCY} in flight, server-side`;
+    return [
+      { name: "exchange latency p50", value: round(median(oneP50)), unit: "ms", note: one },
+      { name: "exchange latency p99", value: round(median(oneP99)), unit: "ms", note: one },
+      {
+        name: "exchange round trip p50",
+        value: round(median(clientP50)),
+        unit: "ms",
+        note: `${kind}, 1 in flight, as the client sees it (fetch, same process)`,
+      },
+      {
+        name: "exchanges",
+        value: Math.round(median(rates)),
+        unit: "per s",
+        note: `${kind}, ${EXCHANGE_CONCURRENCY} in flight, client in the same process`,
+      },
+      { name: "exchange latency p50", value: round(median(loadP50)), unit: "ms", note: loaded },
+      { name: "exchange latency p99", value: round(median(loadP99)), unit: "ms", note: loaded },
+    ];
+  } finally {
+    await w.close();
+  }
+}
+
+function percentile(values: readonly number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? 0;
+}
+
 function round(value: number): number {
   return Math.round(value * 100) / 100;
 }
@@ -209,5 +325,10 @@ function printTable(rows: readonly Row[]): void {
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  printTable(await benchTokens());
+  const only = process.argv[2];
+  const rows = [
+    ...(only === undefined || only === "mint" ? await benchTokens() : []),
+    ...(only === undefined || only === "exchange" ? await benchExchange() : []),
+  ];
+  printTable(rows);
 }

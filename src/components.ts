@@ -8,6 +8,7 @@ import type { Operator } from "#src/operator.js";
 import type { Component, StartComponent } from "#src/runtime.js";
 import { ticketsApp } from "#src/tickets/app.js";
 import type { LifecycleDeps } from "#src/tickets/context.js";
+import { startOutboxWorker } from "#src/tickets/outbox-worker.js";
 import { startSweeper } from "#src/tickets/sweeper.js";
 
 export interface GitHubComponentOptions {
@@ -53,6 +54,12 @@ export function gitHubComponent(options: GitHubComponentOptions): StartComponent
         handle: (event) => probot.receive(event),
         ...(options.workerIdleMs ? { idleMs: options.workerIdleMs } : {}),
       }),
+      startOutboxWorker({
+        db,
+        log,
+        github: installationClient(probot),
+        ...(options.workerIdleMs ? { idleMs: options.workerIdleMs } : {}),
+      }),
       startSweeper({
         db,
         log,
@@ -61,9 +68,6 @@ export function gitHubComponent(options: GitHubComponentOptions): StartComponent
         ...(options.sweepIntervalMs ? { intervalMs: options.sweepIntervalMs } : {}),
       }),
     ];
-    const github = async (installationId: number) =>
-      (await probot.auth(installationId)) as unknown as GitHub;
-    void github;
     if (options.redeliveryIntervalMs !== 0) {
       loops.push(
         startRedelivery({

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { type AuditEventInput, canonicalJson, eventBody } from "#src/audit/event.js";
-import type { Sql } from "#src/store/db.js";
+import type { Sql, Statement } from "#src/store/db.js";
 
 export interface PendingEvent {
   /** The event's stable id; its place in the chain is known once committed. */
@@ -14,6 +14,13 @@ export interface SealedEvent {
   readonly hash: string;
   readonly prevHash: string;
 }
+
+/** Every state change and every mint runs it: prepared once per connection. */
+const INSERT_EVENT: Statement = {
+  name: "append_audit_event",
+  text: `INSERT INTO audit_events (id, at, kind, actor, ticket_id, grant_id, body)
+         VALUES ($1::uuid, $2::timestamptz, $3::text, $4::text, $5::uuid, $6::uuid, $7::text)`,
+};
 
 /**
  * Appends an event to the hash-chained audit log, in the caller's transaction.
@@ -37,11 +44,15 @@ export async function appendAudit(
 ): Promise<PendingEvent> {
   const id = randomUUID();
   const body = eventBody(event, id, now);
-  await sql.query(
-    `INSERT INTO audit_events (id, at, kind, actor, ticket_id, grant_id, body)
-     VALUES ($1::uuid, $2::timestamptz, $3::text, $4::text, $5::uuid, $6::uuid, $7::text)`,
-    [id, body.at, body.kind, body.actor, body.ticket_id, body.grant_id, canonicalJson(body)],
-  );
+  await sql.query(INSERT_EVENT, [
+    id,
+    body.at,
+    body.kind,
+    body.actor,
+    body.ticket_id,
+    body.grant_id,
+    canonicalJson(body),
+  ]);
   return { id, at: now };
 }
 

@@ -1,4 +1,5 @@
 import { once } from "node:events";
+import { ticketEvidence } from "#src/audit/evidence.js";
 import { exportAudit } from "#src/audit/export.js";
 import { verifyAudit } from "#src/audit/verify.js";
 import { HallpassError } from "#src/errors.js";
@@ -25,7 +26,10 @@ export async function auditVerify(db: Db, out: Output, json: boolean): Promise<n
   return result.ok ? 0 : 1;
 }
 
-/** `hallpass audit export [--ticket owner/repo#N]`: JSON lines on stdout. */
+/**
+ * `hallpass audit export [--ticket owner/repo#N]`: the whole log as JSON
+ * lines, or one ticket's evidence bundle (see `ticketEvidence`).
+ */
 export async function auditExport(
   db: Db,
   out: Output,
@@ -43,7 +47,8 @@ export async function auditExport(
     if (!rows[0]) throw new HallpassError("NOT_FOUND", `no ticket ${ticket}`);
     ticketId = rows[0].id;
   }
-  for await (const line of exportAudit(db, ticketId ? { ticketId } : {})) {
+  const lines = ticketId ? ticketEvidence(db, ticketId) : exportAudit(db);
+  for await (const line of lines) {
     if (!out.stdout.write(`${JSON.stringify(line)}\n`)) await once(out.stdout, "drain");
   }
   return 0;

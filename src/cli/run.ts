@@ -2,7 +2,9 @@ import { parseArgs } from "node:util";
 import { auditExport, auditVerify, type Output } from "#src/cli/audit.js";
 import { KEYS_USAGE, keysRotate } from "#src/cli/keys.js";
 import { policyCheck } from "#src/cli/policy-check.js";
+import { revokeCommand } from "#src/cli/revoke.js";
 import { serve } from "#src/cli/serve.js";
+import { tokenCommand } from "#src/cli/token.js";
 import { type Config, ConfigError, loadConfig } from "#src/config.js";
 import { isHallpassError } from "#src/errors.js";
 import { createLogger } from "#src/log.js";
@@ -20,6 +22,10 @@ const USAGE = `usage: hallpass <command>
   policy check [--repo DIR] [--json]
                                  check .github/hallpass.yml and CODEOWNERS in a checkout
   keys rotate [--now]            publish a new signing key (see hallpass keys --help)
+  revoke owner/repo#N | --grant ID [--reason TEXT]
+                                 end a ticket's pending or active grant
+  token owner/repo#N [--scope S]... [--url URL] [-- command args...]
+                                 an access token for your own grant (see hallpass token --help)
 
 Configuration comes from the environment (and .env); see README.md.
 `;
@@ -57,6 +63,10 @@ export async function runCli(
         return await policy(rest, out);
       case "keys":
         return await keys(rest, out, env);
+      case "revoke":
+        return await revoke(rest, out, env);
+      case "token":
+        return await tokenCommand(rest, out, { env });
       case undefined:
       case "help":
       case "--help":
@@ -138,6 +148,28 @@ async function keys(args: readonly string[], out: Output, env: NodeJS.ProcessEnv
   return withDb(config, async (db) => {
     await migrate(db);
     return keysRotate(db, masterKey, rest, out);
+  });
+}
+
+async function revoke(
+  args: readonly string[],
+  out: Output,
+  env: NodeJS.ProcessEnv,
+): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: [...args],
+    options: { grant: { type: "string" }, reason: { type: "string" } },
+    strict: true,
+    allowPositionals: true,
+  });
+  if ((positionals.length === 1) === (values.grant !== undefined) || positionals.length > 1) {
+    out.stderr.write("usage: hallpass revoke owner/repo#N | --grant ID [--reason TEXT]\n");
+    return 2;
+  }
+  const target = values.grant ? { grant: values.grant } : { ticket: positionals[0] ?? "" };
+  return withDb(loadConfig(env), async (db) => {
+    await migrate(db);
+    return revokeCommand(db, out, target, values.reason ?? "no reason given");
   });
 }
 

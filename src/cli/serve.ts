@@ -1,4 +1,4 @@
-import { gitHubComponent } from "#src/components.js";
+import { gitHubComponent, installationClient } from "#src/components.js";
 import type { Config } from "#src/config.js";
 import { HallpassError } from "#src/errors.js";
 import { createGitHubApp } from "#src/github/app.js";
@@ -19,16 +19,20 @@ import { startTokenService, type TokenService } from "#src/tokens/service.js";
  */
 export async function serve(config: Config, log: Logger): Promise<number> {
   const operator = await loadOperator(config);
+  const probot = config.app ? await createGitHubApp(config, config.app, log, []) : null;
   let tokens: TokenService | null = null;
   // First: a wrong master key must stop the start before anything else runs.
   const components: StartComponent[] = [
     async (db) => {
-      tokens = await startTokenService(db, config, log);
+      tokens = await startTokenService(db, config, log, {
+        operator: operator.config,
+        // Without the App, /v1/exchange answers NOT_READY.
+        github: probot ? installationClient(probot) : null,
+      });
       return tokens;
     },
   ];
-  if (config.app) {
-    const probot = await createGitHubApp(config, config.app, log, []);
+  if (probot) {
     components.push(gitHubComponent({ config, log, operator, probot }));
   } else {
     log.info("no GitHub App configured: open %s to register one", config.publicUrl);

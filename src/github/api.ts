@@ -72,18 +72,33 @@ export async function fetchTicket(gh: GitHub, repo: RepoName, number: number): P
   };
 }
 
-/** Every author of the PR's commits (GitHub lists at most 250). */
+/** GitHub lists at most this many commits of a pull request. */
+const LISTED_COMMITS = 250;
+
+/**
+ * Every author of the PR's commits, or null when they cannot all be known:
+ * GitHub lists at most 250 commits, and an author of a later one must not
+ * slip through as an approver.
+ */
 export async function commitAuthors(
   gh: GitHub,
   repo: RepoName,
   number: number,
-): Promise<CommitAuthor[]> {
+): Promise<CommitAuthor[] | null> {
   const commits = await gh.paginate(gh.rest.pulls.listCommits, {
     owner: repo.owner,
     repo: repo.name,
     pull_number: number,
     per_page: 100,
   });
+  if (commits.length >= LISTED_COMMITS) {
+    const { data: pr } = await gh.rest.pulls.get({
+      owner: repo.owner,
+      repo: repo.name,
+      pull_number: number,
+    });
+    if (pr.commits > commits.length) return null;
+  }
   return commits.map((c) => ({ id: c.author?.id ?? null, login: c.author?.login ?? null }));
 }
 

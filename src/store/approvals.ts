@@ -66,6 +66,23 @@ export async function voidReviewApproval(
     : null;
 }
 
+/**
+ * Voids every approval of the ticket still in force: they were given to a
+ * grant that has now ended, and asking again needs approving again.
+ */
+export async function voidTicketApprovals(
+  sql: Sql,
+  ticketId: string,
+  reason: string,
+): Promise<number> {
+  const { rowCount } = await sql.query(
+    `UPDATE approvals SET voided_at = now(), void_reason = left($2::text, 500)
+      WHERE ticket_id = $1::uuid AND voided_at IS NULL`,
+    [ticketId, reason],
+  );
+  return rowCount;
+}
+
 /** The ticket's approvals in force, oldest first. */
 export async function approvalsOf(sql: Sql, ticketId: string): Promise<StoredApproval[]> {
   const { rows } = await sql.query<{
@@ -90,4 +107,19 @@ export async function approvalsOf(sql: Sql, ticketId: string): Promise<StoredApp
     commitId: r.commit_id,
     at: r.created_at,
   }));
+}
+
+/** Voids one person's approvals of a ticket (a later review requesting changes); returns how many. */
+export async function voidApprovalsBy(
+  sql: Sql,
+  ticketId: string,
+  login: string,
+  reason: string,
+): Promise<number> {
+  const { rowCount } = await sql.query(
+    `UPDATE approvals SET voided_at = now(), void_reason = $3::text
+      WHERE ticket_id = $1::uuid AND lower(approver_login) = lower($2::text) AND voided_at IS NULL`,
+    [ticketId, login, reason],
+  );
+  return rowCount;
 }

@@ -11,11 +11,22 @@ export interface QueryResult<Row> {
   readonly rowCount: number;
 }
 
+/**
+ * A statement of a hot path, prepared once per connection under its name
+ * (Postgres): later executions skip parsing and planning, which for a
+ * statement of several joins or CTEs costs more than running it. The text
+ * must be constant; names are unique across the code base.
+ */
+export interface Statement {
+  readonly name: string;
+  readonly text: string;
+}
+
 /** Something SQL can be sent to: the database itself or an open transaction. */
 export interface Sql {
   /** One parameterised statement. Never log `params`. */
   query<Row = Record<string, unknown>>(
-    text: string,
+    text: string | Statement,
     params?: readonly unknown[],
   ): Promise<QueryResult<Row>>;
   /** Several statements without parameters (migrations). */

@@ -301,7 +301,7 @@ export async function extendGrant(
 ): Promise<Grant | null> {
   const { rows } = await sql.query<GrantRow>(
     `UPDATE grants SET ends_at = $2::timestamptz, warned_at = NULL,
-            approvers = (SELECT array_agg(DISTINCT a) FROM unnest(approvers || $3::text[]) a),
+            approvers = (SELECT coalesce(array_agg(DISTINCT a), '{}') FROM unnest(approvers || $3::text[]) a),
             version = version + 1, updated_at = now()
       WHERE id = $1::uuid AND state = 'active' AND ends_at < $2::timestamptz
       RETURNING ${COLUMNS}`,

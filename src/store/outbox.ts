@@ -112,3 +112,9 @@ export async function failOutbox(
     [id, error, retryInMs],
   );
 }
+
+/** Whether a side effect with this dedupe key was ever queued (whatever became of it). */
+export async function isQueued(sql: Sql, dedupeKey: string): Promise<boolean> {
+  const { rows } = await sql.query("SELECT 1 FROM outbox WHERE dedupe_key = $1::text", [dedupeKey]);
+  return rows.length > 0;
+}

@@ -2,7 +2,14 @@ import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 
 import path from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import { HallpassError } from "#src/errors.js";
-import { type Db, INT8_OID, parseInt8, type QueryResult, type Sql } from "#src/store/db.js";
+import {
+  type Db,
+  INT8_OID,
+  parseInt8,
+  type QueryResult,
+  type Sql,
+  type Statement,
+} from "#src/store/db.js";
 
 /**
  * Opens the embedded PostgreSQL. With a directory, data persists there and a
@@ -29,8 +36,12 @@ export async function openPglite(dataDir?: string): Promise<Db> {
 export function wrapPglite(pglite: PGlite, onClose: () => void = () => {}): Db {
   let closed = false;
   const wrap = (target: Pick<PGlite, "query" | "exec">): Sql => ({
-    async query<Row>(text: string, params?: readonly unknown[]): Promise<QueryResult<Row>> {
-      const result = await target.query<Row>(text, params as unknown[] | undefined);
+    async query<Row>(
+      text: string | Statement,
+      params?: readonly unknown[],
+    ): Promise<QueryResult<Row>> {
+      const sql = typeof text === "string" ? text : text.text;
+      const result = await target.query<Row>(sql, params as unknown[] | undefined);
       return { rows: result.rows, rowCount: result.affectedRows || result.rows.length };
     },
     async exec(text: string): Promise<void> {

@@ -7,6 +7,7 @@ import {
   parseInt8,
   type QueryResult,
   type Sql,
+  type Statement,
   type Unlisten,
 } from "#src/store/db.js";
 
@@ -42,8 +43,15 @@ export function openPostgres(url: string, options: PostgresOptions = {}): Db {
   const listener = new Listener(config, options.log);
 
   const wrap = (client: pg.Pool | pg.PoolClient): Sql => ({
-    async query<Row>(text: string, params?: readonly unknown[]): Promise<QueryResult<Row>> {
-      const result = await client.query(text, params as unknown[] | undefined);
+    async query<Row>(
+      text: string | Statement,
+      params?: readonly unknown[],
+    ): Promise<QueryResult<Row>> {
+      const values = params as unknown[] | undefined;
+      const result =
+        typeof text === "string"
+          ? await client.query(text, values)
+          : await client.query({ name: text.name, text: text.text, ...(values ? { values } : {}) });
       return { rows: result.rows as Row[], rowCount: result.rowCount ?? 0 };
     },
     async exec(text: string): Promise<void> {

@@ -135,7 +135,8 @@ export async function getTicketById(sql: Sql, id: string): Promise<Ticket | null
  * Locks the ticket row for the rest of the transaction: every change to a
  * ticket's grants takes this lock first, so webhook handlers, commands, the
  * sweeper and operators never interleave on one ticket. With `skipLocked`,
- * null when another transaction holds it.
+ * null when another transaction holds it. `NO KEY UPDATE`: rows that merely
+ * reference the ticket (comments, outbox) do not wait for it, nor it for them.
  */
 export async function lockTicket(
   sql: Sql,
@@ -143,7 +144,7 @@ export async function lockTicket(
   options: { skipLocked?: boolean } = {},
 ): Promise<Ticket | null> {
   const { rows } = await sql.query<TicketRow>(
-    `SELECT ${COLUMNS} FROM tickets WHERE id = $1::uuid FOR UPDATE${options.skipLocked ? " SKIP LOCKED" : ""}`,
+    `SELECT ${COLUMNS} FROM tickets WHERE id = $1::uuid FOR NO KEY UPDATE${options.skipLocked ? " SKIP LOCKED" : ""}`,
     [id],
   );
   if (!rows[0] && !options.skipLocked) throw new Error(`ticket ${id} not found`);

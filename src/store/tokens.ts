@@ -1,4 +1,4 @@
-import type { Sql } from "#src/store/db.js";
+import type { Sql, Statement } from "#src/store/db.js";
 import {
   GRANT_FOR_TOKEN_COLUMNS,
   type GrantForToken,
@@ -25,6 +25,17 @@ export interface NewToken {
   /** Null: all of the grant's scopes. */
   readonly scopes: readonly string[] | null;
   readonly run: RunFields | null;
+  /**
+   * The GitHub Actions ID token exchanged for this token, spent in the same
+   * statement: its key in `oidc_token_uses` and how long to keep the record.
+   */
+  readonly idToken: IdTokenUse | null;
+}
+
+/** One use of an ID token: see `idTokenUse` in `tokens/oidc.ts`. */
+export interface IdTokenUse {
+  readonly key: string;
+  readonly keepUntil: Date;
 }
 
 /** Why a grant gave no token. */
@@ -35,7 +46,8 @@ export type MintRefusal =
   | "ended"
   | "scope_not_granted"
   | "scope_unmapped"
-  | "key_retired";
+  | "key_retired"
+  | "id_token_replay";
 
 export type TokenInsert =
   | {
@@ -61,18 +73,25 @@ export type TokenInsert =
  *   the grant recorded (`scope_permissions`);
  * - the signing key is still the active one (`FOR KEY SHARE`: a promotion
  *   waits for this transaction before it computes the old key's last expiry;
- *   one that committed first leaves the key retired and nothing inserted).
+ *   one that committed first leaves the key retired and nothing inserted);
+ * - the ID token it is exchanged for, if any, was never used: it is recorded
+ *   in `oidc_token_uses` only when every other check passed, so a refused
+ *   mint leaves it unspent. A key already recorded (committed, or inserted
+ *   by a concurrent transaction that then commits), or used by an earlier
+ *   token of the same batch, refuses the mint as a replay.
  *
  * `expires_at` = min(iat + token_ttl_s, grant end), in whole seconds.
  * Scopes travel space-separated (scope names have no spaces).
  */
-const INSERT_FOR_GRANTS = `
+const INSERT_FOR_GRANTS_TEXT = `
   WITH req AS (
     SELECT r.*, string_to_array(r.asked_text, ' ') AS asked
       FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
-                  $7::bigint[], $8::int[], $9::text[], $10::text[])
+                  $7::bigint[], $8::int[], $9::text[], $10::text[], $14::text[],
+                  $15::timestamptz[])
            WITH ORDINALITY AS r(jti, grant_id, channel, subject, actor, asked_text,
-                                run_id, run_attempt, workflow_ref, sha, n)
+                                run_id, run_attempt, workflow_ref, sha, id_token_key,
+                                id_token_until, n)
   ), g AS (
     SELECT ${GRANT_FOR_TOKEN_COLUMNS}
       FROM grants g JOIN tickets t ON t.id = g.ticket_id
@@ -82,7 +101,7 @@ const INSERT_FOR_GRANTS = `
     SELECT kid FROM signing_keys WHERE kid = $11::text AND state = 'active' FOR KEY SHARE
   ), d AS (
     SELECT req.n, req.jti, req.channel, req.subject, req.actor, req.run_id, req.run_attempt,
-           req.workflow_ref, req.sha, g.*,
+           req.workflow_ref, req.sha, req.id_token_key, req.id_token_until, g.*,
            coalesce(req.asked, g.scopes) AS token_scopes,
            least($13::timestamptz + g.token_ttl_s * interval '1 second',
                  date_trunc('second', g.ends_at)) AS expires_at,
@@ -95,17 +114,40 @@ const INSERT_FOR_GRANTS = `
              WHEN req.asked IS NOT NULL AND NOT (g.scopes <@ req.asked)
                   AND NOT (g.scope_permissions ?& req.asked) THEN 'scope_unmapped'
              WHEN NOT EXISTS (SELECT 1 FROM k) THEN 'key_retired'
-           END AS refusal
+           END AS check_refusal
       FROM req LEFT JOIN g ON g.id = req.grant_id
+  ), first_use AS (
+    SELECT id_token_key, min(n) AS n FROM d
+     WHERE check_refusal IS NULL AND id_token_key IS NOT NULL GROUP BY id_token_key
+  ), spent AS (
+    INSERT INTO oidc_token_uses (token_key, expires_at, used_at)
+    SELECT d.id_token_key, d.id_token_until, $12::timestamptz
+      FROM d JOIN first_use f ON f.n = d.n
+    ON CONFLICT (token_key) DO NOTHING
+    RETURNING token_key
+  ), e AS (
+    SELECT d.*,
+           coalesce(d.check_refusal,
+                    CASE WHEN d.id_token_key IS NOT NULL
+                          AND (d.n NOT IN (SELECT n FROM first_use)
+                               OR d.id_token_key NOT IN (SELECT token_key FROM spent))
+                         THEN 'id_token_replay' END) AS refusal
+      FROM d
   ), ins AS (
     INSERT INTO tokens (jti, grant_id, kid, channel, subject, actor, scopes,
                         run_id, run_attempt, workflow_ref, sha, issued_at, expires_at)
-    SELECT d.jti, d.id, $11::text, d.channel, d.subject, d.actor, d.token_scopes,
-           d.run_id, d.run_attempt, d.workflow_ref, d.sha, $13::timestamptz, d.expires_at
-      FROM d WHERE d.refusal IS NULL
+    SELECT e.jti, e.id, $11::text, e.channel, e.subject, e.actor, e.token_scopes,
+           e.run_id, e.run_attempt, e.workflow_ref, e.sha, $13::timestamptz, e.expires_at
+      FROM e WHERE e.refusal IS NULL
     RETURNING jti
   )
-  SELECT d.*, d.jti IN (SELECT jti FROM ins) AS inserted FROM d ORDER BY d.n`;
+  SELECT e.*, e.jti IN (SELECT jti FROM ins) AS inserted FROM e ORDER BY e.n`;
+
+/** Every mint runs it: prepared, its plan (several CTEs) is made once per connection. */
+const INSERT_FOR_GRANTS: Statement = {
+  name: "insert_tokens_for_grants",
+  text: INSERT_FOR_GRANTS_TEXT,
+};
 
 /**
  * Records tokens for grants where the grant can give them (see
@@ -140,6 +182,8 @@ export async function insertTokensForGrants(
     common.kid,
     common.now,
     common.issuedAt,
+    column((t) => t.idToken?.key ?? null),
+    column((t) => t.idToken?.keepUntil ?? null),
   ]);
   if (rows.length !== tokens.length) throw new Error("token insert lost rows");
   return rows.map((row): TokenInsert => {

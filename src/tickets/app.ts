@@ -1,18 +1,33 @@
 import type { ApplicationFunction, Context } from "probot";
-import type { GitHub } from "#src/github/api.js";
-import { CODEOWNERS_PATHS } from "#src/rules/codeowners.js";
+import { commitAuthors, type GitHub, hasWriteAccess } from "#src/github/api.js";
+import { CODEOWNERS_PATHS, ownersOf } from "#src/rules/codeowners.js";
 import { POLICY_FILE } from "#src/rules/policy.js";
-import { parseRequest, requestHash } from "#src/rules/request.js";
-import { recordApproval, voidReviewApproval } from "#src/store/approvals.js";
-import { getGrant, markReviewed, openGrant, openGrantIds } from "#src/store/grant-lifecycle.js";
+import { teamKey } from "#src/rules/principal.js";
+import { requestHash } from "#src/rules/request.js";
+import { recordApproval, voidApprovalsBy, voidReviewApproval } from "#src/store/approvals.js";
+import { pendingExtension } from "#src/store/extensions.js";
+import {
+  type Grant,
+  getGrant,
+  markReviewed,
+  openGrant,
+  openGrantIds,
+} from "#src/store/grant-lifecycle.js";
 import {
   getTicketById,
   markInstallationDeleted,
   ticketsWithOpenGrants,
 } from "#src/store/tickets.js";
-import { handleComment } from "#src/tickets/commands.js";
+import { approveExtensionByReview, handleComment, notAfter } from "#src/tickets/commands.js";
 import type { LifecycleDeps, RepoContext, Trigger } from "#src/tickets/context.js";
-import { evaluateTicket, viewTicket } from "#src/tickets/evaluate.js";
+import {
+  evaluateTicket,
+  readRequest,
+  resolveTeams,
+  type TicketView,
+  viewTicket,
+} from "#src/tickets/evaluate.js";
+import { handleCommentChange } from "#src/tickets/tamper.js";
 import { endOpenGrant, record, type TicketScope } from "#src/tickets/transitions.js";
 
 type RepoPayload = {
@@ -117,26 +132,64 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
       });
     });
 
+    // Edits and deletions never act; on hallpass's own comments they are tampering.
+    app.on(["issue_comment.edited", "issue_comment.deleted"], async (context) => {
+      const { comment, sender } = context.payload;
+      await handleCommentChange(deps, {
+        action: context.payload.action,
+        commentId: comment.id,
+        body: comment.body ?? "",
+        sender: { login: sender.login, type: sender.type },
+        ...(comment.performed_via_github_app?.slug
+          ? { appSlug: comment.performed_via_github_app.slug }
+          : {}),
+      });
+    });
+
     app.on("pull_request_review.submitted", async (context) => {
       const ctx = repoContext(context);
       if (!ctx) return;
       const { review, pull_request: pr } = context.payload;
-      if (review.state.toLowerCase() !== "approved" || !review.user) return;
+      const state = review.state.toLowerCase();
+      if (!review.user || (state !== "approved" && state !== "changes_requested")) return;
       const reviewer = review.user;
       if (reviewer.type === "Bot" || reviewer.login.endsWith("[bot]")) return;
       const view = await viewTicket(deps, ctx, pr.number);
+      const grant = await openGrant(deps.db, view.ticket.id);
+      const at = notAfter(new Date(review.submitted_at ?? Date.now()), deps.now());
+      if (state === "changes_requested") {
+        await withdrawApproval(deps, ctx, view, grant, reviewer.login, review.id);
+        return;
+      }
+      const extension =
+        grant?.state === "active" ? await pendingExtension(deps.db, grant.id) : null;
+      if (grant && extension && grant.requesterId !== reviewer.id) {
+        await approveExtensionByReview({ deps, ctx, view }, grant, extension, {
+          id: review.id,
+          reviewer: { id: reviewer.id, login: reviewer.login },
+          commitId: review.commit_id,
+          at,
+        });
+        return;
+      }
       // Bound to the request as the PR body read when the review was given.
-      const seen = parseRequest(
+      const seen = readRequest(
         pr.body ?? "",
-        view.bound,
+        view,
         new Date(review.submitted_at ?? Date.now()),
+        grant,
       );
       if (!seen.ok)
         return deps.log.debug(
           { pr: pr.number },
           "approving review on a PR with no readable request",
         );
-      const grant = await openGrant(deps.db, view.ticket.id);
+      // An approving review of an active break-glass grant by a code owner is its post-hoc review.
+      const reviews =
+        grant?.state === "active" &&
+        grant.breakGlass &&
+        grant.requesterId !== reviewer.id &&
+        (await mayReview(ctx, view, grant.resource, pr.number, reviewer.login));
       await deps.db.transaction(async (tx) => {
         const isNew = await recordApproval(tx, {
           ticketId: view.ticket.id,
@@ -146,7 +199,7 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
           sourceId: review.id,
           requestHash: requestHash(seen.request),
           commitId: review.commit_id,
-          at: new Date(review.submitted_at ?? Date.now()),
+          at,
         });
         if (!isNew) return;
         await record(tx, view.scope, {
@@ -160,13 +213,7 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
             request_hash: requestHash(seen.request),
           },
         });
-        // An approving review of an active break-glass grant is its post-hoc review.
-        if (
-          grant?.state === "active" &&
-          grant.breakGlass &&
-          grant.requesterId !== reviewer.id &&
-          (await markReviewed(tx, grant.id))
-        ) {
+        if (grant && reviews && (await markReviewed(tx, grant.id))) {
           await record(tx, view.scope, {
             kind: "grant.reviewed",
             actor: `github:${reviewer.login}`,
@@ -259,6 +306,70 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
       );
     });
   };
+}
+
+/**
+ * Whether `login` may review a break-glass grant on this PR: a code owner of
+ * the resource's path on the default branch, with write access, who
+ * authored none of its commits (the rules an approval must meet).
+ */
+async function mayReview(
+  ctx: RepoContext,
+  view: TicketView,
+  resourceName: string,
+  number: number,
+  login: string,
+): Promise<boolean> {
+  const resource = view.bound.get(resourceName);
+  if (!resource) return false;
+  const ownership = ownersOf(view.rules.codeowners, resource.policy.path);
+  if (ownership.status !== "owned") return false;
+  const lower = login.toLowerCase();
+  const teams = await resolveTeams(ctx, ownership, resource);
+  const owner = ownership.owners.some(
+    (o) =>
+      (o.kind === "user" && o.login === lower) ||
+      (o.kind === "team" && teams.get(teamKey(o.org, o.slug))?.has(lower)),
+  );
+  if (!owner || !(await hasWriteAccess(ctx.gh, ctx.repo, login))) return false;
+  const authors = await commitAuthors(ctx.gh, ctx.repo, number);
+  return authors !== null && !authors.some((a) => a.login?.toLowerCase() === lower);
+}
+
+/**
+ * A reviewer who approved now requests changes: as on GitHub, their latest
+ * review is what stands, so their approvals of this ticket no longer count,
+ * and an active grant they approved is revoked.
+ */
+async function withdrawApproval(
+  deps: LifecycleDeps,
+  ctx: RepoContext,
+  view: TicketView,
+  grant: Grant | null,
+  login: string,
+  reviewId: number,
+): Promise<void> {
+  const withdrawn = await voidApprovalsBy(
+    deps.db,
+    view.ticket.id,
+    login,
+    `changes requested (review ${reviewId})`,
+  );
+  if (withdrawn === 0) return;
+  if (
+    grant?.state === "active" &&
+    grant.approvers.some((a) => a.toLowerCase() === login.toLowerCase())
+  ) {
+    await endOpenGrant(deps.db, view.scope, {
+      grantId: grant.id,
+      whenActive: "revoked",
+      whenPending: "cancelled",
+      reason: `${login}, who approved it, now requests changes`,
+      by: login,
+    });
+    return;
+  }
+  await evaluateTicket(deps, ctx, view.ticket.number, { kind: "review_dismissed", actor: login });
 }
 
 /** Ends every open grant matching `where` (fail closed: active → revoked, pending → cancelled). */

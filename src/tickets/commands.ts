@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { hasWriteAccess } from "#src/github/api.js";
+import { commitAuthors, hasWriteAccess } from "#src/github/api.js";
 import type { BoundResource } from "#src/rules/bind.js";
 import { type Ownership, ownersOf } from "#src/rules/codeowners.js";
 import { type Command, parseCommand } from "#src/rules/command.js";
@@ -26,6 +26,7 @@ import {
   decideRequest,
   evaluateTicket,
   grantTerms,
+  readRequest,
   resolveTeams,
   type TicketView,
   viewTicket,
@@ -114,7 +115,7 @@ const isRequester = (env: Env, grant: Grant | null) =>
 
 /** The resource of the open grant (or of the ticket's request), with its ownership. */
 function resourceOf(
-  env: Env,
+  env: Pick<Env, "deps" | "view">,
   grant: Grant | null,
 ): { resource: BoundResource; ownership: Ownership } | null {
   const name =
@@ -176,7 +177,7 @@ async function approve(env: Env): Promise<void> {
     return refuse(env, "/approve", "this access is already granted");
   }
   // Bound to the request as the approver saw it when commenting.
-  const seen = parseRequest(comment.issue.body, view.bound, comment.createdAt);
+  const seen = readRequest(comment.issue.body, view, comment.createdAt, grant);
   if (!seen.ok)
     return refuse(
       env,
@@ -192,7 +193,7 @@ async function approve(env: Env): Promise<void> {
       sourceId: comment.id,
       requestHash: requestHash(seen.request),
       commitId: null,
-      at: comment.createdAt,
+      at: notAfter(comment.createdAt, deps.now()),
     });
     if (isNew) {
       await record(tx, view.scope, {
@@ -309,7 +310,7 @@ async function status(env: Env): Promise<void> {
   if (!view.labeled) trace.push(`the ticket does not carry the ${view.label} label`);
   trace.push(...view.policyProblems);
   if (grant?.state === "pending") {
-    const parsed = parseRequest(view.live.body, view.bound, deps.now());
+    const parsed = readRequest(view.live.body, view, deps.now(), grant);
     const target = resourceOf(env, grant);
     if (parsed.ok && target) {
       const decision = await decideRequest(
@@ -414,6 +415,41 @@ async function extendCommand(env: Env, seconds: number): Promise<void> {
   );
 }
 
+/**
+ * An approving review of a PR whose active grant has a pending extension:
+ * the review approves the extension (bound to its own hash), as `/approve`
+ * does on an issue.
+ */
+export async function approveExtensionByReview(
+  env: Pick<Env, "deps" | "ctx" | "view">,
+  grant: Grant,
+  extension: Extension,
+  review: { id: number; reviewer: { id: number; login: string }; commitId: string; at: Date },
+): Promise<void> {
+  const { deps, view } = env;
+  await deps.db.transaction(async (tx) => {
+    const isNew = await recordApproval(tx, {
+      ticketId: view.ticket.id,
+      approverId: review.reviewer.id,
+      approverLogin: review.reviewer.login,
+      channel: "review",
+      sourceId: review.id,
+      requestHash: extension.requestHash,
+      commitId: review.commitId,
+      at: review.at,
+    });
+    if (!isNew) return;
+    await record(tx, view.scope, {
+      kind: "approval.recorded",
+      actor: `github:${review.reviewer.login}`,
+      grantId: grant.id,
+      data: { channel: "review", review_id: review.id, extension: extension.id },
+    });
+  });
+  const target = resourceOf(env, grant);
+  if (target) await tryExtend(env, grant, extension, target);
+}
+
 async function approveExtension(env: Env, grant: Grant, extension: Extension): Promise<void> {
   const { deps, view, comment } = env;
   await deps.db.transaction(async (tx) => {
@@ -426,7 +462,7 @@ async function approveExtension(env: Env, grant: Grant, extension: Extension): P
         sourceId: comment.id,
         requestHash: extension.requestHash,
         commitId: null,
-        at: comment.createdAt,
+        at: notAfter(comment.createdAt, deps.now()),
       })
     ) {
       await record(tx, view.scope, {
@@ -443,7 +479,7 @@ async function approveExtension(env: Env, grant: Grant, extension: Extension): P
 
 /** Decides an extension like a request for the whole extended duration; extends when granted. */
 async function tryExtend(
-  env: Env,
+  env: Pick<Env, "deps" | "ctx" | "view">,
   grant: Grant,
   extension: Extension,
   target: { resource: BoundResource; ownership: Ownership },
@@ -458,6 +494,10 @@ async function tryExtend(
     approvals.map((a) => hasWriteAccess(ctx.gh, ctx.repo, a.approverLogin)),
   );
   const terms = grantTerms(grant);
+  const authors =
+    view.live.kind === "pull_request"
+      ? await commitAuthors(ctx.gh, ctx.repo, view.live.number)
+      : [];
   const decision = decide({
     resource: target.resource,
     request: {
@@ -471,8 +511,9 @@ async function tryExtend(
     requestHash: extension.requestHash,
     ownership: target.ownership,
     requester: { id: grant.requesterId, login: grant.requesterLogin, isBot: false },
-    commitAuthors: [],
-    approvals: approvals.map((a, i) => ({
+    commitAuthors: authors ?? [],
+    // Unknown commit authors (more commits than GitHub lists): no approval can count.
+    approvals: (authors ? approvals : []).map((a, i) => ({
       approverId: a.approverId,
       login: a.approverLogin,
       isBot: false,
@@ -505,4 +546,13 @@ async function tryExtend(
   );
   if (extended) await deps.db.transaction((tx) => closeExtension(tx, extension.id, "approved"));
   return extended !== null;
+}
+
+/**
+ * An approval's time as recorded: GitHub's timestamp, but never later than
+ * our own clock — with a GitHub clock ahead of ours, a fresh approval would
+ * otherwise look dated in the future and not count until a later event.
+ */
+export function notAfter(at: Date, now: Date): Date {
+  return at.getTime() > now.getTime() ? now : at;
 }

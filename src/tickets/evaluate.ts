@@ -12,7 +12,12 @@ import { type Ownership, ownersOf } from "#src/rules/codeowners.js";
 import { type Approval, type Decision, decide } from "#src/rules/decide.js";
 import type { Policy } from "#src/rules/policy.js";
 import { teamKey } from "#src/rules/principal.js";
-import { type AccessRequest, parseRequest, requestHash } from "#src/rules/request.js";
+import {
+  type AccessRequest,
+  parseRequest,
+  type RequestResult,
+  requestHash,
+} from "#src/rules/request.js";
 import { approvalsOf } from "#src/store/approvals.js";
 import {
   autoApprovalUses,
@@ -199,7 +204,7 @@ export async function evaluateTicket(
   }
 
   // 3. The request as the ticket states it now.
-  const parsed = parseRequest(live.body, view.bound, deps.now());
+  const parsed = readRequest(live.body, view, deps.now(), open);
   if (!parsed.ok || (view.policyProblems.length > 0 && !parsed.ok)) {
     const problems = [...view.policyProblems, ...(parsed.ok ? [] : parsed.problems)];
     if (open) {
@@ -275,6 +280,24 @@ export async function evaluateTicket(
   await applyDecision(deps, ctx, view, grant, hash, resource, decision, trigger.actor);
 }
 
+/**
+ * Reads the request in `body` as of `at`. A body whose terms are still those
+ * of the pending grant was checked when it was asked: its scheduled start may
+ * have passed since (the window then starts at approval), so it is read as of
+ * the request rather than refused as a start in the past.
+ */
+export function readRequest(
+  body: string,
+  view: TicketView,
+  at: Date,
+  open: Grant | null,
+): RequestResult {
+  const parsed = parseRequest(body, view.bound, at);
+  if (parsed.ok || open?.state !== "pending") return parsed;
+  const asked = parseRequest(body, view.bound, open.createdAt);
+  return asked.ok && requestHash(asked.request) === open.requestHash ? asked : parsed;
+}
+
 /** Runs the rules engine on a pending request, with what GitHub says now about the people involved. */
 export async function decideRequest(
   deps: LifecycleDeps,
@@ -308,17 +331,18 @@ export async function decideRequest(
     hasWriteAccess: writers.get(a.approverId) ?? false,
   }));
   const teams = await resolveTeams(ctx, ownership, resource);
-  return decide({
+  const authors =
+    view.live.kind === "pull_request"
+      ? await commitAuthors(ctx.gh, repoName, view.live.number)
+      : [];
+  const decision = decide({
     resource,
     request,
     requestHash: hash,
     ownership,
     requester: view.live.author,
-    commitAuthors:
-      view.live.kind === "pull_request"
-        ? await commitAuthors(ctx.gh, repoName, view.live.number)
-        : [],
-    approvals,
+    commitAuthors: authors ?? [],
+    approvals: authors ? approvals : [],
     teams,
     autoApprovalUses: await autoApprovalUses(
       deps.db,
@@ -329,6 +353,10 @@ export async function decideRequest(
     breakGlass,
     now: deps.now(),
   });
+  if (authors) return decision;
+  // Unknown commit authors: no approval can be shown not to come from one.
+  const why = "the pull request has more commits than GitHub lists, so no approval can count";
+  return { ...decision, trace: [why, ...decision.trace] };
 }
 
 /** Members of every team the decision may need: owners of the path, auto-approve and break-glass requesters. */

@@ -1,5 +1,6 @@
 import { appendAudit } from "#src/audit/append.js";
 import type { Json } from "#src/audit/event.js";
+import { voidTicketApprovals } from "#src/store/approvals.js";
 import { type Db, notify, type Sql } from "#src/store/db.js";
 import {
   type Activation,
@@ -232,6 +233,8 @@ export function endOpenGrant(
     const state: EndState = open.state === "active" ? options.whenActive : options.whenPending;
     const grant = await endGrant(tx, open.id, state, options.reason, options.by);
     if (!grant) return null;
+    // Approvals were given to this grant: a request asked again (edit, relabel, reopen) needs new ones.
+    await voidTicketApprovals(tx, scope.ticket.id, `the grant was ${state}`);
     if (open.state === "active") await notify(tx, GRANTS_CHANNEL, `${open.id}:${state}`);
     const usage = open.state === "active" ? await usageOf(tx, open.id) : null;
     const notice: Notice =

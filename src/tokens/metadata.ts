@@ -5,6 +5,8 @@ export const JWKS_PATH = "/.well-known/jwks.json";
 export const METADATA_PATH = "/.well-known/openid-configuration";
 export const INTROSPECTION_PATH = "/introspect";
 export const RELEASE_PATH = "/v1/release";
+export const EXCHANGE_PATH = "/v1/exchange";
+export const PERSON_TOKEN_PATH = "/v1/token";
 
 /** `Cache-Control` of the JWKS; the rotation delay is twice this max-age. */
 export const JWKS_CACHE_CONTROL = `public, max-age=${JWKS_MAX_AGE_S}`;

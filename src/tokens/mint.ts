@@ -4,7 +4,7 @@ import { z } from "zod";
 import { appendAudit } from "#src/audit/append.js";
 import type { AuditEventInput } from "#src/audit/event.js";
 import type { Config } from "#src/config.js";
-import { HallpassError } from "#src/errors.js";
+import { type ErrorCode, HallpassError } from "#src/errors.js";
 import type { Db } from "#src/store/db.js";
 import type { GrantForToken } from "#src/store/grants.js";
 import { insertTokensForGrants, type MintRefusal, type TokenInsert } from "#src/store/tokens.js";
@@ -50,6 +50,13 @@ const mintInput = z.object({
       sha: z.string().regex(/^[0-9a-f]{40}([0-9a-f]{24})?$/, "must be a commit SHA"),
     })
     .optional(),
+  /**
+   * The GitHub Actions ID token this token is exchanged for (`idTokenUse`):
+   * spent in the mint's own statement, and only when the mint succeeds.
+   */
+  idToken: z
+    .object({ key: z.string().regex(/^[0-9a-f]{64}$/, "must be a sha256"), keepUntil: z.date() })
+    .optional(),
 });
 export type MintInput = z.input<typeof mintInput>;
 
@@ -75,7 +82,7 @@ export interface MintedToken {
  * The service mints through `createMinter`, which shares transactions
  * between concurrent mints; this is a batch of one.
  *
- * @throws GRANT_NOT_FOUND, GRANT_NOT_ACTIVE, SCOPE_NOT_GRANTED (4xx); BAD_REQUEST on malformed input
+ * @throws GRANT_NOT_FOUND, GRANT_NOT_ACTIVE, SCOPE_NOT_GRANTED, OIDC_REPLAY (4xx); BAD_REQUEST on malformed input
  *
  * @example
  * const { token, expiresAt } = await mint(deps, {
@@ -186,6 +193,7 @@ async function mintBatch(
     actor: request.actor ?? null,
     scopes: request.scopes ?? null,
     run: request.run ?? null,
+    idToken: request.idToken ?? null,
   }));
 
   const results = await deps.db.transaction(async (tx) => {
@@ -250,14 +258,8 @@ function auditEvent(
         actor: request.actor ?? null,
         scopes: result.scopes,
         expires_at: result.expiresAt.toISOString(),
-        run: request.run
-          ? {
-              id: request.run.id,
-              attempt: request.run.attempt,
-              workflow_ref: request.run.workflowRef,
-              sha: request.run.sha,
-            }
-          : null,
+        repository_id: result.grant.ticket.repoId,
+        run: runData(request),
       },
     };
   }
@@ -269,12 +271,40 @@ function auditEvent(
     ticketId: result.grant?.ticketId ?? null,
     grantId: request.grantId,
     data: {
+      check: REFUSAL_CHECKS[result.refusal][0],
+      code: REFUSAL_CHECKS[result.refusal][1],
       reason: result.refusal,
       channel: request.channel,
+      subject: request.subject,
       scopes: request.scopes ?? null,
       grant_state: result.grant?.state ?? null,
+      repository_id: result.grant?.ticket.repoId ?? null,
+      run: runData(request),
     },
   };
+}
+
+/** Each refusal's step of a token request and its code, as the exchange's `token.refused` names them. */
+const REFUSAL_CHECKS: Record<MintRefusal, readonly [string, ErrorCode]> = {
+  not_found: ["grant", "GRANT_NOT_FOUND"],
+  not_active: ["grant", "GRANT_NOT_ACTIVE"],
+  not_started: ["grant", "GRANT_NOT_ACTIVE"],
+  ended: ["grant", "GRANT_NOT_ACTIVE"],
+  scope_not_granted: ["scopes", "SCOPE_NOT_GRANTED"],
+  scope_unmapped: ["scopes", "SCOPE_NOT_GRANTED"],
+  key_retired: ["signing_key", "SIGNING_KEY_UNAVAILABLE"],
+  id_token_replay: ["id_token", "OIDC_REPLAY"],
+};
+
+function runData(request: MintRequest) {
+  return request.run
+    ? {
+        id: request.run.id,
+        attempt: request.run.attempt,
+        workflow_ref: request.run.workflowRef,
+        sha: request.run.sha,
+      }
+    : null;
 }
 
 async function sign(
@@ -348,5 +378,29 @@ function refusalError(
         "SIGNING_KEY_UNAVAILABLE",
         "the signing key was retired twice while minting; try again",
       );
+    case "id_token_replay":
+      return new HallpassError(
+        "OIDC_REPLAY",
+        "ID token refused: this ID token was already used; request a new one",
+      );
   }
+}
+
+/** What the token endpoints answer (`POST /v1/exchange`, `POST /v1/token`). */
+export interface TokenResponse {
+  /** The JWT. */
+  readonly token: string;
+  readonly expires_at: string;
+  /** The grant id. */
+  readonly grant: string;
+  readonly scopes: string[];
+}
+
+export function tokenResponse(minted: MintedToken): TokenResponse {
+  return {
+    token: minted.token,
+    expires_at: minted.expiresAt.toISOString(),
+    grant: minted.grantId,
+    scopes: minted.scopes,
+  };
 }

@@ -5,6 +5,7 @@ import type { Config } from "#src/config.js";
 import { type ErrorCode, HallpassError } from "#src/errors.js";
 import type { Sql } from "#src/store/db.js";
 import { recordOidcTokenUse } from "#src/store/oidc-uses.js";
+import type { IdTokenUse } from "#src/store/tokens.js";
 
 /** Where GitHub serves the issuer's keys (token.actions.githubusercontent.com/.well-known/jwks). */
 export const GITHUB_JWKS_PATH = "/.well-known/jwks";
@@ -248,9 +249,24 @@ export function idTokenKey(claims: Pick<ActionsClaims, "iss" | "jti">): string {
 }
 
 /**
- * Spends an ID token: each one gets one exchange. Call it in the exchange's
- * transaction, after `verify`. The record is kept until the token can no
- * longer be accepted (exp + leeway), then the housekeeping deletes it.
+ * The record of one use of an ID token: its key, kept until the token can no
+ * longer be accepted (exp + leeway), after which the housekeeping deletes it.
+ * The exchange hands this to the mint, which spends it in its own statement.
+ */
+export function idTokenUse(
+  claims: Pick<ActionsClaims, "iss" | "jti" | "exp">,
+  clockToleranceS: number,
+): IdTokenUse {
+  return {
+    key: idTokenKey(claims),
+    keepUntil: new Date((claims.exp + clockToleranceS + 1) * 1000),
+  };
+}
+
+/**
+ * Spends an ID token on its own: each one gets one exchange. Call it in a
+ * transaction, after `verify`. (The exchange does not: it passes
+ * `idTokenUse` to the mint, so that a refused mint leaves the token unspent.)
  *
  * @throws OIDC_REPLAY when the token was used before
  */
@@ -259,12 +275,7 @@ export async function consumeIdToken(
   claims: Pick<ActionsClaims, "iss" | "jti" | "exp">,
   options: { readonly clockToleranceS: number; readonly now?: Date },
 ): Promise<void> {
-  const keepUntil = new Date((claims.exp + options.clockToleranceS + 1) * 1000);
-  const fresh = await recordOidcTokenUse(
-    sql,
-    idTokenKey(claims),
-    keepUntil,
-    options.now ?? new Date(),
-  );
+  const use = idTokenUse(claims, options.clockToleranceS);
+  const fresh = await recordOidcTokenUse(sql, use.key, use.keepUntil, options.now ?? new Date());
   if (!fresh) throw oidcError("OIDC_REPLAY", "this ID token was already used; request a new one");
 }

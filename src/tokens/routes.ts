@@ -1,16 +1,21 @@
 import type { FastifyPluginAsync } from "fastify";
 import type { Config } from "#src/config.js";
 import { HallpassError } from "#src/errors.js";
+import { exchangeRequest } from "#src/tokens/exchange.js";
 import { authenticateResource, type IntrospectionSecrets } from "#src/tokens/introspect.js";
 import {
   buildJwks,
   buildMetadata,
+  EXCHANGE_PATH,
   INTROSPECTION_PATH,
   JWKS_CACHE_CONTROL,
   JWKS_PATH,
   METADATA_PATH,
+  PERSON_TOKEN_PATH,
   RELEASE_PATH,
 } from "#src/tokens/metadata.js";
+import { personTokenRequest } from "#src/tokens/people.js";
+import { TokenBuckets } from "#src/tokens/rate-limit.js";
 import type { TokenService } from "#src/tokens/service.js";
 
 export interface TokenRoutesDeps {
@@ -19,7 +24,28 @@ export interface TokenRoutesDeps {
   readonly service: () => TokenService;
   /** Introspection secrets of the resources (from the operator config). */
   readonly introspectionSecrets: IntrospectionSecrets;
+  readonly rateLimits?: RateLimits;
 }
+
+/** Token requests a minute, in each replica's memory (see `TokenBuckets`). */
+export interface RateLimits {
+  /** `POST /v1/exchange`, by the run's repository id. */
+  readonly perRepository?: number;
+  /** `POST /v1/token`, by the person's GitHub user id. */
+  readonly perUser?: number;
+  /**
+   * Both, by client address: requests whose ID token or GitHub token is
+   * refused. Each refusal is audited, and the audit log is one chain: past
+   * this, a client sending bad credentials is answered 429 unread.
+   */
+  readonly refusedPerAddress?: number;
+}
+
+export const DEFAULT_RATE_LIMITS: Required<RateLimits> = {
+  perRepository: 30,
+  perUser: 10,
+  refusedPerAddress: 60,
+};
 
 /** Form bodies are small: one token and nothing else worth reading. */
 const FORM_BODY_LIMIT = 32 * 1024;
@@ -31,8 +57,41 @@ const FORM_BODY_LIMIT = 32 * 1024;
  * - `GET /.well-known/openid-configuration`: issuer and endpoints, for standard JWT middleware.
  * - `POST /introspect` (RFC 7662): HTTP Basic as the resource, form `token=...`.
  * - `POST /v1/release`: `Authorization: Bearer <token>` gives the token back.
+ * - `POST /v1/exchange`: `Authorization: Bearer <GitHub Actions ID token>`,
+ *   JSON `{resource, scopes?, ticket?}`; rate-limited by repository.
+ * - `POST /v1/token`: `Authorization: Bearer <GitHub user token>`, JSON
+ *   `{ticket: "owner/repo#N", scopes?, resource?}`; rate-limited by person.
+ *
+ * Both token requests answer `{token, expires_at, grant, scopes}`, or 429
+ * with `retry-after` (seconds) past the limit, or past the refused
+ * credentials an address may send.
  */
 export function tokenRoutes(deps: TokenRoutesDeps): FastifyPluginAsync {
+  const limits = { ...DEFAULT_RATE_LIMITS, ...deps.rateLimits };
+  const perRepository = new TokenBuckets({ perMinute: limits.perRepository });
+  const perUser = new TokenBuckets({ perMinute: limits.perUser });
+  const refusedPerAddress = new TokenBuckets({ perMinute: limits.refusedPerAddress });
+  /** Runs a token request unless its address spent its refusals; a refused credential spends one. */
+  const guarded = async <T>(
+    address: string,
+    retryAfter: (s: number) => void,
+    request: () => Promise<T>,
+  ): Promise<T> => {
+    const wait = refusedPerAddress.waitFor(address);
+    if (wait > 0) {
+      retryAfter(wait);
+      throw new HallpassError(
+        "RATE_LIMITED",
+        `too many refused credentials from this address; retry in ${wait} s`,
+      );
+    }
+    try {
+      return await request();
+    } catch (error) {
+      if (error instanceof HallpassError && error.status === 401) refusedPerAddress.take(address);
+      throw error;
+    }
+  };
   return async (app) => {
     app.addContentTypeParser(
       "application/x-www-form-urlencoded",
@@ -80,7 +139,38 @@ export function tokenRoutes(deps: TokenRoutesDeps): FastifyPluginAsync {
       reply.header("cache-control", "no-store");
       return outcome;
     });
+
+    app.post(EXCHANGE_PATH, async (request, reply) => {
+      const service = deps.service();
+      const body = exchangeRequest.parse(request.body ?? {});
+      reply.header("cache-control", "no-store");
+      const retryAfter = (s: number) => reply.header("retry-after", String(s));
+      // A missing or malformed header is refused (and audited) as a malformed ID token.
+      return guarded(request.ip, retryAfter, () =>
+        service.exchange(presentedToken(request.headers.authorization), body, {
+          limit: (repositoryId) =>
+            perRepository.spend(String(repositoryId), `repository ${repositoryId}`, retryAfter),
+        }),
+      );
+    });
+
+    app.post(PERSON_TOKEN_PATH, async (request, reply) => {
+      const service = deps.service();
+      const body = personTokenRequest.parse(request.body ?? {});
+      reply.header("cache-control", "no-store");
+      const retryAfter = (s: number) => reply.header("retry-after", String(s));
+      return guarded(request.ip, retryAfter, () =>
+        service.personToken(presentedToken(request.headers.authorization), body, {
+          limit: (userId) => perUser.spend(String(userId), "you", retryAfter),
+        }),
+      );
+    });
   };
+}
+
+/** The bearer credential, or "" (refused by the check that reads it). */
+function presentedToken(authorization: string | undefined): string {
+  return /^Bearer +(\S+) *$/i.exec(authorization ?? "")?.[1] ?? "";
 }
 
 /** The one `token` parameter of an RFC 7662 request. */

@@ -1,21 +1,40 @@
 import type { Config } from "#src/config.js";
 import type { Logger } from "#src/log.js";
 import { type Loop, startLoop } from "#src/loop.js";
+import type { OperatorConfig } from "#src/rules/operator.js";
 import type { Component } from "#src/runtime.js";
 import type { Db, Unlisten } from "#src/store/db.js";
 import { SIGNING_KEYS_CHANNEL } from "#src/store/keys.js";
 import { deleteExpiredOidcTokenUses } from "#src/store/oidc-uses.js";
+import { ActiveGrants, type ActiveGrantsOptions } from "#src/tokens/active-grants.js";
 import { ActiveKeyCache } from "#src/tokens/active-key.js";
+import { type ExchangeOptions, type ExchangeRequest, exchange } from "#src/tokens/exchange.js";
+import { GitHubUsers, type GitHubUsersOptions } from "#src/tokens/github-users.js";
 import { type IntrospectionResponse, introspect } from "#src/tokens/introspect.js";
 import { bootstrapKeys, promoteDueKey } from "#src/tokens/keys.js";
 import { loadMasterKey } from "#src/tokens/master-key.js";
-import { createMinter, type MintedToken, type MintInput } from "#src/tokens/mint.js";
+import {
+  createMinter,
+  type MintedToken,
+  type MintInput,
+  type TokenResponse,
+} from "#src/tokens/mint.js";
 import {
   createOidcVerifier,
   type OidcVerifier,
   type OidcVerifierOptions,
 } from "#src/tokens/oidc.js";
+import {
+  type PersonTokenOptions,
+  type PersonTokenRequest,
+  personToken,
+} from "#src/tokens/people.js";
 import { type ReleaseOutcome, release } from "#src/tokens/release.js";
+import {
+  type InstallationClient,
+  RepoFacts,
+  type RepoFactsOptions,
+} from "#src/tokens/repo-facts.js";
 import { AccessTokenVerifier } from "#src/tokens/verify.js";
 
 export type TokenConfig = Pick<Config, "publicUrl" | "masterKey" | "dataDir" | "oidc" | "github">;
@@ -27,6 +46,13 @@ export interface TokenServiceOptions {
   readonly housekeepingMs?: number;
   readonly keyCacheTtlMs?: number;
   readonly oidc?: Omit<OidcVerifierOptions, "issuer" | "audience" | "now">;
+  /** The resources' bindings; without it, no resource is bound and nothing is exchanged. */
+  readonly operator?: OperatorConfig;
+  /** The App's installation clients; without them `/v1/exchange` answers NOT_READY. */
+  readonly github?: InstallationClient | null;
+  readonly repoFacts?: Omit<RepoFactsOptions, "now">;
+  readonly users?: Omit<GitHubUsersOptions, "apiUrl" | "now">;
+  readonly activeGrants?: ActiveGrantsOptions;
 }
 
 /** The running token service: what the routes and the exchange use. */
@@ -37,7 +63,22 @@ export interface TokenService extends Component {
   readonly keys: ActiveKeyCache;
   readonly verifier: AccessTokenVerifier;
   readonly oidc: OidcVerifier;
+  /** GitHub reads of the exchange (cached); null without the App. */
+  readonly facts: RepoFacts | null;
+  readonly users: GitHubUsers;
   mint(input: MintInput): Promise<MintedToken>;
+  /** `POST /v1/exchange`: a workflow run's ID token for an access token (see `exchange`). */
+  exchange(
+    idToken: string,
+    request: ExchangeRequest,
+    options?: ExchangeOptions,
+  ): Promise<TokenResponse>;
+  /** `POST /v1/token`: a person's GitHub token for an access token (see `personToken`). */
+  personToken(
+    githubToken: string,
+    request: PersonTokenRequest,
+    options?: PersonTokenOptions,
+  ): Promise<TokenResponse>;
   introspect(resource: string, token: string): Promise<IntrospectionResponse>;
   release(token: string): Promise<ReleaseOutcome>;
   /** One housekeeping pass; true when there is more to do at once. */
@@ -81,6 +122,12 @@ export async function startTokenService(
     verifier.invalidate();
   };
   const unlisten: Unlisten = await db.listen(SIGNING_KEYS_CHANNEL, reload, { onResync: reload });
+  const mint = createMinter({ db, keys, config, now });
+  const operator = options.operator ?? { resources: new Map() };
+  const facts = options.github ? new RepoFacts(options.github, options.repoFacts) : null;
+  const users = new GitHubUsers({ ...options.users, apiUrl: config.github.apiUrl });
+  const tokenLog = log.child({ name: "tokens" });
+  const activeGrants = new ActiveGrants(options.activeGrants);
 
   const service: TokenService = {
     db,
@@ -89,7 +136,23 @@ export async function startTokenService(
     keys,
     verifier,
     oidc,
-    mint: createMinter({ db, keys, config, now }),
+    facts,
+    users,
+    mint,
+    exchange: (idToken, request, exchangeOptions) =>
+      exchange(
+        { db, log: tokenLog, oidc, operator, facts, mint, now, activeGrants },
+        idToken,
+        request,
+        exchangeOptions,
+      ),
+    personToken: (githubToken, request, personOptions) =>
+      personToken(
+        { db, log: tokenLog, operator, users, mint, now },
+        githubToken,
+        request,
+        personOptions,
+      ),
     introspect: (resource, token) => introspect({ db, verifier, now }, resource, token),
     release: (token) => release({ db, verifier, now }, token),
     async housekeeping() {

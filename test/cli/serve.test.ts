@@ -1,14 +1,18 @@
 import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { isHallpassError } from "#src/errors.js";
 import { loadMigrations } from "#src/store/migrate.js";
-import { createTestDb, primaryBackend } from "../support/db.js";
+import { createTestDb, primaryBackend, TEST_DATABASE_URL } from "../support/db.js";
 import { cleanEnv } from "../support/env.js";
+import { GitHubSimulator } from "../support/github/simulator.js";
+import { insertGrant } from "../support/grants.js";
+import { startOidcIssuer } from "../support/oidc-issuer.js";
 import { startTestServer } from "../support/server.js";
 
 async function freePort(): Promise<number> {
@@ -46,6 +50,14 @@ describe("hallpass serve", () => {
       await expect
         .poll(async () => (await fetch(`${url}/readyz`)).status, { timeout: 30_000, interval: 200 })
         .toBe(200);
+      // Without the GitHub App, workflow runs cannot exchange their ID tokens.
+      const exchange = await fetch(`${url}/v1/exchange`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: "Bearer a.b.c" },
+        body: JSON.stringify({ resource: "payments-api" }),
+      });
+      expect(exchange.status).toBe(503);
+      expect(await exchange.json()).toMatchObject({ error: "NOT_READY" });
       child.kill("SIGTERM");
       expect(await exited).toBe(0);
       const lines = output
@@ -56,7 +68,8 @@ describe("hallpass serve", () => {
       expect(lines.map((l) => l.msg)).toEqual(
         expect.arrayContaining(["ready", "shutting down", "stopped"]),
       );
-      expect(output).not.toMatch(/"level":(50|60)/); // no error or fatal line
+      // No error or fatal line but the one telling the operator the exchange needs the App.
+      expect(lines.filter((l) => l.level >= 50).map((l) => l.err?.code)).toEqual(["NOT_READY"]);
       // The data directory is released for the next start.
       expect(existsSync(path.join(dir, "pgdata.lock"))).toBe(false);
     } finally {
@@ -64,6 +77,91 @@ describe("hallpass serve", () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it.runIf(TEST_DATABASE_URL)(
+    "hands the exchange the operator's bindings and the App's installation clients",
+    async () => {
+      const db = await createTestDb("postgres");
+      const [sim, issuer] = await Promise.all([
+        GitHubSimulator.start({ appId: 7300 }),
+        startOidcIssuer(),
+      ]);
+      sim.addOrg("acme", { members: ["alice"] });
+      const installationId = sim.addInstallation("acme").id;
+      const repo = sim.addRepo("acme/app");
+      const pr = sim.openPullRequest(repo.id, {
+        author: "alice",
+        head: "change",
+        files: { "x.txt": "x\n" },
+      });
+      const dir = await mkdtemp(path.join(tmpdir(), "hallpass-serve-"));
+      const operatorFile = path.join(dir, "operator.yml");
+      const ownerId = sim.user("acme").id;
+      await writeFile(
+        operatorFile,
+        `resources:\n  payments-api:\n    repository: { id: ${repo.id}, owner_id: ${ownerId}, name: acme/app }\n    max_ttl: 8h\n    scopes: ["GET /v1/**"]\n`,
+      );
+      await insertGrant(db, {
+        repoId: repo.id,
+        repoOwnerId: ownerId,
+        installationId,
+        repoFullName: "acme/app",
+        number: pr.number,
+        resource: "payments-api",
+        approvedCommit: pr.pull.head.sha,
+      });
+      const port = await freePort();
+      const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts", "serve"], {
+        env: cleanEnv({
+          ...sim.appEnv("serve-secret"),
+          PORT: String(port),
+          HALLPASS_DATA_DIR: dir,
+          DATABASE_URL: db.url ?? "",
+          HALLPASS_MASTER_KEY: randomBytes(32).toString("base64"),
+          HALLPASS_CONFIG: operatorFile,
+          HALLPASS_OIDC_ISSUER: issuer.url,
+          HALLPASS_OIDC_AUDIENCE: "https://hallpass.example",
+          LOG_LEVEL: "warn",
+        }),
+        stdio: ["ignore", "ignore", "ignore"],
+      });
+      const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
+      try {
+        const url = `http://127.0.0.1:${port}`;
+        await expect
+          .poll(async () => (await fetch(`${url}/readyz`).catch(() => null))?.status, {
+            timeout: 30_000,
+            interval: 200,
+          })
+          .toBe(200);
+        const idToken = await issuer.idToken("https://hallpass.example", {
+          claims: {
+            repository: "acme/app",
+            repository_id: String(repo.id),
+            repository_owner_id: String(ownerId),
+            ref: `refs/pull/${pr.number}/merge`,
+            sha: pr.pull.mergeCommitSha,
+          },
+        });
+        const response = await fetch(`${url}/v1/exchange`, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${idToken}` },
+          body: JSON.stringify({ resource: "payments-api" }),
+        });
+        expect(response.status).toBe(200);
+        // The merge commit was read through the App's installation.
+        expect(
+          sim.requests({ path: `/repositories/${repo.id}/commits/${pr.pull.mergeCommitSha}` }),
+        ).toMatchObject([{ auth: "installation", installationId, status: 200 }]);
+        child.kill("SIGTERM");
+        expect(await exited).toBe(0);
+      } finally {
+        child.kill("SIGKILL");
+        await Promise.all([sim.close(), issuer.close(), db.close()]);
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+  );
 
   it("stops the start with a clear message when a migration fails, leaving the schema as it was", async () => {
     const db = await createTestDb(primaryBackend, { migrated: false });

@@ -5,7 +5,8 @@ import { createGitHubApp } from "#src/github/app.js";
 import { redeliverMissed } from "#src/github/redeliver.js";
 import { cleanEnv } from "../support/env.js";
 import { issuesEvent } from "../support/github/webhooks.js";
-import { type Hallpass, SECRET, startHallpass, TestOctokit } from "../support/hallpass.js";
+import { type Hallpass, SECRET, startHallpass } from "../support/hallpass.js";
+import { TestOctokit } from "../support/octokit.js";
 import { operatorYaml, requestBody, seedAcme } from "../tickets/fixtures.js";
 
 describe("missed webhook deliveries", () => {
@@ -15,7 +16,7 @@ describe("missed webhook deliveries", () => {
     h = await startHallpass({ seed: seedAcme, operatorYaml });
     const config = loadConfig(cleanEnv(h.sim.appEnv(SECRET)));
     const probot = await createGitHubApp(config, config.app!, h.server.log, [], {
-      Octokit: TestOctokit,
+      octokit: TestOctokit,
     });
     app = async () => (await probot.auth()) as unknown as GitHub;
   });

@@ -23,6 +23,17 @@ export interface GrantOptions {
   readonly kind?: "issue" | "pull_request";
   readonly repoFullName?: string;
   readonly number?: number;
+  /** The ticket's repository (default: a random id, owner 1) and installation. */
+  readonly repoId?: number;
+  readonly repoOwnerId?: number;
+  readonly installationId?: number;
+  /** Pull requests: the head's repository (default: the repository itself; a fork's id for a fork). */
+  readonly headRepoId?: number | null;
+  readonly requester?: { readonly id: number; readonly login: string };
+  /** Pull requests: the reviewed head commit the grant is bound to. */
+  readonly approvedCommit?: string | null;
+  /** The policy's `actions` rules as the lifecycle records them (`ActionsConstraints`). */
+  readonly constraints?: Record<string, unknown>;
 }
 
 export interface GrantFixture {
@@ -34,28 +45,40 @@ export interface GrantFixture {
 export const POLICY_SHA = "0123456789abcdef0123456789abcdef01234567";
 
 export async function insertGrant(sql: Sql, options: GrantOptions = {}): Promise<GrantFixture> {
-  const installationId = randomInt(1, 2 ** 31);
-  const repoId = randomInt(1, 2 ** 31);
+  const installationId = options.installationId ?? randomInt(1, 2 ** 31);
+  const repoId = options.repoId ?? randomInt(1, 2 ** 31);
   const now = Date.now();
   const state = options.state ?? "active";
   const startsAt = options.startsAt ?? new Date(now - 60_000);
   const endsAt = options.endsAt ?? new Date(now + 3_600_000);
   const scopes = options.scopes ?? ["read", "refund"];
+  const kind = options.kind ?? "pull_request";
+  const requester = options.requester ?? { id: 42, login: "requester" };
   await sql.query(
-    `INSERT INTO installations (id, account_id, account_login) VALUES ($1::bigint, 1, 'acme')`,
+    `INSERT INTO installations (id, account_id, account_login) VALUES ($1::bigint, 1, 'acme')
+     ON CONFLICT (id) DO NOTHING`,
     [installationId],
   );
   const ticket = await sql.query<{ id: string }>(
     `INSERT INTO tickets (installation_id, repo_id, repo_owner_id, repo_full_name, number, kind,
-                          author_id, author_login, title)
-     VALUES ($1::bigint, $2::bigint, 1, $3::text, $4::int, $5::text, 42, 'requester', 'access')
+                          author_id, author_login, title, head_repo_id)
+     VALUES ($1::bigint, $2::bigint, $3::bigint, $4::text, $5::int, $6::text, $7::bigint, $8::text,
+             'access', $9::bigint)
      RETURNING id`,
     [
       installationId,
       repoId,
+      options.repoOwnerId ?? 1,
       options.repoFullName ?? "acme/payments",
       options.number ?? 12,
-      options.kind ?? "pull_request",
+      kind,
+      requester.id,
+      requester.login,
+      kind === "pull_request"
+        ? options.headRepoId === undefined
+          ? repoId
+          : options.headRepoId
+        : null,
     ],
   );
   const ticketId = ticket.rows[0]?.id as string;
@@ -63,11 +86,12 @@ export async function insertGrant(sql: Sql, options: GrantOptions = {}): Promise
   const grant = await sql.query<{ id: string }>(
     `INSERT INTO grants (ticket_id, state, resource, audience, scopes, permissions, scope_permissions,
                          duration_s, token_ttl_s, reason, request_hash, requester_id, requester_login,
-                         policy_sha, decision, break_glass, approvers, starts_at, ends_at, ended_at)
+                         policy_sha, decision, break_glass, approvers, starts_at, ends_at, ended_at,
+                         approved_commit, constraints)
      VALUES ($1::uuid, $2::text, $3::text, $4::text, $5::text[], $6::text[], $7::jsonb,
-             3600, $8::int, 'testing', 'hash', 42, 'requester',
+             3600, $8::int, 'testing', 'hash', $15::bigint, $16::text,
              $9::text, 'approvals', $10::boolean, $11::text[],
-             $12::timestamptz, $13::timestamptz, $14::timestamptz)
+             $12::timestamptz, $13::timestamptz, $14::timestamptz, $17::text, $18::jsonb)
      RETURNING id`,
     [
       ticketId,
@@ -84,6 +108,10 @@ export async function insertGrant(sql: Sql, options: GrantOptions = {}): Promise
       state === "pending" ? null : startsAt,
       state === "pending" ? null : endsAt,
       ended ? new Date(now) : null,
+      requester.id,
+      requester.login,
+      options.approvedCommit ?? null,
+      JSON.stringify(options.constraints ?? {}),
     ],
   );
   return { grantId: grant.rows[0]?.id as string, ticketId, repoId };

@@ -7,7 +7,6 @@ import { randomUUID } from "node:crypto";
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { ProbotOctokit } from "probot";
 import { gitHubComponent } from "#src/components.js";
 import { loadConfig } from "#src/config.js";
 import { createGitHubApp } from "#src/github/app.js";
@@ -20,6 +19,7 @@ import { cleanEnv } from "./env.js";
 import { GitHubSimulator } from "./github/simulator.js";
 import type { Webhook } from "./github/webhooks.js";
 import { captureLogger } from "./log.js";
+import { TestOctokit } from "./octokit.js";
 import { startTestServer, type TestServer } from "./server.js";
 
 export const SECRET = "lifecycle-webhook-secret";
@@ -54,6 +54,8 @@ export interface Hallpass {
       payload: Record<string, unknown>;
     }>
   >;
+  /** Waits until the outbox has posted everything queued. */
+  settle(): Promise<void>;
   /** The ticket's grants, newest first. */
   grants(number: number): Promise<Array<Record<string, unknown>>>;
   /** Audit event kinds of a ticket, in chain order. */
@@ -70,12 +72,6 @@ export interface HallpassOptions {
   readonly extraComponents?: (deps: { operator: Operator; db: Db }) => StartComponent[];
   readonly warnBeforeS?: number;
 }
-
-/** Octokit without Probot's write throttling and retry waits: the outbox does the retrying. */
-export const TestOctokit = ProbotOctokit.defaults({
-  throttle: { enabled: false },
-  retry: { enabled: false },
-});
 
 export async function startHallpass(options: HallpassOptions): Promise<Hallpass> {
   const clock = new TestClock();
@@ -96,7 +92,7 @@ export async function startHallpass(options: HallpassOptions): Promise<Hallpass>
   const capture = captureLogger(process.env.HALLPASS_TEST_LOG ? "debug" : "info");
   const app = config.app;
   if (!app) throw new Error("the simulator's App credentials are missing");
-  const probot = await createGitHubApp(config, app, capture.log, [], { Octokit: TestOctokit });
+  const probot = await createGitHubApp(config, app, capture.log, [], { octokit: TestOctokit });
   const component: StartComponent = gitHubComponent({
     config,
     log: capture.log,
@@ -172,6 +168,16 @@ export async function startHallpass(options: HallpassOptions): Promise<Hallpass>
         payload: r.payload,
         notice: (r.payload.notice ?? { kind: "-" }) as { kind: string } & Record<string, unknown>,
       }));
+    },
+    async settle() {
+      for (let i = 0; i < 1000; i++) {
+        const { rows } = await db.query<{ n: number }>(
+          "SELECT count(*)::int AS n FROM outbox WHERE state = 'pending'",
+        );
+        if (rows[0]?.n === 0) return;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      throw new Error("the outbox did not settle");
     },
     async grants(number) {
       const id = await ticketId(number);

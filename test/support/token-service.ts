@@ -6,13 +6,14 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import type { FastifyPluginAsync } from "fastify";
 import { type Config, loadConfig } from "#src/config.js";
 import { HallpassError } from "#src/errors.js";
 import { createLogger } from "#src/log.js";
 import { Runtime } from "#src/runtime.js";
 import type { Secret } from "#src/secret.js";
 import { buildServer, type HallpassServer } from "#src/server.js";
-import { tokenRoutes } from "#src/tokens/routes.js";
+import { type RateLimits, tokenRoutes } from "#src/tokens/routes.js";
 import {
   startTokenService,
   type TokenService,
@@ -69,6 +70,9 @@ export interface HarnessOptions {
   readonly db?: TestDb;
   readonly secrets?: Record<string, Secret>;
   readonly service?: Omit<TokenServiceOptions, "now">;
+  readonly rateLimits?: RateLimits;
+  /** Called when each response has been sent: its route and Fastify's elapsed time (benchmarks). */
+  readonly onResponse?: (route: string, ms: number) => void;
   /** Leave the runtime unstarted (to see the server before the database is ready). */
   readonly start?: boolean;
 }
@@ -105,6 +109,7 @@ export async function startTokenHarness(
     log,
     runtime,
     routes: [
+      ...(options.onResponse ? [responseObserver(options.onResponse)] : []),
       tokenRoutes({
         config,
         service: () => {
@@ -113,6 +118,7 @@ export async function startTokenHarness(
           return service;
         },
         introspectionSecrets: (resource) => secrets[resource] ?? null,
+        ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
       }),
     ],
   });
@@ -136,4 +142,15 @@ export async function startTokenHarness(
       if (options.start === false) await db.close();
     },
   };
+}
+
+/** A root-level `onResponse` hook (not encapsulated: it sees the routes registered after it). */
+function responseObserver(onResponse: (route: string, ms: number) => void): FastifyPluginAsync {
+  const plugin: FastifyPluginAsync = async (app) => {
+    app.addHook("onResponse", async (request, reply) => {
+      onResponse(request.routeOptions.url ?? "", reply.elapsedTime);
+    });
+  };
+  Object.assign(plugin, { [Symbol.for("skip-override")]: true });
+  return plugin;
 }

@@ -47,10 +47,10 @@ describe("an issue ticket, from request to expiry", () => {
     await h.deliver(issueCommentEvent(h.sim, "created", approval));
     [grant] = await h.grants(issue.number);
     expect(grant).toMatchObject({ state: "active", approvers: ["carol"], decision: "approvals" });
-    expect((grant?.starts_at as Date).toISOString()).toBe(h.clock.now().toISOString());
-    expect((grant?.ends_at as Date).getTime() - (grant?.starts_at as Date).getTime()).toBe(
-      7_200_000,
-    );
+    const startsAt = grant!.starts_at as Date;
+    const endsAt = grant!.ends_at as Date;
+    expect(startsAt.toISOString()).toBe(h.clock.now().toISOString());
+    expect(endsAt.getTime() - startsAt.getTime()).toBe(7_200_000);
 
     h.clock.advance(7_200_000 - 5 * 60_000);
     await h.sweep();
@@ -75,5 +75,25 @@ describe("an issue ticket, from request to expiry", () => {
       "grant.expiry_warned",
       "grant.expired",
     ]);
+
+    // What a reader of the issue sees: one comment per step, each with its audit event's hash.
+    await h.settle();
+    const comments = h.sim
+      .commentsOn("acme/payments", issue.number)
+      .filter((c) => c.author.endsWith("[bot]"));
+    expect(comments).toHaveLength(6);
+    const { rows } = await h.db.query<{ seq: number; hash: string }>(
+      "SELECT seq, hash FROM audit_events WHERE ticket_id = (SELECT id FROM tickets WHERE number = $1::int) AND kind <> 'approval.recorded' ORDER BY seq",
+      [issue.number],
+    );
+    comments.forEach((comment, i) => {
+      expect(comment.body.startsWith("<!-- hallpass:")).toBe(true);
+      expect(comment.body).toContain(rows[i]!.hash);
+    });
+    expect(comments[3]!.body).toMatch(/Access granted/);
+    expect(comments[4]!.body).toMatch(/@alice, access through this ticket ends at/);
+    expect(comments[5]!.body).toMatch(/No tokens were minted/);
+    if (process.env.HALLPASS_PRINT_COMMENTS)
+      for (const c of comments) console.log(`${c.body}\n\n----\n`);
   });
 });

@@ -392,6 +392,64 @@ describe.each(backends)("mint on %s", (backend) => {
     );
   });
 
+  it("spends the ID token it is exchanged for only when it mints, once", async () => {
+    const open = await insertGrant(db, { startsAt: at(-60), endsAt: at(3600) });
+    const revoked = await insertGrant(db, {
+      state: "revoked",
+      startsAt: at(-60),
+      endsAt: at(3600),
+    });
+    const use = (n: number) => ({
+      key: n.toString(16).padStart(64, "0"),
+      keepUntil: at(600),
+    });
+    const spent = async () =>
+      (await db.query<{ n: number }>("SELECT count(*)::int AS n FROM oidc_token_uses")).rows[0]?.n;
+    const input = (grantId: string, n: number): MintInput => ({
+      grantId,
+      subject: "repo:acme@1/app@2:run:9001:2",
+      channel: "actions",
+      run: RUN,
+      idToken: use(n),
+    });
+
+    // A refused mint leaves the ID token unspent: it can still be exchanged.
+    expect(await refusal(mint(deps, input(revoked.grantId, 1)))).toMatchObject({
+      code: "GRANT_NOT_ACTIVE",
+    });
+    expect(
+      await refusal(mint(deps, { ...input(open.grantId, 1), scopes: ["admin"] })),
+    ).toMatchObject({ code: "SCOPE_NOT_GRANTED" });
+    expect(await spent()).toBe(0);
+    await mint(deps, input(open.grantId, 1));
+    expect(await spent()).toBe(1);
+    expect(await refusal(mint(deps, input(open.grantId, 1)))).toMatchObject({
+      code: "OIDC_REPLAY",
+    });
+
+    // Concurrent uses of one ID token, in one batch and across batches: one token.
+    const minter = createMinter(deps, { maxBatch: 4, maxInFlight: 2 });
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 10 }, () => minter(input(open.grantId, 2))),
+    );
+    expect(outcomes.filter((o) => o.status === "fulfilled")).toHaveLength(1);
+    for (const o of outcomes) {
+      if (o.status === "rejected") expect(o.reason).toMatchObject({ code: "OIDC_REPLAY" });
+    }
+    const { rows } = await db.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM tokens WHERE grant_id = $1::uuid",
+      [open.grantId],
+    );
+    expect(rows[0]?.n).toBe(2);
+    const audit = await db.query<{ body: string }>(
+      "SELECT body FROM audit_events WHERE kind = 'token.refused' ORDER BY seq DESC LIMIT 1",
+    );
+    expect(JSON.parse(audit.rows[0]?.body ?? "{}").data).toMatchObject({
+      reason: "id_token_replay",
+      run: { id: RUN.id, attempt: RUN.attempt },
+    });
+  });
+
   it("signs with the same cached key without reading it again", async () => {
     const { grantId } = await insertGrant(db, { startsAt: at(-60), endsAt: at(3600) });
     const a = await mint(deps, { grantId, subject: "x", channel: "cli" });

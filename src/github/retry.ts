@@ -1,0 +1,107 @@
+/** When to try a failed GitHub write again, and when to give up. */
+export interface RetryPolicy {
+  /** Attempts before giving up, this one included. */
+  readonly maxAttempts: number;
+  /** Delay after the first failure; doubles with each attempt up to `maxBackoffMs`. */
+  readonly baseMs: number;
+  readonly maxBackoffMs: number;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 10, baseMs: 2_000, maxBackoffMs: 600_000 };
+
+/** The retry-after of a rate limit is honoured up to this; past it, GitHub is asking for too long. */
+const MAX_WAIT_MS = 3_600_000;
+/** GitHub's advice for a secondary rate limit that says nothing of when: at least a minute. */
+const SECONDARY_WITHOUT_RETRY_AFTER_MS = 60_000;
+
+export type RetryDecision =
+  | { readonly retryInMs: number; readonly why: string }
+  | { readonly retryInMs: null; readonly why: string };
+
+/**
+ * Decides what to do after a failed attempt:
+ *
+ * - 5xx and network errors (no status): back off exponentially.
+ * - 429, and 403 for a secondary rate limit or an exhausted primary one: wait
+ *   what `retry-after` (or `x-ratelimit-reset`) says, else back off.
+ * - Any other 4xx is permanent: 401/403 (installation deleted or suspended,
+ *   permission missing), 404/410 (ticket or repository gone), 422 (GitHub
+ *   refuses the content). Retrying would fail the same way.
+ * - After `maxAttempts`, give up whatever the error.
+ */
+export function whenToRetry(
+  error: unknown,
+  attempts: number,
+  policy: RetryPolicy = DEFAULT_RETRY,
+): RetryDecision {
+  const failure = describeFailure(error);
+  const status = failure.status;
+  const backoff = Math.min(policy.baseMs * 2 ** Math.max(0, attempts - 1), policy.maxBackoffMs);
+  let decision: RetryDecision;
+  if (status === null || status >= 500) {
+    decision = {
+      retryInMs: backoff,
+      why: status === null ? "no answer from GitHub" : `GitHub answered ${status}`,
+    };
+  } else if (isRateLimited(status, failure)) {
+    const wait = rateLimitWait(failure.headers);
+    const secondary = /secondary rate limit/i.test(failure.message);
+    decision = {
+      retryInMs:
+        wait ?? (secondary ? Math.max(backoff, SECONDARY_WITHOUT_RETRY_AFTER_MS) : backoff),
+      why: secondary ? "secondary rate limit" : "rate limit",
+    };
+  } else {
+    return { retryInMs: null, why: `GitHub answered ${status}: permanent` };
+  }
+  if (attempts >= policy.maxAttempts)
+    return { retryInMs: null, why: `${decision.why}; gave up after ${attempts} attempts` };
+  return decision;
+}
+
+interface Failure {
+  readonly status: number | null;
+  readonly message: string;
+  readonly headers: Readonly<Record<string, string | number | undefined>>;
+}
+
+/**
+ * The parts of an Octokit `RequestError` worth keeping: never its `request`,
+ * which holds the body that was sent (a comment) and the authorization header.
+ */
+export function describeFailure(error: unknown): Failure {
+  const e = error as {
+    status?: unknown;
+    message?: unknown;
+    response?: {
+      headers?: Record<string, string | number | undefined>;
+      data?: { message?: unknown };
+    };
+  };
+  const status = typeof e?.status === "number" && e.status >= 100 ? e.status : null;
+  const apiMessage =
+    typeof e?.response?.data?.message === "string" ? e.response.data.message : null;
+  const message = apiMessage ?? (typeof e?.message === "string" ? e.message : String(error));
+  return { status, message: message.slice(0, 500), headers: e?.response?.headers ?? {} };
+}
+
+function isRateLimited(status: number, failure: Failure): boolean {
+  if (status === 429) return true;
+  if (status !== 403) return false;
+  return (
+    /rate limit/i.test(failure.message) || String(failure.headers["x-ratelimit-remaining"]) === "0"
+  );
+}
+
+/** Milliseconds to wait as GitHub asks: `retry-after` seconds, or until `x-ratelimit-reset`. */
+function rateLimitWait(headers: Failure["headers"]): number | null {
+  const retryAfter = Number(headers["retry-after"]);
+  if (headers["retry-after"] !== undefined && Number.isFinite(retryAfter) && retryAfter >= 0) {
+    return Math.min(Math.ceil(retryAfter * 1000), MAX_WAIT_MS);
+  }
+  const reset = Number(headers["x-ratelimit-reset"]);
+  if (String(headers["x-ratelimit-remaining"]) === "0" && Number.isFinite(reset)) {
+    return Math.min(Math.max(reset * 1000 - Date.now(), 1_000), MAX_WAIT_MS);
+  }
+  return null;
+}

@@ -1,0 +1,255 @@
+import { sealedEvent } from "#src/audit/append.js";
+import type { GitHub } from "#src/github/api.js";
+import {
+  DEFAULT_RETRY,
+  describeFailure,
+  type RetryPolicy,
+  whenToRetry,
+} from "#src/github/retry.js";
+import type { Logger } from "#src/log.js";
+import { type Loop, startLoop } from "#src/loop.js";
+import type { Db } from "#src/store/db.js";
+import {
+  type ClaimedSideEffect,
+  claimOutbox,
+  completeOutbox,
+  failOutbox,
+} from "#src/store/outbox.js";
+import { recordComment } from "#src/store/ticket-comments.js";
+import { getTicketById, setCheckRun } from "#src/store/tickets.js";
+import type { SideEffect } from "#src/tickets/notices.js";
+import { hasMarker, renderCheck, renderNotice } from "#src/tickets/render.js";
+
+export interface OutboxWorkerOptions {
+  readonly db: Db;
+  readonly log: Logger;
+  /** An installation's client (production: `(id) => probot.auth(id)`). */
+  readonly github: (installationId: number) => Promise<GitHub>;
+  readonly idleMs?: number;
+  /** Attempts before a side effect is given up (state `dead`). Default 10. */
+  readonly maxAttempts?: number;
+  /** Delay after a first failure, doubling per attempt up to 10 minutes. Default 2 s. */
+  readonly retryBaseMs?: number;
+  /** How long a claimed row is ours; past it, another worker may take it over. Default 2 minutes. */
+  readonly leaseMs?: number;
+}
+
+/** The name of the check run hallpass keeps on a pull request's head commit. */
+export const CHECK_NAME = "hallpass";
+
+const BATCH = 5;
+
+/** A side effect that cannot ever be carried out as written. */
+class Unworkable extends Error {}
+
+type Effect<K extends SideEffect["kind"]> = Extract<SideEffect, { kind: K }>;
+
+interface Deps {
+  readonly db: Db;
+  readonly log: Logger;
+  readonly github: (installationId: number) => Promise<GitHub>;
+}
+
+/**
+ * Carries out the outbox: comments, check runs and issue closures on GitHub.
+ * Each ticket's side effects run in the order they were written (a failing
+ * one holds back those after it until it succeeds or is given up); side
+ * effects run one after another, as GitHub asks of writes.
+ *
+ * At most once: a row claimed again (after a failure, or after a crash whose
+ * lease ran out) first looks on GitHub for what an earlier attempt may have
+ * done — a comment carrying its marker, a check run carrying its ticket —
+ * and records that instead of doing it twice.
+ */
+export function startOutboxWorker(options: OutboxWorkerOptions): Loop {
+  const policy: RetryPolicy = {
+    ...DEFAULT_RETRY,
+    maxAttempts: options.maxAttempts ?? DEFAULT_RETRY.maxAttempts,
+    baseMs: options.retryBaseMs ?? DEFAULT_RETRY.baseMs,
+  };
+  const leaseMs = options.leaseMs ?? 120_000;
+  return startLoop({
+    name: "outbox",
+    log: options.log,
+    idleMs: options.idleMs ?? 1_000,
+    pass: async () => {
+      const claimed = await claimOutbox(options.db, BATCH, leaseMs);
+      for (const item of claimed) await attempt(options, policy, item);
+      return claimed.length > 0;
+    },
+  });
+}
+
+async function attempt(deps: Deps, policy: RetryPolicy, item: ClaimedSideEffect): Promise<void> {
+  const { effect } = item;
+  const log = deps.log.child({
+    outbox: item.id,
+    effect: effect.kind,
+    ticket: `${effect.repo.owner}/${effect.repo.name}#${effect.number}`,
+    attempt: item.attempts,
+  });
+  try {
+    if (effect.kind === "comment") await comment(deps, log, item, effect);
+    else if (effect.kind === "check_run") await checkRun(deps, log, item, effect);
+    else await closeIssue(deps, item, effect);
+  } catch (error) {
+    const failure = describeFailure(error);
+    const decision =
+      error instanceof Unworkable
+        ? { retryInMs: null, why: error.message }
+        : whenToRetry(error, item.attempts, policy);
+    const fields = { status: failure.status, retryInMs: decision.retryInMs, why: decision.why };
+    if (decision.retryInMs === null) log.error(fields, "GitHub side effect given up");
+    else log.warn(fields, "GitHub side effect failed; will retry");
+    const text = `${failure.status ?? "error"}: ${failure.message}`;
+    await failOutbox(deps.db, item.id, text, decision.retryInMs);
+  }
+}
+
+/**
+ * 1. Render with the sealed audit event (committed with the row, so sealed).
+ * 2. On a repeated attempt, look for a comment already carrying the marker.
+ * 3. Otherwise post; then remember the comment and complete the row, together.
+ */
+async function comment(
+  deps: Deps,
+  log: Logger,
+  item: ClaimedSideEffect,
+  effect: Effect<"comment">,
+): Promise<void> {
+  const audit = item.auditEventId ? await sealedEvent(deps.db, item.auditEventId) : null;
+  if (item.auditEventId && !audit)
+    throw new Error(`audit event ${item.auditEventId} is not sealed yet`);
+  const body = renderNotice(effect.notice, audit, item.dedupeKey);
+  const gh = await deps.github(item.installationId);
+  const target = { owner: effect.repo.owner, repo: effect.repo.name, issue_number: effect.number };
+  let posted = item.attempts > 1 ? await findMarked(gh, target, item.dedupeKey) : null;
+  if (posted)
+    log.info({ commentId: posted.id }, "comment was posted by an earlier attempt; recording it");
+  posted ??= (await gh.rest.issues.createComment({ ...target, body })).data;
+  const { id, body: postedBody } = posted;
+  await deps.db.transaction(async (tx) => {
+    if (item.ticketId) {
+      await recordComment(tx, {
+        commentId: id,
+        ticketId: item.ticketId,
+        outboxId: item.id,
+        auditEventId: item.auditEventId,
+        body: postedBody ?? body,
+      });
+    }
+    await completeOutbox(tx, item.id, { commentId: id });
+  });
+  log.debug({ commentId: id }, "comment posted");
+}
+
+/** Our comment carrying the marker, if an earlier attempt posted it. */
+async function findMarked(
+  gh: GitHub,
+  target: { owner: string; repo: string; issue_number: number },
+  marker: string,
+): Promise<{ id: number; body?: string | undefined } | null> {
+  for await (const page of gh.paginate.iterator(gh.rest.issues.listComments, {
+    ...target,
+    per_page: 100,
+  })) {
+    const found = page.data.find((c) => c.user?.type === "Bot" && hasMarker(c.body ?? "", marker));
+    if (found) return found;
+  }
+  return null;
+}
+
+/**
+ * The `hallpass` check run of the ticket on the head commit: updated while
+ * the head stays the same, a new one for a new head.
+ */
+async function checkRun(
+  deps: Deps,
+  log: Logger,
+  item: ClaimedSideEffect,
+  effect: Effect<"check_run">,
+): Promise<void> {
+  if (!item.ticketId) throw new Unworkable("a check run needs its ticket");
+  const ticket = await getTicketById(deps.db, item.ticketId);
+  if (!ticket) throw new Unworkable("the ticket is gone");
+  const audit = item.auditEventId ? await sealedEvent(deps.db, item.auditEventId) : null;
+  const { title, summary } = renderCheck(effect, audit);
+  const gh = await deps.github(item.installationId);
+  const repo = { owner: effect.repo.owner, repo: effect.repo.name };
+  const fields = {
+    status: effect.status,
+    ...(effect.conclusion ? { conclusion: effect.conclusion } : {}),
+    output: { title, summary },
+  };
+  let runId = await currentRun(gh, repo, ticket.checkRunId, effect.headSha);
+  if (runId === null && item.attempts > 1)
+    runId = await runOfTicket(gh, repo, effect.headSha, item.ticketId);
+  if (runId !== null) {
+    await gh.rest.checks.update({ ...repo, check_run_id: runId, ...fields });
+  } else {
+    const { data } = await gh.rest.checks.create({
+      ...repo,
+      name: CHECK_NAME,
+      head_sha: effect.headSha,
+      external_id: item.ticketId,
+      ...fields,
+    });
+    runId = data.id;
+    log.debug({ checkRunId: runId }, "check run created");
+  }
+  const id = runId;
+  await deps.db.transaction(async (tx) => {
+    await setCheckRun(tx, ticket.id, id);
+    await completeOutbox(tx, item.id, { checkRunId: id, headSha: effect.headSha });
+  });
+}
+
+/** The ticket's stored check run, if it is on this head commit. */
+async function currentRun(
+  gh: GitHub,
+  repo: { owner: string; repo: string },
+  checkRunId: number | null,
+  headSha: string,
+): Promise<number | null> {
+  if (checkRunId === null) return null;
+  try {
+    const { data } = await gh.rest.checks.get({ ...repo, check_run_id: checkRunId });
+    return data.head_sha === headSha ? data.id : null;
+  } catch (error) {
+    if (describeFailure(error).status === 404) return null;
+    throw error;
+  }
+}
+
+/** A check run an earlier attempt created but did not get to record (it carries the ticket id). */
+async function runOfTicket(
+  gh: GitHub,
+  repo: { owner: string; repo: string },
+  headSha: string,
+  ticketId: string,
+): Promise<number | null> {
+  const { data } = await gh.rest.checks.listForRef({
+    ...repo,
+    ref: headSha,
+    check_name: CHECK_NAME,
+    filter: "all",
+    per_page: 100,
+  });
+  return data.check_runs.find((r) => r.external_id === ticketId)?.id ?? null;
+}
+
+async function closeIssue(
+  deps: Deps,
+  item: ClaimedSideEffect,
+  effect: Effect<"close_issue">,
+): Promise<void> {
+  const gh = await deps.github(item.installationId);
+  await gh.rest.issues.update({
+    owner: effect.repo.owner,
+    repo: effect.repo.name,
+    issue_number: effect.number,
+    state: "closed",
+    state_reason: effect.reason,
+  });
+  await completeOutbox(deps.db, item.id, { closed: true });
+}

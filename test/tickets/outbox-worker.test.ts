@@ -1,0 +1,385 @@
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { sealedEvent } from "#src/audit/append.js";
+import type { Loop } from "#src/loop.js";
+import { claimOutbox } from "#src/store/outbox.js";
+import { sha256Hex } from "#src/store/ticket-comments.js";
+import { getTicketById, type Ticket } from "#src/store/tickets.js";
+import type { Notice, SideEffect } from "#src/tickets/notices.js";
+import { startOutboxWorker } from "#src/tickets/outbox-worker.js";
+import { markerComment, renderNotice } from "#src/tickets/render.js";
+import { createTestDb, primaryBackend, type TestDb } from "../support/db.js";
+import { captureLogger } from "../support/log.js";
+import {
+  type GitHubWorld,
+  outboxRow,
+  queueEffect,
+  REPO,
+  startGitHubWorld,
+  storeTicket,
+} from "../support/outbox.js";
+
+const SECRET_REASON = "refund for order 5521, customer Jane Roe";
+
+let world: GitHubWorld;
+let db: TestDb;
+let worker: Loop | null = null;
+let logs: ReturnType<typeof captureLogger>;
+
+beforeAll(async () => {
+  world = await startGitHubWorld();
+});
+afterAll(() => world.sim.close());
+
+beforeEach(async () => {
+  db = await createTestDb(primaryBackend);
+  logs = captureLogger("debug");
+});
+
+afterEach(async () => {
+  await worker?.stop();
+  worker = null;
+  await db.close();
+  const unexpected = world.sim.unexpected;
+  world.sim.clearRequests();
+  expect(unexpected).toEqual([]);
+});
+
+function start(options: { maxAttempts?: number } = {}): void {
+  worker = startOutboxWorker({
+    db,
+    log: logs.log,
+    github: world.github,
+    idleMs: 20,
+    retryBaseMs: 20,
+    ...options,
+  });
+}
+
+async function issueTicket(): Promise<Ticket> {
+  const issue = world.sim.openIssue(REPO, {
+    author: "alice",
+    body: "access please",
+    labels: ["hallpass"],
+  });
+  return storeTicket(db, world, issue.number);
+}
+
+function commentOn(ticket: Ticket, notice: Notice): SideEffect {
+  return { kind: "comment", repo: world.repo, number: ticket.number, notice };
+}
+
+const denied = (reason = SECRET_REASON): Notice => ({ kind: "denied", by: "bob", reason });
+
+async function settled(dedupeKey: string, state: "done" | "dead" = "done") {
+  await expect
+    .poll(async () => (await outboxRow(db, dedupeKey))?.state, { timeout: 10_000 })
+    .toBe(state);
+  const row = await outboxRow(db, dedupeKey);
+  if (!row) throw new Error("no outbox row");
+  return row;
+}
+
+const commentsPath = (ticket: Ticket) => `/repos/${REPO}/issues/${ticket.number}/comments`;
+
+describe("outbox worker: comments", () => {
+  it("posts a comment once, with its marker and the audit event's hash, and remembers it", async () => {
+    const ticket = await issueTicket();
+    const { dedupeKey, eventId } = await queueEffect(db, ticket, commentOn(ticket, denied()));
+    start();
+    const row = await settled(dedupeKey);
+
+    const sealed = await sealedEvent(db, eventId);
+    const comments = world.sim.commentsOn(REPO, ticket.number);
+    expect(comments).toHaveLength(1);
+    const [posted] = comments;
+    expect(posted?.author).toBe("hallpass[bot]");
+    expect(posted?.body.startsWith(`${markerComment(dedupeKey)}\n`)).toBe(true);
+    expect(posted?.body).toContain(`audit event #&#8203;${sealed?.seq}`);
+    expect(posted?.body).toContain(`<code>${sealed?.hash}</code>`);
+    expect(row).toMatchObject({ attempts: 1, result: { commentId: posted?.id } });
+    // A first attempt does not look for an earlier one.
+    expect(world.sim.requests({ method: "GET", path: commentsPath(ticket) })).toHaveLength(0);
+
+    const { rows } = await db.query<{
+      ticket_id: string;
+      outbox_id: number;
+      audit_event_id: string;
+      body_sha256: string;
+    }>(
+      "SELECT ticket_id, outbox_id::int AS outbox_id, audit_event_id, body_sha256 FROM ticket_comments WHERE comment_id = $1::bigint",
+      [posted?.id],
+    );
+    expect(rows).toEqual([
+      {
+        ticket_id: ticket.id,
+        outbox_id: row.id,
+        audit_event_id: eventId,
+        body_sha256: sha256Hex(posted?.body ?? ""),
+      },
+    ]);
+    // Comment bodies stay out of logs above debug.
+    const loud = logs.lines().filter((line) => Number(line.level) >= 30);
+    expect(JSON.stringify(loud)).not.toContain("Jane Roe");
+  });
+
+  it("does not post again after a crash when the comment already reached GitHub", async () => {
+    const ticket = await issueTicket();
+    const notice = denied();
+    const { dedupeKey, eventId } = await queueEffect(db, ticket, commentOn(ticket, notice));
+    // The crashed process: it claimed the row (lease now over) and posted before dying.
+    expect(await claimOutbox(db, 10, 1)).toHaveLength(1);
+    const body = renderNotice(notice, await sealedEvent(db, eventId), dedupeKey);
+    const before = world.sim.comment(REPO, ticket.number, { author: world.sim.app.bot, body });
+    world.sim.comment(REPO, ticket.number, {
+      author: "mallory",
+      body: `${markerComment("other/0")}\nhi`,
+    });
+    await new Promise((resolve) => setTimeout(resolve, 10));
+
+    start();
+    const row = await settled(dedupeKey);
+    expect(row).toMatchObject({ attempts: 2, result: { commentId: before.id } });
+    expect(world.sim.requests({ method: "POST", path: commentsPath(ticket) })).toHaveLength(0);
+    expect(world.sim.requests({ method: "GET", path: commentsPath(ticket) })).toHaveLength(1);
+    expect(
+      world.sim.commentsOn(REPO, ticket.number).filter((c) => c.author === "hallpass[bot]"),
+    ).toHaveLength(1);
+    const { rows } = await db.query("SELECT 1 FROM ticket_comments WHERE comment_id = $1::bigint", [
+      before.id,
+    ]);
+    expect(rows).toHaveLength(1);
+  });
+
+  it("does not take someone else's comment carrying the marker for its own", async () => {
+    const ticket = await issueTicket();
+    const notice = denied();
+    const { dedupeKey, eventId } = await queueEffect(db, ticket, commentOn(ticket, notice));
+    expect(await claimOutbox(db, 10, 1)).toHaveLength(1);
+    const spoof = renderNotice(notice, await sealedEvent(db, eventId), dedupeKey);
+    world.sim.comment(REPO, ticket.number, { author: "mallory", body: spoof });
+    await new Promise((resolve) => setTimeout(resolve, 10));
+
+    start();
+    await settled(dedupeKey);
+    expect(world.sim.requests({ method: "GET", path: commentsPath(ticket) })).toHaveLength(1);
+    expect(world.sim.requests({ method: "POST", path: commentsPath(ticket) })).toHaveLength(1);
+    expect(world.sim.commentsOn(REPO, ticket.number).map((c) => c.author)).toEqual([
+      "mallory",
+      "hallpass[bot]",
+    ]);
+  });
+
+  it("retries server errors with backoff: 500 twice, then posted once", async () => {
+    const ticket = await issueTicket();
+    world.sim.failNext({ method: "POST", path: commentsPath(ticket), status: 500, times: 2 });
+    const { dedupeKey } = await queueEffect(db, ticket, commentOn(ticket, denied()));
+    start();
+    const row = await settled(dedupeKey);
+    expect(row.attempts).toBe(3);
+    const posts = world.sim.requests({ method: "POST", path: commentsPath(ticket) });
+    expect(posts.map((r) => r.status)).toEqual([500, 500, 201]);
+    // 20 ms, then 40 ms: the second wait is the longer.
+    expect(posts[2]!.at - posts[1]!.at).toBeGreaterThanOrEqual(35);
+    expect(world.sim.commentsOn(REPO, ticket.number)).toHaveLength(1);
+    const warnings = logs.lines().filter((l) => l.msg === "GitHub side effect failed; will retry");
+    expect(warnings.map((l) => l.status)).toEqual([500, 500]);
+  });
+
+  it("waits out a secondary rate limit for as long as retry-after says", async () => {
+    const ticket = await issueTicket();
+    world.sim.failNext({ method: "POST", path: commentsPath(ticket), status: 403, retryAfter: 1 });
+    const { dedupeKey } = await queueEffect(db, ticket, commentOn(ticket, denied()));
+    start();
+    await expect
+      .poll(async () => (await outboxRow(db, dedupeKey))?.last_error ?? "")
+      .toMatch(/secondary rate limit/);
+    await settled(dedupeKey);
+    const posts = world.sim.requests({ method: "POST", path: commentsPath(ticket) });
+    expect(posts.map((r) => r.status)).toEqual([403, 201]);
+    expect(posts[1]!.at - posts[0]!.at).toBeGreaterThanOrEqual(950);
+    expect(
+      logs.lines().find((l) => l.msg === "GitHub side effect failed; will retry"),
+    ).toMatchObject({
+      status: 403,
+      retryInMs: 1000,
+      why: "secondary rate limit",
+    });
+  });
+
+  it("gives up at once on a 404 (the ticket is gone), with a log line and no retry", async () => {
+    const ticket = await storeTicket(db, world, 9_999);
+    const { dedupeKey } = await queueEffect(db, ticket, commentOn(ticket, denied()));
+    start();
+    const row = await settled(dedupeKey, "dead");
+    expect(row.attempts).toBe(1);
+    expect(row.last_error).toMatch(/^404: Not Found/);
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    expect(world.sim.requests({ method: "POST", path: commentsPath(ticket) })).toHaveLength(1);
+    expect(logs.lines().find((l) => l.msg === "GitHub side effect given up")).toMatchObject({
+      level: 50,
+      status: 404,
+      retryInMs: null,
+      outbox: row.id,
+    });
+    expect(logs.text()).not.toContain("Jane Roe");
+  });
+
+  it("gives up on a deleted installation", async () => {
+    const gone = world.sim.addInstallation("acme", { repositories: [REPO] }).id;
+    world.sim.deleteInstallation(gone);
+    const issue = world.sim.openIssue(REPO, { author: "alice", body: "x", labels: ["hallpass"] });
+    const ticket = await storeTicket(db, world, issue.number, { installationId: gone });
+    const { dedupeKey } = await queueEffect(db, ticket, commentOn(ticket, denied()));
+    start();
+    const row = await settled(dedupeKey, "dead");
+    expect(row.attempts).toBe(1);
+    expect(world.sim.commentsOn(REPO, issue.number)).toHaveLength(0);
+  });
+
+  it("gives up after maxAttempts", async () => {
+    const ticket = await issueTicket();
+    world.sim.failNext({ method: "POST", path: commentsPath(ticket), status: 502, times: 5 });
+    const { dedupeKey } = await queueEffect(db, ticket, commentOn(ticket, denied()));
+    start({ maxAttempts: 3 });
+    const row = await settled(dedupeKey, "dead");
+    expect(row.attempts).toBe(3);
+    expect(row.last_error).toMatch(/^502/);
+    expect(world.sim.commentsOn(REPO, ticket.number)).toHaveLength(0);
+  });
+
+  it("posts a ticket's comments in order, even when the first fails once", async () => {
+    const ticket = await issueTicket();
+    world.sim.failNext({ method: "POST", path: commentsPath(ticket), status: 500 });
+    const first = await queueEffect(db, ticket, commentOn(ticket, denied("first")));
+    const second = await queueEffect(db, ticket, commentOn(ticket, denied("second")));
+    const other = await issueTicket();
+    const elsewhere = await queueEffect(db, other, commentOn(other, denied("elsewhere")));
+    start();
+    await settled(first.dedupeKey);
+    await settled(second.dedupeKey);
+    await settled(elsewhere.dedupeKey);
+    const bodies = world.sim.commentsOn(REPO, ticket.number).map((c) => c.body);
+    expect(bodies).toHaveLength(2);
+    expect(bodies[0]).toContain("| Reason | first |");
+    expect(bodies[1]).toContain("| Reason | second |");
+    // The other ticket was not held back by this one's failure.
+    const posts = world.sim.requests({ method: "POST", path: /\/comments$/ });
+    expect(posts.map((r) => r.path)).toEqual([
+      commentsPath(ticket),
+      commentsPath(other),
+      commentsPath(ticket),
+      commentsPath(ticket),
+    ]);
+  });
+});
+
+describe("outbox worker: check runs and issues", () => {
+  function check(ticket: Ticket, headSha: string, state: "pending" | "granted"): SideEffect {
+    return {
+      kind: "check_run",
+      repo: world.repo,
+      number: ticket.number,
+      headSha,
+      status: state === "pending" ? "in_progress" : "completed",
+      conclusion: state === "pending" ? null : "success",
+      title:
+        state === "pending" ? "Waiting for approval" : "Access granted until 2025-03-04 11:00 UTC",
+      summary: "",
+    };
+  }
+
+  it("creates the hallpass check run, updates it on the same head, and starts a new one on a new head", async () => {
+    const branch = `access-${Date.now()}`;
+    const pr = world.sim.openPullRequest(REPO, {
+      author: "alice",
+      head: branch,
+      files: { "a.txt": "1" },
+      labels: ["hallpass"],
+    });
+    const firstSha = pr.pull.head.sha;
+    let ticket = await storeTicket(db, world, pr.number, {
+      kind: "pull_request",
+      headSha: firstSha,
+    });
+    start();
+
+    const created = await queueEffect(db, ticket, check(ticket, firstSha, "pending"));
+    const createdRow = await settled(created.dedupeKey);
+    const [run] = world.sim.checkRunsFor(REPO, firstSha);
+    expect(run).toMatchObject({ name: "hallpass", externalId: ticket.id, status: "in_progress" });
+    expect(run?.output.title).toBe("Waiting for approval");
+    expect(createdRow.result).toEqual({ checkRunId: run?.id, headSha: firstSha });
+    expect((await getTicketById(db, ticket.id))?.checkRunId).toBe(run?.id);
+
+    const updated = await queueEffect(db, ticket, check(ticket, firstSha, "granted"));
+    await settled(updated.dedupeKey);
+    expect(world.sim.checkRunsFor(REPO, firstSha)).toHaveLength(1);
+    expect(world.sim.checkRunsFor(REPO, firstSha)[0]).toMatchObject({
+      status: "completed",
+      conclusion: "success",
+    });
+    expect(
+      world.sim.requests({ method: "PATCH", path: `/repos/${REPO}/check-runs/${run?.id}` }),
+    ).toHaveLength(1);
+
+    const newSha = world.sim.commit(REPO, { branch, files: { "b.txt": "2" } });
+    ticket = await storeTicket(db, world, pr.number, { kind: "pull_request", headSha: newSha });
+    const moved = await queueEffect(db, ticket, check(ticket, newSha, "pending"));
+    await settled(moved.dedupeKey);
+    const [newRun] = world.sim.checkRunsFor(REPO, newSha);
+    expect(newRun).toMatchObject({ name: "hallpass", status: "in_progress" });
+    expect(newRun?.id).not.toBe(run?.id);
+    expect(world.sim.checkRunsFor(REPO, firstSha)[0]).toMatchObject({ conclusion: "success" });
+    expect((await getTicketById(db, ticket.id))?.checkRunId).toBe(newRun?.id);
+  });
+
+  it("after a crash, updates the check run an earlier attempt created instead of creating another", async () => {
+    const pr = world.sim.openPullRequest(REPO, {
+      author: "alice",
+      head: `crash-${Date.now()}`,
+      files: { "c.txt": "1" },
+    });
+    const sha = pr.pull.head.sha;
+    const ticket = await storeTicket(db, world, pr.number, { kind: "pull_request", headSha: sha });
+    const { dedupeKey } = await queueEffect(db, ticket, check(ticket, sha, "pending"));
+    // The crashed attempt: claimed, created the run, died before recording it.
+    expect(await claimOutbox(db, 10, 1)).toHaveLength(1);
+    const gh = await world.github(world.installationId);
+    const { data: orphan } = await gh.rest.checks.create({
+      owner: "acme",
+      repo: "payments",
+      name: "hallpass",
+      head_sha: sha,
+      external_id: ticket.id,
+      status: "queued",
+    });
+    await new Promise((resolve) => setTimeout(resolve, 10));
+
+    start();
+    const row = await settled(dedupeKey);
+    expect(row.result).toEqual({ checkRunId: orphan.id, headSha: sha });
+    expect(world.sim.checkRunsFor(REPO, sha)).toHaveLength(1);
+    expect(world.sim.checkRunsFor(REPO, sha)[0]).toMatchObject({ status: "in_progress" });
+    expect((await getTicketById(db, ticket.id))?.checkRunId).toBe(orphan.id);
+  });
+
+  it("closes an issue with its reason", async () => {
+    const ticket = await issueTicket();
+    const { dedupeKey } = await queueEffect(db, ticket, {
+      kind: "close_issue",
+      repo: world.repo,
+      number: ticket.number,
+      reason: "not_planned",
+    });
+    start();
+    await settled(dedupeKey);
+    expect(world.sim.issue(REPO, ticket.number)).toMatchObject({ state: "closed" });
+    expect(
+      world.sim.requests({ method: "PATCH", path: `/repos/${REPO}/issues/${ticket.number}` })[0]
+        ?.body,
+    ).toEqual({
+      state: "closed",
+      state_reason: "not_planned",
+    });
+  });
+});
