@@ -10,6 +10,7 @@ import { installationClient } from "#src/components.js";
 import { createGitHubApp } from "#src/github/app.js";
 import { createLogger } from "#src/log.js";
 import { parseOperatorObject } from "#src/rules/operator.js";
+import type { Secret } from "#src/secret.js";
 import type { RateLimits } from "#src/tokens/routes.js";
 import type { Backend } from "./db.js";
 import { GitHubSimulator } from "./github/simulator.js";
@@ -83,6 +84,8 @@ export interface IssueGrant {
 
 export interface WorldOptions {
   readonly rateLimits?: RateLimits;
+  /** Introspection secrets of the resources (none: introspection refuses every caller). */
+  readonly secrets?: Record<string, Secret>;
   readonly onResponse?: (route: string, ms: number) => void;
 }
 
@@ -142,6 +145,7 @@ export async function startExchangeWorld(
       ...options.rateLimits,
     },
     ...(options.onResponse ? { onResponse: options.onResponse } : {}),
+    ...(options.secrets ? { secrets: options.secrets } : {}),
   });
 
   const window = (o: GrantOptions) => ({
