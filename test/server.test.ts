@@ -14,6 +14,7 @@ import { openPostgres } from "#src/store/postgres.js";
 import { createTestDb, primaryBackend, TEST_DATABASE_URL, type TestDb } from "./support/db.js";
 import { cleanEnv } from "./support/env.js";
 import { captureLogger } from "./support/log.js";
+import { freePort } from "./support/net.js";
 import { startTestServer, type TestServer } from "./support/server.js";
 
 const pem = generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey.export({
@@ -332,11 +333,3 @@ describe("start-up faults", () => {
     }
   });
 });
-
-async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
-  const { port } = probe.address() as net.AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}

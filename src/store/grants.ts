@@ -1,6 +1,8 @@
 import type { Sql, Statement } from "#src/store/db.js";
 
-export type GrantState = "pending" | "active" | "revoked" | "expired" | "denied" | "cancelled";
+import type { GrantState } from "#src/store/grant-lifecycle.js";
+
+export type { GrantState };
 
 /** A grant as the token service sees it: its terms and its ticket. */
 export interface GrantForToken {

@@ -3,19 +3,10 @@
  * answers: the failures a job sees before any token is minted, and post steps
  * with nothing to give back.
  */
-import { createServer } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type IdTokenEndpoint, runPost, runStep, startIdTokenEndpoint } from "../support/action.js";
+import { freePort } from "../support/net.js";
 import { type OidcIssuer, startOidcIssuer } from "../support/oidc-issuer.js";
-
-/** A local port nobody listens on (taken, then let go). */
-async function deadPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 describe("the Action's bundle, without a server", () => {
   let issuer: OidcIssuer;
@@ -24,7 +15,7 @@ describe("the Action's bundle, without a server", () => {
   beforeAll(async () => {
     issuer = await startOidcIssuer();
     idTokens = await startIdTokenEndpoint(issuer);
-    dead = `http://127.0.0.1:${await deadPort()}`;
+    dead = `http://127.0.0.1:${await freePort()}`;
   });
   afterAll(async () => {
     await idTokens.close();

@@ -2,7 +2,6 @@ import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { appendAudit } from "#src/audit/append.js";
 import { runCli } from "#src/cli/run.js";
@@ -10,23 +9,11 @@ import type { Db } from "#src/store/db.js";
 import { openPglite } from "#src/store/pglite.js";
 import { backends, createTestDb, type TestDb } from "../support/db.js";
 import { cleanEnv } from "../support/env.js";
-
-function buffer(): { stream: Writable; text: () => string } {
-  const chunks: string[] = [];
-  return {
-    stream: new Writable({
-      write(chunk, _e, done) {
-        chunks.push(String(chunk));
-        done();
-      },
-    }),
-    text: () => chunks.join(""),
-  };
-}
+import { captureOutput } from "../support/output.js";
 
 async function cli(args: string[], env: NodeJS.ProcessEnv) {
-  const stdout = buffer();
-  const stderr = buffer();
+  const stdout = captureOutput();
+  const stderr = captureOutput();
   const code = await runCli(args, { stdout: stdout.stream, stderr: stderr.stream }, env);
   return { code, stdout: stdout.text(), stderr: stderr.text() };
 }

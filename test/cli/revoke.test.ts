@@ -1,4 +1,3 @@
-import { Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { revokeCommand } from "#src/cli/revoke.js";
 import { runCli } from "#src/cli/run.js";
@@ -6,20 +5,8 @@ import { isHallpassError } from "#src/errors.js";
 import { cleanEnv } from "../support/env.js";
 import { issuesEvent } from "../support/github/webhooks.js";
 import { type Hallpass, startHallpass } from "../support/hallpass.js";
+import { captureOutput } from "../support/output.js";
 import { operatorYaml, requestBody, seedAcme } from "../tickets/fixtures.js";
-
-function sink(): { stream: Writable; text: () => string } {
-  const chunks: string[] = [];
-  return {
-    stream: new Writable({
-      write(chunk, _e, done) {
-        chunks.push(String(chunk));
-        done();
-      },
-    }),
-    text: () => chunks.join(""),
-  };
-}
 
 describe("hallpass revoke", () => {
   let h: Hallpass;
@@ -38,10 +25,10 @@ describe("hallpass revoke", () => {
     await h.deliver(issuesEvent(h.sim, "opened", issue));
     expect((await h.grants(issue.number))[0]?.state).toBe("active");
 
-    const out = sink();
+    const out = captureOutput();
     const code = await revokeCommand(
       h.db,
-      { stdout: out.stream, stderr: sink().stream },
+      { stdout: out.stream, stderr: captureOutput().stream },
       { ticket: `acme/payments#${issue.number}` },
       "incident 7",
     );
@@ -62,7 +49,7 @@ describe("hallpass revoke", () => {
 
     const again = await revokeCommand(
       h.db,
-      { stdout: sink().stream, stderr: sink().stream },
+      { stdout: captureOutput().stream, stderr: captureOutput().stream },
       { ticket: `acme/payments#${issue.number}` },
       "x",
     ).catch((e: unknown) => e);
@@ -70,17 +57,17 @@ describe("hallpass revoke", () => {
   });
 
   it("refuses a malformed target with usage", async () => {
-    const err = sink();
+    const err = captureOutput();
     const code = await runCli(
       ["revoke"],
-      { stdout: sink().stream, stderr: err.stream },
+      { stdout: captureOutput().stream, stderr: err.stream },
       cleanEnv(),
     );
     expect(code).toBe(2);
     expect(err.text()).toMatch(/usage: hallpass revoke/);
     const both = await runCli(
       ["revoke", "a/b#1", "--grant", "x"],
-      { stdout: sink().stream, stderr: err.stream },
+      { stdout: captureOutput().stream, stderr: err.stream },
       cleanEnv(),
     );
     expect(both).toBe(2);

@@ -2,7 +2,6 @@ import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
@@ -12,16 +11,9 @@ import { createTestDb, primaryBackend, TEST_DATABASE_URL } from "../support/db.j
 import { cleanEnv } from "../support/env.js";
 import { GitHubSimulator } from "../support/github/simulator.js";
 import { insertGrant } from "../support/grants.js";
+import { freePort } from "../support/net.js";
 import { startOidcIssuer } from "../support/oidc-issuer.js";
 import { startTestServer } from "../support/server.js";
-
-async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
-  const { port } = probe.address() as net.AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
 
 describe("hallpass serve", () => {
   it("starts on the embedded database with no configuration and stops cleanly on SIGTERM", async () => {

@@ -1,6 +1,4 @@
 import { spawn } from "node:child_process";
-import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { createRemoteJWKSet, jwtVerify } from "jose";
@@ -14,6 +12,7 @@ import {
   startExchangeWorld,
 } from "../support/exchange.js";
 import { endGrant } from "../support/grants.js";
+import { freePort } from "../support/net.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
@@ -180,11 +179,7 @@ describe("hallpass token", () => {
   });
 
   it("says when the server cannot be reached", async () => {
-    // A port that was just free: nothing listens there.
-    const probe = createServer();
-    await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
-    const { port } = probe.address() as AddressInfo;
-    await new Promise((resolve) => probe.close(resolve));
+    const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
     const outcome = await hallpass([ticket, "--url", url], { GH_TOKEN: aliceToken });
     expect(outcome.code).toBe(1);
