@@ -3,15 +3,12 @@ import { durationField, patternField } from "#src/rules/fields.js";
 import { RESOURCE_NAME } from "#src/rules/policy.js";
 import type { ScopePattern } from "#src/rules/scopes.js";
 import {
-  errorMap,
-  formatPath,
-  issuesToErrors,
   type KeyPath,
   kindOf,
   type Locate,
   loadYaml,
-  prototypeKeys,
   type SourceError,
+  validateSource,
 } from "#src/rules/yaml-source.js";
 
 /**
@@ -112,21 +109,8 @@ export function parseOperatorObject(
 }
 
 function validate(value: unknown, file: string, locate: Locate | null): OperatorConfigResult {
-  const proto = prototypeKeys(value);
-  if (proto.length > 0) {
-    return {
-      ok: false,
-      errors: proto.map((path) => ({
-        file,
-        line: locate?.(path) ?? null,
-        path: formatPath(path),
-        message: "the key __proto__ is not allowed",
-      })),
-    };
-  }
-  const result = operatorSchema.safeParse(value, { error: errorMap });
-  if (result.success) return { ok: true, config: result.data };
-  return { ok: false, errors: issuesToErrors(result.error.issues, file, locate, knownKeys) };
+  const result = validateSource(operatorSchema, value, file, locate, knownKeys);
+  return result.ok ? { ok: true, config: result.value } : result;
 }
 
 /** `env:NAME` or `file:/absolute/path`. */

@@ -4,15 +4,12 @@ import { durationField, patternField, textOf } from "#src/rules/fields.js";
 import { type Principal, parsePrincipal } from "#src/rules/principal.js";
 import type { ScopePattern } from "#src/rules/scopes.js";
 import {
-  errorMap,
-  formatPath,
-  issuesToErrors,
   type KeyPath,
   kindOf,
   type Locate,
   loadYaml,
-  prototypeKeys,
   type SourceError,
+  validateSource,
 } from "#src/rules/yaml-source.js";
 
 /**
@@ -119,21 +116,8 @@ export function parsePolicyObject(value: unknown, file = POLICY_FILE): PolicyRes
 }
 
 function validate(value: unknown, file: string, locate: Locate | null): PolicyResult {
-  const proto = prototypeKeys(value);
-  if (proto.length > 0) {
-    return {
-      ok: false,
-      errors: proto.map((path) => ({
-        file,
-        line: locate?.(path) ?? null,
-        path: formatPath(path),
-        message: "the key __proto__ is not allowed",
-      })),
-    };
-  }
-  const result = policySchema.safeParse(value, { error: errorMap });
-  if (result.success) return { ok: true, policy: result.data };
-  return { ok: false, errors: issuesToErrors(result.error.issues, file, locate, knownKeys) };
+  const result = validateSource(policySchema, value, file, locate, knownKeys);
+  return result.ok ? { ok: true, policy: result.value } : result;
 }
 
 // ---- schema ---------------------------------------------------------------

@@ -185,6 +185,35 @@ export function issuesToErrors(
   return errors.sort((a, b) => (a.line ?? 0) - (b.line ?? 0));
 }
 
+/**
+ * Validates a parsed document against `schema`: `__proto__` keys are refused
+ * first (zod would drop them silently), then every issue becomes an error
+ * located by `locate` (null for objects parsed elsewhere: no lines).
+ */
+export function validateSource<T>(
+  schema: z.ZodType<T>,
+  value: unknown,
+  file: string,
+  locate: Locate | null,
+  known: (path: KeyPath) => readonly string[],
+): { ok: true; value: T } | { ok: false; errors: SourceError[] } {
+  const proto = prototypeKeys(value);
+  if (proto.length > 0) {
+    return {
+      ok: false,
+      errors: proto.map((path) => ({
+        file,
+        line: locate?.(path) ?? null,
+        path: formatPath(path),
+        message: "the key __proto__ is not allowed",
+      })),
+    };
+  }
+  const result = schema.safeParse(value, { error: errorMap });
+  if (result.success) return { ok: true, value: result.data };
+  return { ok: false, errors: issuesToErrors(result.error.issues, file, locate, known) };
+}
+
 /** "a mapping", "a list", "text", "a number"... for messages. */
 export function kindOf(value: unknown): string {
   if (value === null) return "null";
