@@ -7,7 +7,7 @@ import { benchAudit } from "./audit.js";
 import { benchCodeowners } from "./codeowners.js";
 import { benchRules } from "./rules.js";
 import { printTable, type Row } from "./support.js";
-import { benchTokens } from "./tokens.js";
+import { benchExchange, benchTokens } from "./tokens.js";
 import { benchWebhooks } from "./webhooks.js";
 
 const benches: Record<string, { title: string; run: () => Promise<Row[]> }> = {
@@ -16,7 +16,10 @@ const benches: Record<string, { title: string; run: () => Promise<Row[]> }> = {
     title: "rules engine",
     run: async () => [...(await benchCodeowners()), ...(await benchRules())],
   },
-  tokens: { title: "token service", run: benchTokens },
+  tokens: {
+    title: "token service",
+    run: async () => [...(await benchTokens()), ...(await benchExchange())],
+  },
   webhooks: { title: "webhooks", run: benchWebhooks },
 };
 
