@@ -121,6 +121,22 @@ export async function startHallpass(options: HallpassOptions): Promise<Hallpass>
       )
     ).rows[0]?.id ?? null;
 
+  /**
+   * Waits until the outbox has posted what is queued: its worker briefly
+   * locks a ticket's row (the check run id), and a sweep skips a locked
+   * ticket until its next pass, which tests do not wait for.
+   */
+  const settle = async () => {
+    for (let i = 0; i < 1000; i++) {
+      const { rows } = await db.query<{ n: number }>(
+        "SELECT count(*)::int AS n FROM outbox WHERE state = 'pending'",
+      );
+      if (rows[0]?.n === 0) return;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    throw new Error("the outbox did not settle");
+  };
+
   return {
     sim,
     db,
@@ -149,7 +165,9 @@ export async function startHallpass(options: HallpassOptions): Promise<Hallpass>
       }
       throw new Error(`delivery ${webhook.event} was not processed in time`);
     },
+    settle,
     async sweep() {
+      await settle();
       await sweep({
         db,
         log: running.log,
@@ -168,16 +186,6 @@ export async function startHallpass(options: HallpassOptions): Promise<Hallpass>
         payload: r.payload,
         notice: (r.payload.notice ?? { kind: "-" }) as { kind: string } & Record<string, unknown>,
       }));
-    },
-    async settle() {
-      for (let i = 0; i < 1000; i++) {
-        const { rows } = await db.query<{ n: number }>(
-          "SELECT count(*)::int AS n FROM outbox WHERE state = 'pending'",
-        );
-        if (rows[0]?.n === 0) return;
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
-      throw new Error("the outbox did not settle");
     },
     async grants(number) {
       const id = await ticketId(number);
