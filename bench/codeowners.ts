@@ -7,13 +7,7 @@
  */
 import { pathToFileURL } from "node:url";
 import { CODEOWNERS_MAX_BYTES, ownersOf, parseCodeowners } from "#src/rules/codeowners.js";
-
-export interface Row {
-  name: string;
-  value: number;
-  unit: string;
-  note?: string;
-}
+import { median, printTable, type Row } from "./support.js";
 
 /** Deterministic pseudo-random numbers (mulberry32). */
 function random(seed: number): (n: number) => number {
@@ -81,14 +75,6 @@ function paths(count: number): string[] {
     else out.push(`README-${r(9)}.md`);
   }
   return out;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2
-    ? (sorted[mid] as number)
-    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
 function time(fn: () => void): number {
@@ -186,12 +172,5 @@ export async function benchCodeowners(): Promise<Row[]> {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
-  const rows = await benchCodeowners();
-  const width = Math.max(...rows.map((r) => r.name.length));
-  for (const r of rows) {
-    const value = r.value >= 100 ? Math.round(r.value).toLocaleString("en") : r.value.toFixed(1);
-    console.log(
-      `${r.name.padEnd(width)}  ${value.padStart(10)} ${r.unit}${r.note ? `  (${r.note})` : ""}`,
-    );
-  }
+  printTable("CODEOWNERS", await benchCodeowners());
 }

@@ -15,13 +15,7 @@ import { parseOperatorYaml } from "#src/rules/operator.js";
 import { parsePolicyYaml } from "#src/rules/policy.js";
 import { parseRequest, requestHash } from "#src/rules/request.js";
 import { compileScope, matchAnyScope, type ScopePattern } from "#src/rules/scopes.js";
-
-export interface Row {
-  name: string;
-  value: number;
-  unit: string;
-  note?: string;
-}
+import { median, printTable, type Row } from "./support.js";
 
 const NOW = new Date("2026-11-23T18:00:00Z");
 
@@ -98,14 +92,6 @@ Refunds for INC-4711 failed overnight; I need to look at the charges and re-issu
 ### Start
 
 _No response_`;
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2
-    ? (sorted[mid] as number)
-    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-}
 
 /** Operations per second of `fn` over about `ms` milliseconds. */
 function rate(fn: () => unknown, ms: number): number {
@@ -220,12 +206,5 @@ export async function benchRules(): Promise<Row[]> {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
-  const rows = await benchRules();
-  const width = Math.max(...rows.map((r) => r.name.length));
-  for (const r of rows) {
-    const value = r.value >= 100 ? Math.round(r.value).toLocaleString("en") : r.value.toFixed(1);
-    console.log(
-      `${r.name.padEnd(width)}  ${value.padStart(12)} ${r.unit}${r.note ? `  (${r.note})` : ""}`,
-    );
-  }
+  printTable("rules engine", await benchRules());
 }
