@@ -18,6 +18,7 @@ import {
   effectsOf,
   grantsOf,
   issueFormBody,
+  lastNotice,
   noticesOf,
   openIssueTicket,
   openPrTicket,
@@ -25,6 +26,7 @@ import {
   requestBody,
   reviewPr,
   seedAcme,
+  stateOf,
   syncClock,
   type TicketRef,
 } from "./fixtures.js";
@@ -80,23 +82,21 @@ describe("attacks on the ticket lifecycle", () => {
   afterAll(() => h.stop());
   beforeEach(() => syncClock(h));
 
-  const stateOf = async (ref: TicketRef) => (await grantsOf(h, ref))[0];
-  const lastNotice = async (ref: TicketRef) => (await noticesOf(h, ref)).at(-1);
   const activeGrants = async (ref: TicketRef) =>
     (await grantsOf(h, ref)).filter((g) => g.state === "active");
 
   /** The decision's trace, as /status gives it. */
   async function trace(ref: TicketRef): Promise<string[]> {
     await commentOn(h, ref, "dave", "/status");
-    return (await lastNotice(ref))?.trace as string[];
+    return (await lastNotice(h, ref))?.trace as string[];
   }
 
   describe("self-approval", () => {
     it("a code owner cannot /approve their own issue", async () => {
       const issue = await openIssueTicket(h, "bob");
       await commentOn(h, issue, "bob", "/approve");
-      expect((await stateOf(issue))?.state).toBe("pending");
-      expect(await lastNotice(issue)).toMatchObject({
+      expect((await stateOf(h, issue))?.state).toBe("pending");
+      expect(await lastNotice(h, issue)).toMatchObject({
         kind: "command_refused",
         why: "you cannot approve your own request",
       });
@@ -107,7 +107,7 @@ describe("attacks on the ticket lifecycle", () => {
     it("a code owner's approving review of their own PR does not count", async () => {
       const pr = await openPrTicket(h, "bob", "self-review");
       await reviewPr(h, pr, "bob");
-      expect((await stateOf(pr))?.state).toBe("pending");
+      expect((await stateOf(h, pr))?.state).toBe("pending");
       expect(await trace(pr)).toContain(
         "@bob approved: does not count, the requester never approves their own request",
       );
@@ -129,12 +129,12 @@ describe("attacks on the ticket lifecycle", () => {
     });
     await h.deliver(pullRequestEvent(h.sim, "synchronize", pr, { before }));
     await reviewPr(h, pr, "carol");
-    expect((await stateOf(pr))?.state).toBe("pending");
+    expect((await stateOf(h, pr))?.state).toBe("pending");
     expect(await trace(pr)).toContain(
       "@carol approved: does not count, they authored commits on this pull request",
     );
     await reviewPr(h, pr, "bob");
-    expect(await stateOf(pr)).toMatchObject({ state: "active", approvers: ["bob"] });
+    expect(await stateOf(h, pr)).toMatchObject({ state: "active", approvers: ["bob"] });
   });
 
   it("an author of a commit past the 250 GitHub lists does not count either", async () => {
@@ -154,7 +154,7 @@ describe("attacks on the ticket lifecycle", () => {
     });
     await h.deliver(pullRequestEvent(h.sim, "synchronize", pr, { before }));
     await reviewPr(h, pr, "carol");
-    expect((await stateOf(pr))?.state).toBe("pending");
+    expect((await stateOf(h, pr))?.state).toBe("pending");
     expect(await activeGrants(pr)).toEqual([]);
     expect((await trace(pr))[0]).toBe(
       "the pull request has more commits than GitHub lists, so no approval can count",
@@ -202,7 +202,7 @@ describe("attacks on the ticket lifecycle", () => {
       const reviewEvent = pullRequestReviewEvent(h.sim, "submitted", review);
       h.sim.editIssue("acme/payments", pr.number, { body: requestBody({ scopes: "refund" }) });
       await h.deliver(reviewEvent);
-      expect(await stateOf(pr)).toMatchObject({ state: "pending", scopes: ["refund"] });
+      expect(await stateOf(h, pr)).toMatchObject({ state: "pending", scopes: ["refund"] });
       expect(await auditKindsOf(h, pr)).toEqual([
         "grant.requested",
         "approval.recorded",
@@ -213,7 +213,7 @@ describe("attacks on the ticket lifecycle", () => {
     it("an active grant keeps its approved terms when the body is edited", async () => {
       const issue = await openIssueTicket(h, "alice");
       await commentOn(h, issue, "carol", "/approve");
-      const granted = await stateOf(issue);
+      const granted = await stateOf(h, issue);
       const before = h.sim.editIssue("acme/payments", issue.number, {
         body: requestBody({ scopes: "read, refund", duration: "4h" }),
       });
@@ -229,7 +229,7 @@ describe("attacks on the ticket lifecycle", () => {
         ends_at: granted?.ends_at,
         request_hash: granted?.request_hash,
       });
-      expect(await lastNotice(issue)).toEqual({
+      expect(await lastNotice(h, issue)).toEqual({
         kind: "terms_kept",
         terms: {
           resource: "payments-api",
@@ -253,13 +253,13 @@ describe("attacks on the ticket lifecycle", () => {
     it("a non-owner's /approve is refused and their review does not count", async () => {
       const issue = await openIssueTicket(h, "alice");
       await commentOn(h, issue, "mallory", "/approve");
-      expect((await stateOf(issue))?.state).toBe("pending");
-      expect((await lastNotice(issue))?.why).toBe(
+      expect((await stateOf(h, issue))?.state).toBe("pending");
+      expect((await lastNotice(h, issue))?.why).toBe(
         "only code owners of services/payments/ can approve (@bob, @acme/payments-owners)",
       );
       const pr = await openPrTicket(h, "alice", "non-owner");
       await reviewPr(h, pr, "mallory");
-      expect((await stateOf(pr))?.state).toBe("pending");
+      expect((await stateOf(h, pr))?.state).toBe("pending");
       expect(await trace(pr)).toContain(
         "@mallory approved: does not count, they are not a code owner of the path",
       );
@@ -268,11 +268,13 @@ describe("attacks on the ticket lifecycle", () => {
     it("a code owner without write access is refused, in both channels", async () => {
       const issue = await openIssueTicket(h, "alice");
       await commentOn(h, issue, "rita", "/approve");
-      expect((await stateOf(issue))?.state).toBe("pending");
-      expect((await lastNotice(issue))?.why).toBe("approvers need write access to this repository");
+      expect((await stateOf(h, issue))?.state).toBe("pending");
+      expect((await lastNotice(h, issue))?.why).toBe(
+        "approvers need write access to this repository",
+      );
       const pr = await openPrTicket(h, "alice", "read-only-owner");
       await reviewPr(h, pr, "rita");
-      expect((await stateOf(pr))?.state).toBe("pending");
+      expect((await stateOf(h, pr))?.state).toBe("pending");
       expect(await trace(pr)).toContain(
         "@rita approved: does not count, they have no write access to the repository",
       );
@@ -281,13 +283,13 @@ describe("attacks on the ticket lifecycle", () => {
     it("a bot's /approve and approving review are ignored", async () => {
       const issue = await openIssueTicket(h, "alice");
       await commentOn(h, issue, "dependabot[bot]", "/approve");
-      expect((await stateOf(issue))?.state).toBe("pending");
+      expect((await stateOf(h, issue))?.state).toBe("pending");
       expect(await approvalsOf(h, issue)).toEqual([]);
       expect(await auditKindsOf(h, issue)).toEqual(["grant.requested"]);
 
       const pr = await openPrTicket(h, "alice", "bot-review");
       await reviewPr(h, pr, "dependabot[bot]");
-      expect((await stateOf(pr))?.state).toBe("pending");
+      expect((await stateOf(h, pr))?.state).toBe("pending");
       expect(await approvalsOf(h, pr)).toEqual([]);
     });
   });
@@ -295,10 +297,10 @@ describe("attacks on the ticket lifecycle", () => {
   it("a non-owner's approving review is not the post-hoc review of a break-glass grant", async () => {
     const pr = await openPrTicket(h, "olga", "glass-pr");
     await commentOn(h, pr, "olga", "/break-glass checkout is down, INC-77");
-    expect(await stateOf(pr)).toMatchObject({ state: "active", break_glass: true });
+    expect(await stateOf(h, pr)).toMatchObject({ state: "active", break_glass: true });
     await reviewPr(h, pr, "mallory");
     await reviewPr(h, pr, "rita");
-    expect((await stateOf(pr))?.reviewed_at).toBeNull();
+    expect((await stateOf(h, pr))?.reviewed_at).toBeNull();
     expect(await auditKindsOf(h, pr)).toEqual([
       "grant.requested",
       "grant.activated",
@@ -313,7 +315,7 @@ describe("attacks on the ticket lifecycle", () => {
     const reviewed = await openPrTicket(h, "olga", "glass-pr-reviewed");
     await commentOn(h, reviewed, "olga", "/break-glass checkout is down, INC-78");
     await reviewPr(h, reviewed, "carol");
-    expect((await stateOf(reviewed))?.reviewed_at).not.toBeNull();
+    expect((await stateOf(h, reviewed))?.reviewed_at).not.toBeNull();
     expect((await auditKindsOf(h, reviewed)).at(-1)).toBe("grant.reviewed");
   });
 
@@ -326,7 +328,7 @@ describe("attacks on the ticket lifecycle", () => {
         },
       });
       await reviewPr(h, pr, "mallory");
-      expect((await stateOf(pr))?.state).toBe("pending");
+      expect((await stateOf(h, pr))?.state).toBe("pending");
       expect(await trace(pr)).toContain(
         "@mallory approved: does not count, they are not a code owner of the path",
       );
@@ -347,14 +349,14 @@ describe("attacks on the ticket lifecycle", () => {
       const pr = await openPrTicket(h, "alice", "own-policy", {
         files: { ".github/hallpass.yml": widened },
       });
-      expect((await stateOf(pr))?.state).toBe("pending");
+      expect((await stateOf(h, pr))?.state).toBe("pending");
 
       const other = await openPrTicket(h, "alice", "own-scope", {
         files: { ".github/hallpass.yml": widened },
         body: requestBody({ scopes: "charges" }),
       });
       expect(await grantsOf(h, other)).toEqual([]);
-      expect(await lastNotice(other)).toEqual({
+      expect(await lastNotice(h, other)).toEqual({
         kind: "request_invalid",
         problems: ['scope "charges" is not defined for payments-api; allowed: read, refund'],
       });
@@ -364,7 +366,7 @@ describe("attacks on the ticket lifecycle", () => {
   it("an approval followed by a push does not carry over to the new commit", async () => {
     const pr = await openPrTicket(h, "alice", "push-after");
     await reviewPr(h, pr, "bob");
-    const approved = await stateOf(pr);
+    const approved = await stateOf(h, pr);
     expect(approved?.state).toBe("active");
     const before = pr.pull.head.sha;
     h.sim.commit("acme/payments", {
@@ -386,7 +388,7 @@ describe("attacks on the ticket lifecycle", () => {
     const comment = await commentOn(h, issue, "carol", "Looking at this now.");
     h.sim.editComment(comment.id, "/approve");
     await h.deliver(issueCommentEvent(h.sim, "edited", comment));
-    expect((await stateOf(issue))?.state).toBe("pending");
+    expect((await stateOf(h, issue))?.state).toBe("pending");
     expect(await approvalsOf(h, issue)).toEqual([]);
     expect(await auditKindsOf(h, issue)).toEqual(["grant.requested"]);
     expect((await noticesOf(h, issue)).map((n) => n.kind)).toEqual(["request_received"]);
@@ -450,7 +452,7 @@ describe("attacks on the ticket lifecycle", () => {
     h.sim.editIssue("acme/payments", blank.number, { body: requestBody() });
     h.sim.addLabel("acme/payments", blank.number, "hallpass");
     await h.deliver(pullRequestEvent(h.sim, "labeled", blank, { label: "hallpass" }));
-    expect((await stateOf(blank))?.state).toBe("pending");
+    expect((await stateOf(h, blank))?.state).toBe("pending");
 
     // A review of the read request does not approve the refund request labeled later.
     const pr = await openPrTicket(h, "alice", "read-then-refund", { labels: [] });
@@ -458,7 +460,7 @@ describe("attacks on the ticket lifecycle", () => {
     h.sim.editIssue("acme/payments", pr.number, { body: requestBody({ scopes: "refund" }) });
     h.sim.addLabel("acme/payments", pr.number, "hallpass");
     await h.deliver(pullRequestEvent(h.sim, "labeled", pr, { label: "hallpass" }));
-    expect(await stateOf(pr)).toMatchObject({ state: "pending", scopes: ["refund"] });
+    expect(await stateOf(h, pr)).toMatchObject({ state: "pending", scopes: ["refund"] });
     expect(await activeGrants(pr)).toEqual([]);
   });
 
@@ -512,8 +514,8 @@ describe("attacks on the ticket lifecycle", () => {
     expect((await auditOf(h, issue))[0]?.data.reason).toBe(reason);
 
     await commentOn(h, issue, "bob", `/deny ${reason}`);
-    expect(await lastNotice(issue)).toEqual({ kind: "denied", by: "bob", reason });
-    expect((await stateOf(issue))?.end_reason).toBe(reason);
+    expect(await lastNotice(h, issue)).toEqual({ kind: "denied", by: "bob", reason });
+    expect((await stateOf(h, issue))?.end_reason).toBe(reason);
 
     const glass = await openIssueTicket(h, "olga");
     await commentOn(h, glass, "olga", `/break-glass ${reason}`);

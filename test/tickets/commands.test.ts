@@ -8,6 +8,7 @@ import {
   commentOn,
   grantsOf,
   isoOf,
+  lastNotice,
   msOf,
   noticesOf,
   openIssueTicket,
@@ -16,8 +17,8 @@ import {
   requestBody,
   reviewPr,
   seedAcme,
+  stateOf,
   syncClock,
-  type TicketRef,
 } from "./fixtures.js";
 
 const MINUTE = 60_000;
@@ -43,13 +44,10 @@ describe("ticket commands", () => {
   afterAll(() => h.stop());
   beforeEach(() => syncClock(h));
 
-  const stateOf = async (ref: TicketRef) => (await grantsOf(h, ref))[0];
-  const lastNotice = async (ref: TicketRef) => (await noticesOf(h, ref)).at(-1);
-
   async function activeIssue(requester = "alice", body = requestBody()) {
     const issue = await openIssueTicket(h, requester, body);
     await commentOn(h, issue, "carol", "/approve");
-    expect((await stateOf(issue))?.state).toBe("active");
+    expect((await stateOf(h, issue))?.state).toBe("active");
     return issue;
   }
 
@@ -57,7 +55,7 @@ describe("ticket commands", () => {
     it("says what a pending request needs, and from whom", async () => {
       const issue = await openIssueTicket(h, "alice");
       await commentOn(h, issue, "mallory", "/status");
-      const status = await lastNotice(issue);
+      const status = await lastNotice(h, issue);
       expect(status).toMatchObject({ kind: "status", state: "pending" });
       expect(status?.trace).toEqual([
         "needs 1 approval from code owners of services/payments/ (CODEOWNERS line 3: @bob @acme/payments-owners), never the requester, a bot or a commit author",
@@ -65,14 +63,14 @@ describe("ticket commands", () => {
         "waiting for 1 more approval from @bob, @acme/payments-owners",
       ]);
       expect(await auditKindsOf(h, issue)).toEqual(["grant.requested", "status.requested"]);
-      expect((await stateOf(issue))?.state).toBe("pending");
+      expect((await stateOf(h, issue))?.state).toBe("pending");
     });
 
     it("says until when and by whom access was granted", async () => {
       const issue = await activeIssue();
       await commentOn(h, issue, "alice", "/status");
-      const grant = await stateOf(issue);
-      expect(await lastNotice(issue)).toEqual({
+      const grant = await stateOf(h, issue);
+      expect(await lastNotice(h, issue)).toEqual({
         kind: "status",
         state: `active until ${isoOf(grant?.ends_at)}`,
         trace: ["granted read on payments-api (approvals by carol)"],
@@ -84,11 +82,11 @@ describe("ticket commands", () => {
   describe("/extend", () => {
     it("needs a code owner's approval, then moves ends_at", async () => {
       const issue = await activeIssue();
-      const before = await stateOf(issue);
+      const before = await stateOf(h, issue);
       const endsAt = msOf(before?.ends_at);
       await commentOn(h, issue, "alice", "/extend 30m");
-      expect(isoOf((await stateOf(issue))?.ends_at)).toBe(new Date(endsAt).toISOString());
-      expect(await lastNotice(issue)).toEqual({
+      expect(isoOf((await stateOf(h, issue))?.ends_at)).toBe(new Date(endsAt).toISOString());
+      expect(await lastNotice(h, issue)).toEqual({
         kind: "extension_requested",
         requester: "alice",
         extendBySeconds: 1800,
@@ -98,14 +96,14 @@ describe("ticket commands", () => {
       // The requester cannot approve it; a non-owner cannot either.
       await commentOn(h, issue, "alice", "/approve");
       await commentOn(h, issue, "mallory", "/approve");
-      expect(isoOf((await stateOf(issue))?.ends_at)).toBe(new Date(endsAt).toISOString());
+      expect(isoOf((await stateOf(h, issue))?.ends_at)).toBe(new Date(endsAt).toISOString());
 
       await commentOn(h, issue, "bob", "/approve");
-      const after = await stateOf(issue);
+      const after = await stateOf(h, issue);
       expect(after).toMatchObject({ state: "active" });
       expect(isoOf(after?.ends_at)).toBe(new Date(endsAt + 30 * MINUTE).toISOString());
       expect(after?.approvers).toEqual(["bob", "carol"]);
-      expect(await lastNotice(issue)).toEqual({
+      expect(await lastNotice(h, issue)).toEqual({
         kind: "extended",
         by: ["bob"],
         previousEndsAt: new Date(endsAt).toISOString(),
@@ -135,26 +133,26 @@ describe("ticket commands", () => {
     it("on a pull request, is approved by a code owner's review", async () => {
       const pr = await openPrTicket(h, "alice", "extend-pr");
       await reviewPr(h, pr, "bob");
-      const endsAt = msOf((await stateOf(pr))?.ends_at);
+      const endsAt = msOf((await stateOf(h, pr))?.ends_at);
       await commentOn(h, pr, "alice", "/extend 30m");
       await reviewPr(h, pr, "carol");
-      expect(isoOf((await stateOf(pr))?.ends_at)).toBe(
+      expect(isoOf((await stateOf(h, pr))?.ends_at)).toBe(
         new Date(endsAt + 30 * MINUTE).toISOString(),
       );
     });
 
     it("is refused beyond the resource's max_ttl", async () => {
       const issue = await activeIssue();
-      const endsAt = isoOf((await stateOf(issue))?.ends_at);
+      const endsAt = isoOf((await stateOf(h, issue))?.ends_at);
       await commentOn(h, issue, "alice", "/extend 3h");
-      expect(await lastNotice(issue)).toEqual({
+      expect(await lastNotice(h, issue)).toEqual({
         kind: "command_refused",
         command: "/extend",
         actor: "alice",
         why: "that would make 5h in all; payments-api allows at most 4h",
       });
       await commentOn(h, issue, "bob", "/approve");
-      expect(isoOf((await stateOf(issue))?.ends_at)).toBe(endsAt);
+      expect(isoOf((await stateOf(h, issue))?.ends_at)).toBe(endsAt);
       expect(await auditKindsOf(h, issue)).toEqual([
         ...ACTIVE,
         "command.refused",
@@ -164,10 +162,10 @@ describe("ticket commands", () => {
 
     it("is auto-approved when an auto_approve rule covers the whole duration", async () => {
       const issue = await openIssueTicket(h, "sid", requestBody({ duration: "10m" }));
-      const grant = await stateOf(issue);
+      const grant = await stateOf(h, issue);
       expect(grant).toMatchObject({ state: "active", decision: "auto" });
       await commentOn(h, issue, "sid", "/extend 10m");
-      expect(isoOf((await stateOf(issue))?.ends_at)).toBe(
+      expect(isoOf((await stateOf(h, issue))?.ends_at)).toBe(
         new Date(msOf(grant?.ends_at) + 10 * MINUTE).toISOString(),
       );
       expect(await auditKindsOf(h, issue)).toEqual([
@@ -181,14 +179,14 @@ describe("ticket commands", () => {
     it("is refused to anyone but the requester, and without active access", async () => {
       const pending = await openIssueTicket(h, "alice");
       await commentOn(h, pending, "alice", "/extend 30m");
-      expect((await lastNotice(pending))?.why).toBe("there is no active access to extend");
+      expect((await lastNotice(h, pending))?.why).toBe("there is no active access to extend");
 
       const issue = await activeIssue();
-      const endsAt = isoOf((await stateOf(issue))?.ends_at);
+      const endsAt = isoOf((await stateOf(h, issue))?.ends_at);
       await commentOn(h, issue, "bob", "/extend 30m");
-      expect((await lastNotice(issue))?.why).toBe("only the requester can ask for more time");
+      expect((await lastNotice(h, issue))?.why).toBe("only the requester can ask for more time");
       await commentOn(h, issue, "carol", "/approve");
-      expect(isoOf((await stateOf(issue))?.ends_at)).toBe(endsAt);
+      expect(isoOf((await stateOf(h, issue))?.ends_at)).toBe(endsAt);
       expect(await auditKindsOf(h, issue)).toEqual([
         ...ACTIVE,
         "command.refused",
@@ -201,7 +199,7 @@ describe("ticket commands", () => {
     it("grants an allowed requester at once, flagged for review", async () => {
       const issue = await openIssueTicket(h, "olga");
       await commentOn(h, issue, "olga", "/break-glass checkout is down, INC-1234");
-      const grant = await stateOf(issue);
+      const grant = await stateOf(h, issue);
       const now = h.clock.now().getTime();
       expect(grant).toMatchObject({
         state: "active",
@@ -213,7 +211,7 @@ describe("ticket commands", () => {
       expect(isoOf(grant?.starts_at)).toBe(new Date(now).toISOString());
       expect(isoOf(grant?.ends_at)).toBe(new Date(now + 30 * MINUTE).toISOString());
       expect(isoOf(grant?.review_due_at)).toBe(new Date(now + 24 * HOUR).toISOString());
-      expect(await lastNotice(issue)).toMatchObject({
+      expect(await lastNotice(h, issue)).toMatchObject({
         kind: "granted",
         decision: "break_glass",
         reviewBy: new Date(now + 24 * HOUR).toISOString(),
@@ -228,7 +226,7 @@ describe("ticket commands", () => {
 
       // A code owner's /approve afterwards is the review.
       await commentOn(h, issue, "bob", "/approve");
-      expect((await stateOf(issue))?.reviewed_at).not.toBeNull();
+      expect((await stateOf(h, issue))?.reviewed_at).not.toBeNull();
       expect(await auditKindsOf(h, issue)).toEqual([
         "grant.requested",
         "grant.activated",
@@ -246,14 +244,14 @@ describe("ticket commands", () => {
     it("flags a break-glass grant nobody reviewed in time, once", async () => {
       const issue = await openIssueTicket(h, "otto");
       await commentOn(h, issue, "otto", "/break-glass payments queue stuck");
-      const due = msOf((await stateOf(issue))?.review_due_at);
+      const due = msOf((await stateOf(h, issue))?.review_due_at);
       h.clock.advance(due - 1_000 - h.clock.now().getTime());
       await h.sweep();
       expect((await noticesOf(h, issue)).map((n) => n.kind)).not.toContain("review_overdue");
       h.clock.advance(1_000);
       await h.sweep();
       await h.sweep();
-      expect(await lastNotice(issue)).toEqual({
+      expect(await lastNotice(h, issue)).toEqual({
         kind: "review_overdue",
         reviewBy: new Date(due).toISOString(),
       });
@@ -268,8 +266,8 @@ describe("ticket commands", () => {
     it("is refused to a requester the rule does not name", async () => {
       const issue = await openIssueTicket(h, "alice");
       await commentOn(h, issue, "alice", "/break-glass I am in a hurry");
-      expect((await stateOf(issue))?.state).toBe("pending");
-      expect(await lastNotice(issue)).toEqual({
+      expect((await stateOf(h, issue))?.state).toBe("pending");
+      expect(await lastNotice(h, issue)).toEqual({
         kind: "command_refused",
         command: "/break-glass",
         actor: "alice",
@@ -281,8 +279,8 @@ describe("ticket commands", () => {
     it("is refused on someone else's request, even to an allowed requester", async () => {
       const issue = await openIssueTicket(h, "alice");
       await commentOn(h, issue, "olga", "/break-glass helping alice out");
-      expect((await stateOf(issue))?.state).toBe("pending");
-      expect((await lastNotice(issue))?.why).toBe(
+      expect((await stateOf(h, issue))?.state).toBe("pending");
+      expect((await lastNotice(h, issue))?.why).toBe(
         "only the requester can break the glass on their own request",
       );
     });
@@ -294,7 +292,7 @@ describe("ticket commands", () => {
       const first = await openIssueTicket(h, "sue", body);
       const second = await openIssueTicket(h, "sue", body);
       for (const issue of [first, second]) {
-        expect(await stateOf(issue)).toMatchObject({
+        expect(await stateOf(h, issue)).toMatchObject({
           state: "active",
           decision: "auto",
           auto_rule: 0,
@@ -304,13 +302,13 @@ describe("ticket commands", () => {
         expect((await auditOf(h, issue)).at(-1)?.actor).toBe("github:sue");
       }
       const third = await openIssueTicket(h, "sue", body);
-      expect((await stateOf(third))?.state).toBe("pending");
+      expect((await stateOf(h, third))?.state).toBe("pending");
       await commentOn(h, third, "sue", "/status");
-      expect((await lastNotice(third))?.trace).toContain(
+      expect((await lastNotice(h, third))?.trace).toContain(
         "auto_approve rule 1 quota is used up (2 of 2 in 7d); a code owner approves instead",
       );
       await commentOn(h, third, "carol", "/approve");
-      expect(await stateOf(third)).toMatchObject({ state: "active", decision: "approvals" });
+      expect(await stateOf(h, third)).toMatchObject({ state: "active", decision: "approvals" });
 
       // Outside the rule (a scope it does not list), a human is needed at once.
       const refund = await openIssueTicket(
@@ -318,7 +316,7 @@ describe("ticket commands", () => {
         "sue",
         requestBody({ scopes: "refund", duration: "30m" }),
       );
-      expect((await stateOf(refund))?.state).toBe("pending");
+      expect((await stateOf(h, refund))?.state).toBe("pending");
     });
   });
 
@@ -331,9 +329,9 @@ describe("ticket commands", () => {
     it("approved before its start, begins at the start", async () => {
       const start = new Date(Math.ceil(h.clock.now().getTime() / 1000) * 1000 + HOUR);
       const issue = await openIssueTicket(h, "alice", scheduled(start));
-      expect((await stateOf(issue))?.state).toBe("pending");
+      expect((await stateOf(h, issue))?.state).toBe("pending");
       await commentOn(h, issue, "carol", "/approve");
-      const grant = await stateOf(issue);
+      const grant = await stateOf(h, issue);
       expect(grant?.state).toBe("active");
       expect(isoOf(grant?.starts_at)).toBe(start.toISOString());
       expect(isoOf(grant?.ends_at)).toBe(new Date(start.getTime() + 2 * HOUR).toISOString());
@@ -350,7 +348,7 @@ describe("ticket commands", () => {
       });
       (comment as { createdAt: Date }).createdAt = h.clock.now();
       await h.deliver(issueCommentEvent(h.sim, "created", comment));
-      const grant = await stateOf(issue);
+      const grant = await stateOf(h, issue);
       expect(grant).toMatchObject({ state: "active", approvers: ["carol"] });
       expect(isoOf(grant?.starts_at)).toBe(h.clock.now().toISOString());
       expect(await auditKindsOf(h, issue)).toEqual(ACTIVE);
@@ -363,7 +361,7 @@ describe("ticket commands", () => {
       const review = h.sim.review("acme/payments", pr.number, { user: "bob", state: "APPROVED" });
       (review as { submittedAt: Date }).submittedAt = h.clock.now();
       await h.deliver(pullRequestReviewEvent(h.sim, "submitted", review));
-      const grant = await stateOf(pr);
+      const grant = await stateOf(h, pr);
       expect(grant).toMatchObject({ state: "active", approvers: ["bob"] });
       expect(isoOf(grant?.starts_at)).toBe(h.clock.now().toISOString());
     });
@@ -376,7 +374,7 @@ describe("ticket commands", () => {
       await commentOn(h, issue, "bob", "/done");
       await commentOn(h, issue, "mallory", "/revoke");
       await commentOn(h, issue, "carol", "/approve");
-      expect((await stateOf(issue))?.state).toBe("active");
+      expect((await stateOf(h, issue))?.state).toBe("active");
       expect((await noticesOf(h, issue)).slice(2).map((n) => n.why)).toEqual([
         "there is no pending request to deny",
         "only the requester can give access back with /done; code owners use /revoke",
@@ -395,8 +393,8 @@ describe("ticket commands", () => {
     it("/deny by someone who is not a code owner", async () => {
       const issue = await openIssueTicket(h, "alice");
       await commentOn(h, issue, "mallory", "/deny nope nope");
-      expect((await stateOf(issue))?.state).toBe("pending");
-      expect((await lastNotice(issue))?.why).toBe(
+      expect((await stateOf(h, issue))?.state).toBe("pending");
+      expect((await lastNotice(h, issue))?.why).toBe(
         "only code owners of services/payments/ can deny",
       );
     });
@@ -405,7 +403,7 @@ describe("ticket commands", () => {
       const issue = await openIssueTicket(h, "alice");
       await commentOn(h, issue, "carol", "/approve please");
       await commentOn(h, issue, "bob", "/deny");
-      expect((await stateOf(issue))?.state).toBe("pending");
+      expect((await stateOf(h, issue))?.state).toBe("pending");
       expect((await noticesOf(h, issue)).slice(1).map((n) => [n.command, n.why])).toEqual([
         ["/approve", "/approve takes no arguments"],
         ["/deny", "/deny needs a reason, e.g. `/deny too broad for this task`"],

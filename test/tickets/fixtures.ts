@@ -166,6 +166,22 @@ export async function noticesOf(h: Hallpass, ref: TicketRef): Promise<Effect["no
   return (await effectsOf(h, ref)).filter((e) => e.kind === "comment").map((e) => e.notice);
 }
 
+/** The ticket's newest grant. */
+export async function stateOf(
+  h: Hallpass,
+  ref: TicketRef,
+): Promise<Record<string, unknown> | undefined> {
+  return (await grantsOf(h, ref))[0];
+}
+
+/** The last comment notice queued for the ticket. */
+export async function lastNotice(
+  h: Hallpass,
+  ref: TicketRef,
+): Promise<Effect["notice"] | undefined> {
+  return (await noticesOf(h, ref)).at(-1);
+}
+
 /** The check-run side effects of the ticket, oldest first. */
 export async function checkRunsOf(
   h: Hallpass,

@@ -18,13 +18,13 @@ import {
   commentOn,
   effectsOf,
   grantsOf,
-  noticesOf,
+  lastNotice,
   openIssueTicket,
   POLICY,
   requestBody,
   seedAcme,
+  stateOf,
   syncClock,
-  type TicketRef,
 } from "./fixtures.js";
 
 const REPORTS = `  reports-api:
@@ -103,19 +103,16 @@ describe("ending a grant", () => {
     return issue;
   }
 
-  const stateOf = async (ref: TicketRef) => (await grantsOf(h, ref))[0];
-  const lastNotice = async (ref: TicketRef) => (await noticesOf(h, ref)).at(-1);
-
   describe("pending →", () => {
     it("denied by a code owner's /deny, with the reason", async () => {
       const issue = await openIssueTicket(h, "alice");
       await commentOn(h, issue, "bob", "/deny use the read replica instead");
-      expect(await stateOf(issue)).toMatchObject({
+      expect(await stateOf(h, issue)).toMatchObject({
         state: "denied",
         end_reason: "use the read replica instead",
         ended_by: "bob",
       });
-      expect(await lastNotice(issue)).toEqual({
+      expect(await lastNotice(h, issue)).toEqual({
         kind: "denied",
         by: "bob",
         reason: "use the read replica instead",
@@ -127,7 +124,7 @@ describe("ending a grant", () => {
     it("cancelled by the requester's /revoke", async () => {
       const issue = await openIssueTicket(h, "alice");
       await commentOn(h, issue, "alice", "/revoke");
-      expect(await stateOf(issue)).toMatchObject({ state: "cancelled", ended_by: "alice" });
+      expect(await stateOf(h, issue)).toMatchObject({ state: "cancelled", ended_by: "alice" });
       expect(await auditKindsOf(h, issue)).toEqual(["grant.requested", "grant.cancelled"]);
     });
 
@@ -135,7 +132,7 @@ describe("ending a grant", () => {
       const issue = await openIssueTicket(h, "alice");
       h.sim.removeLabel("acme/payments", issue.number, "hallpass");
       await h.deliver(issuesEvent(h.sim, "unlabeled", issue, { label: "hallpass", sender: "bob" }));
-      expect(await stateOf(issue)).toMatchObject({
+      expect(await stateOf(h, issue)).toMatchObject({
         state: "cancelled",
         end_reason: "the hallpass label was removed",
         ended_by: "bob",
@@ -147,7 +144,7 @@ describe("ending a grant", () => {
       const issue = await openIssueTicket(h, "alice");
       h.sim.closeIssue("acme/payments", issue.number, { by: "alice" });
       await h.deliver(issuesEvent(h.sim, "closed", issue));
-      expect(await stateOf(issue)).toMatchObject({
+      expect(await stateOf(h, issue)).toMatchObject({
         state: "cancelled",
         end_reason: "the issue was closed",
       });
@@ -161,12 +158,12 @@ describe("ending a grant", () => {
     it("by a code owner's /revoke", async () => {
       const issue = await activeIssue();
       await commentOn(h, issue, "bob", "/revoke");
-      expect(await stateOf(issue)).toMatchObject({
+      expect(await stateOf(h, issue)).toMatchObject({
         state: "revoked",
         end_reason: "revoked by bob",
         ended_by: "bob",
       });
-      expect(await lastNotice(issue)).toMatchObject({
+      expect(await lastNotice(h, issue)).toMatchObject({
         kind: "ended",
         state: "revoked",
         by: "bob",
@@ -178,7 +175,7 @@ describe("ending a grant", () => {
     it("by the requester's /done", async () => {
       const issue = await activeIssue();
       await commentOn(h, issue, "alice", "/done");
-      expect(await stateOf(issue)).toMatchObject({
+      expect(await stateOf(h, issue)).toMatchObject({
         state: "revoked",
         end_reason: "the requester gave access back",
         ended_by: "alice",
@@ -190,7 +187,7 @@ describe("ending a grant", () => {
       const issue = await activeIssue();
       h.sim.closeIssue("acme/payments", issue.number, { by: "bob" });
       await h.deliver(issuesEvent(h.sim, "closed", issue));
-      expect(await stateOf(issue)).toMatchObject({
+      expect(await stateOf(h, issue)).toMatchObject({
         state: "revoked",
         end_reason: "the issue was closed",
         ended_by: "bob",
@@ -204,7 +201,7 @@ describe("ending a grant", () => {
       await h.deliver(
         issuesEvent(h.sim, "unlabeled", issue, { label: "hallpass", sender: "alice" }),
       );
-      expect(await stateOf(issue)).toMatchObject({
+      expect(await stateOf(h, issue)).toMatchObject({
         state: "revoked",
         end_reason: "the hallpass label was removed",
       });
@@ -216,12 +213,12 @@ describe("ending a grant", () => {
       const staying = await activeIssue("alice");
       h.sim.removeOrgMember("acme", "dave");
       await h.deliver(organizationEvent(h.sim, "member_removed", { org: "acme", member: "dave" }));
-      expect(await stateOf(leaving)).toMatchObject({
+      expect(await stateOf(h, leaving)).toMatchObject({
         state: "revoked",
         end_reason: "dave was removed from acme",
       });
       expect(await auditKindsOf(h, leaving)).toEqual([...ACTIVE, "grant.revoked"]);
-      expect((await stateOf(staying))?.state).toBe("active");
+      expect((await stateOf(h, staying))?.state).toBe("active");
       expect(await auditKindsOf(h, staying)).toEqual(ACTIVE);
     });
 
@@ -231,7 +228,7 @@ describe("ending a grant", () => {
       await h.deliver(
         membershipEvent(h.sim, "removed", { org: "acme", team: "readers", member: "frank" }),
       );
-      expect(await stateOf(issue)).toMatchObject({
+      expect(await stateOf(h, issue)).toMatchObject({
         state: "revoked",
         end_reason: "frank was removed from the team acme/readers",
       });
@@ -248,12 +245,12 @@ describe("ending a grant", () => {
         message: "Retire reports-api",
       });
       await h.deliver(pushEvent(h.sim, { repo: "acme/payments", branch: "main", before }));
-      expect(await stateOf(reports)).toMatchObject({ state: "revoked", ended_by: "hallpass" });
-      expect((await stateOf(reports))?.end_reason).toMatch(
+      expect(await stateOf(h, reports)).toMatchObject({ state: "revoked", ended_by: "hallpass" });
+      expect((await stateOf(h, reports))?.end_reason).toMatch(
         /^reports-api is no longer in this repository's policy on main/,
       );
       expect(await auditKindsOf(h, reports)).toEqual([...ACTIVE, "grant.revoked"]);
-      expect((await stateOf(payments))?.state).toBe("active");
+      expect((await stateOf(h, payments))?.state).toBe("active");
       expect(await auditKindsOf(h, payments)).toEqual(ACTIVE);
 
       const restored = h.sim.branchHead("acme/payments");
@@ -277,11 +274,11 @@ describe("ending a grant", () => {
         author: "carol",
       });
       await h.deliver(pushEvent(h.sim, { repo: "acme/payments", branch: "main", before }));
-      expect(await stateOf(byBob)).toMatchObject({
+      expect(await stateOf(h, byBob)).toMatchObject({
         state: "revoked",
         end_reason: "bob is no longer a code owner of services/payments/",
       });
-      expect((await stateOf(byCarol))?.state).toBe("active");
+      expect((await stateOf(h, byCarol))?.state).toBe("active");
 
       // A push to another branch changes nothing.
       const other = h.sim.commit("acme/payments", {
@@ -297,7 +294,7 @@ describe("ending a grant", () => {
           after: other,
         }),
       );
-      expect((await stateOf(byCarol))?.state).toBe("active");
+      expect((await stateOf(h, byCarol))?.state).toBe("active");
       expect(await auditKindsOf(h, byCarol)).toEqual(ACTIVE);
 
       const restored = h.sim.branchHead("acme/payments");
@@ -329,7 +326,7 @@ describe("ending a grant", () => {
       });
       expect(await auditKindsOf(h, ref)).toEqual([...ACTIVE, "grant.revoked"]);
       expect((await effectsOf(h, ref)).length).toBe(queued);
-      expect((await stateOf(acme))?.state).toBe("active");
+      expect((await stateOf(h, acme))?.state).toBe("active");
     });
   });
 
@@ -337,7 +334,7 @@ describe("ending a grant", () => {
     it("editing, relabeling or reopening the ticket asks again: old approvals do not count", async () => {
       const issue = await activeIssue();
       await commentOn(h, issue, "bob", "/revoke");
-      expect((await stateOf(issue))?.state).toBe("revoked");
+      expect((await stateOf(h, issue))?.state).toBe("revoked");
 
       // The requester edits the title only: the same request, asked again.
       h.sim.editIssue("acme/payments", issue.number, { title: "again please" });
@@ -356,7 +353,7 @@ describe("ending a grant", () => {
 
       // A fresh approval is needed.
       await commentOn(h, issue, "carol", "/approve");
-      expect((await stateOf(issue))?.state).toBe("active");
+      expect((await stateOf(h, issue))?.state).toBe("active");
       expect(
         (await approvalsOf(h, issue)).map((a) => [a.approver_login, a.voided_at !== null]),
       ).toEqual([
@@ -369,7 +366,7 @@ describe("ending a grant", () => {
       const issue = await activeIssue();
       h.clock.advance(2 * 3_600_000);
       await h.sweep();
-      expect((await stateOf(issue))?.state).toBe("expired");
+      expect((await stateOf(h, issue))?.state).toBe("expired");
       h.sim.editIssue("acme/payments", issue.number, { title: "still need it" });
       await h.deliver(issuesEvent(h.sim, "edited", issue, { changes: { title: { from: "x" } } }));
       const grants = await grantsOf(h, issue);
@@ -387,7 +384,7 @@ describe("ending a grant", () => {
       await h.deliver(pullRequestEvent(h.sim, "opened", pr));
       const review = h.sim.review("acme/payments", pr.number, { user: "bob", state: "APPROVED" });
       await h.deliver(pullRequestReviewEvent(h.sim, "submitted", review));
-      expect((await stateOf(pr))?.state).toBe("active");
+      expect((await stateOf(h, pr))?.state).toBe("active");
       await commentOn(h, pr, "carol", "/revoke");
       h.sim.editIssue("acme/payments", pr.number, { title: "one more time" });
       await h.deliver(pullRequestEvent(h.sim, "edited", pr, { changes: { title: { from: "x" } } }));

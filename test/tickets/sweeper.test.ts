@@ -5,7 +5,6 @@ import {
   checkRunsOf,
   commentOn,
   effectsOf,
-  grantsOf,
   isoOf,
   msOf,
   noticesOf,
@@ -15,8 +14,8 @@ import {
   requestBody,
   reviewPr,
   seedAcme,
+  stateOf,
   syncClock,
-  type TicketRef,
 } from "./fixtures.js";
 
 const MINUTE = 60_000;
@@ -29,8 +28,6 @@ describe("the sweeper", () => {
   });
   afterAll(() => h.stop());
   beforeEach(() => syncClock(h));
-
-  const stateOf = async (ref: TicketRef) => (await grantsOf(h, ref))[0];
 
   /** Sets the clock to `at`, back in time if need be (for times the database's clock wrote). */
   const setClock = (at: number) => h.clock.advance(at - h.clock.now().getTime());
@@ -46,7 +43,7 @@ describe("the sweeper", () => {
   async function activeIssue(duration = "2h") {
     const issue = await openIssueTicket(h, "alice", requestBody({ duration }));
     await commentOn(h, issue, "carol", "/approve");
-    const grant = await stateOf(issue);
+    const grant = await stateOf(h, issue);
     expect(grant?.state).toBe("active");
     return { issue, endsAt: msOf(grant?.ends_at) };
   }
@@ -54,9 +51,9 @@ describe("the sweeper", () => {
   it("expires a grant exactly at its end, once", async () => {
     const { issue, endsAt } = await activeIssue();
     await sweepAt(endsAt - 1_000);
-    expect((await stateOf(issue))?.state).toBe("active");
+    expect((await stateOf(h, issue))?.state).toBe("active");
     await sweepAt(endsAt);
-    expect(await stateOf(issue)).toMatchObject({
+    expect(await stateOf(h, issue)).toMatchObject({
       state: "expired",
       end_reason: "its time ran out",
       ended_by: "hallpass",
@@ -87,7 +84,7 @@ describe("the sweeper", () => {
     const { issue, endsAt } = await activeIssue("30m");
     await commentOn(h, issue, "alice", "/done");
     await sweepAt(endsAt + MINUTE);
-    expect((await stateOf(issue))?.state).toBe("revoked");
+    expect((await stateOf(h, issue))?.state).toBe("revoked");
     expect(await auditKindsOf(h, issue)).toEqual([
       "grant.requested",
       "approval.recorded",
@@ -109,7 +106,7 @@ describe("the sweeper", () => {
 
     await commentOn(h, issue, "alice", "/extend 30m");
     await commentOn(h, issue, "bob", "/approve");
-    const extended = await stateOf(issue);
+    const extended = await stateOf(h, issue);
     const newEnd = endsAt + 30 * MINUTE;
     expect(isoOf(extended?.ends_at)).toBe(new Date(newEnd).toISOString());
     expect(extended?.warned_at).toBeNull();
@@ -147,13 +144,13 @@ describe("the sweeper", () => {
     const issue = await openIssueTicket(h, "alice");
     // request_ttl counts from the grant's created_at, written with the database's clock
     // (in microseconds: the next millisecond is past it).
-    const asked = msOf((await stateOf(issue))?.created_at) + 1;
+    const asked = msOf((await stateOf(h, issue))?.created_at) + 1;
     setClock(asked + 24 * HOUR - MINUTE);
     await h.sweep();
-    expect((await stateOf(issue))?.state).toBe("pending");
+    expect((await stateOf(h, issue))?.state).toBe("pending");
     setClock(asked + 24 * HOUR);
     await h.sweep();
-    expect(await stateOf(issue)).toMatchObject({
+    expect(await stateOf(h, issue)).toMatchObject({
       state: "cancelled",
       end_reason: "no approval within 1d; the request is stale",
       ended_by: "hallpass",
@@ -174,7 +171,7 @@ describe("the sweeper", () => {
   it("cancels a stale pull request ticket without closing the pull request", async () => {
     const pr = await openPrTicket(h, "alice", "stale-pr");
     await sweepAt(h.clock.now().getTime() + 25 * HOUR);
-    expect((await stateOf(pr))?.state).toBe("cancelled");
+    expect((await stateOf(h, pr))?.state).toBe("cancelled");
     expect((await effectsOf(h, pr)).map((e) => e.kind)).toEqual([
       "comment",
       "check_run",
@@ -192,9 +189,9 @@ describe("the sweeper", () => {
       body: requestBody({ duration: "1h" }),
     });
     await reviewPr(h, pr, "bob");
-    const grant = await stateOf(pr);
+    const grant = await stateOf(h, pr);
     await sweepAt(msOf(grant?.ends_at));
-    expect((await stateOf(pr))?.state).toBe("expired");
+    expect((await stateOf(h, pr))?.state).toBe("expired");
     expect((await checkRunsOf(h, pr)).map((r) => r.conclusion)).toEqual([
       null,
       "success",
