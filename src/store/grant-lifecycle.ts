@@ -235,9 +235,15 @@ export interface Activation {
   readonly approvedCommit: string | null;
   readonly constraints: unknown;
   readonly tokenTtlS: number;
+  /** The policy's `rate_limit` for the proxy, shared by all the grant's tokens; null: none. */
+  readonly rateLimit: { readonly count: number; readonly perSeconds: number } | null;
 }
 
-/** pending → active, with the terms as approved. Null when it was no longer pending. */
+/**
+ * pending → active, with the terms as approved. Null when it was no longer
+ * pending. The database announces it to every replica (`GRANTS_CHANNEL`), as
+ * it does every end and extension of an active grant.
+ */
 export async function activateGrant(sql: Sql, id: string, a: Activation): Promise<Grant | null> {
   const { rows } = await sql.query<GrantRow>(
     `UPDATE grants SET state = 'active', starts_at = $2::timestamptz, ends_at = $3::timestamptz,
@@ -245,7 +251,8 @@ export async function activateGrant(sql: Sql, id: string, a: Activation): Promis
             approvers = $7::text[], decision = $8::text, auto_rule = $9::int,
             break_glass = $8::text = 'break_glass', review_due_at = $10::timestamptz,
             policy_sha = $11::text, approved_commit = $12::text, constraints = $13::jsonb,
-            token_ttl_s = $14::int, version = version + 1, updated_at = now()
+            token_ttl_s = $14::int, rate_limit_count = $15::int, rate_limit_seconds = $16::int,
+            version = version + 1, updated_at = now()
       WHERE id = $1::uuid AND state = 'pending'
       RETURNING ${COLUMNS}`,
     [
@@ -263,6 +270,8 @@ export async function activateGrant(sql: Sql, id: string, a: Activation): Promis
       a.approvedCommit,
       JSON.stringify(a.constraints ?? {}),
       a.tokenTtlS,
+      a.rateLimit?.count ?? null,
+      a.rateLimit?.perSeconds ?? null,
     ],
   );
   return one(rows);

@@ -16,6 +16,8 @@ export interface PostgresOptions {
   searchPath?: string;
   max?: number;
   log?: Logger;
+  /** As `pg_stat_activity` shows the connections; default `hallpass`. */
+  applicationName?: string;
 }
 
 const types: pg.CustomTypesConfig = {
@@ -34,6 +36,7 @@ export function openPostgres(url: string, options: PostgresOptions = {}): Db {
     max: options.max ?? 10,
     connectionTimeoutMillis: 5_000,
     idleTimeoutMillis: 30_000,
+    application_name: options.applicationName ?? "hallpass",
     types,
     ...(options.searchPath ? { options: `-c search_path=${options.searchPath}` } : {}),
   };

@@ -460,6 +460,7 @@ async function applyDecision(
       approvedCommit: view.live.kind === "pull_request" ? view.live.headSha : null,
       constraints: resource.policy.actions,
       tokenTtlS: Math.min(resource.policy.tokenTtl, decision.window.seconds),
+      rateLimit: resource.policy.rateLimit,
     },
     kind === "approvals" ? `github:${approvers[approvers.length - 1] ?? actor}` : `github:${actor}`,
     {

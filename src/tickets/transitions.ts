@@ -1,7 +1,7 @@
 import { appendAudit } from "#src/audit/append.js";
 import type { Json } from "#src/audit/event.js";
 import { voidTicketApprovals } from "#src/store/approvals.js";
-import { type Db, notify, type Sql } from "#src/store/db.js";
+import type { Db, Sql } from "#src/store/db.js";
 import {
   type Activation,
   activateGrant,
@@ -19,9 +19,6 @@ import { enqueue } from "#src/store/outbox.js";
 import { lockTicket, type Ticket } from "#src/store/tickets.js";
 import { usageOf } from "#src/store/usage.js";
 import type { Notice, RepoRef, SideEffect } from "#src/tickets/notices.js";
-
-/** Revocations and activations are announced here, for the proxy's view of live grants. */
-export const GRANTS_CHANNEL = "hallpass_grants";
 
 /** Where a ticket lives, for side effects. */
 export interface TicketScope {
@@ -169,7 +166,6 @@ export function activate(
       return null;
     const grant = await activateGrant(tx, grantId, activation);
     if (!grant) return null;
-    await notify(tx, GRANTS_CHANNEL, `${grantId}:active`);
     return {
       result: grant,
       grantId,
@@ -235,7 +231,6 @@ export function endOpenGrant(
     if (!grant) return null;
     // Approvals were given to this grant: a request asked again (edit, relabel, reopen) needs new ones.
     await voidTicketApprovals(tx, scope.ticket.id, `the grant was ${state}`);
-    if (open.state === "active") await notify(tx, GRANTS_CHANNEL, `${open.id}:${state}`);
     const usage = open.state === "active" ? await usageOf(tx, open.id) : null;
     const notice: Notice =
       state === "denied"
@@ -250,7 +245,7 @@ export function endOpenGrant(
         data: {
           reason: options.reason,
           tokens: usage ? usage.tokens.reduce((n, t) => n + t.count, 0) : 0,
-          proxy_requests: usage ? usage.requests.reduce((n, r) => n + r.count, 0) : 0,
+          proxy_requests: usage?.requestsTotal ?? 0,
         },
       },
       notices: [notice],
@@ -284,7 +279,6 @@ export function extend(
     const previous = open.endsAt;
     const grant = await extendGrant(tx, grantId, endsAt, approvers);
     if (!grant) return null;
-    await notify(tx, GRANTS_CHANNEL, `${grantId}:extended`);
     return {
       result: grant,
       grantId,

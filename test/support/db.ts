@@ -76,7 +76,11 @@ async function postgresSchema(schema: string): Promise<TestDb> {
   const url = withSearchPath(baseUrl, schema);
   const pools: Db[] = [];
   const open = (max?: number) => {
-    const pool = openPostgres(baseUrl, { searchPath: schema, max: max ?? 10 });
+    const pool = openPostgres(baseUrl, {
+      searchPath: schema,
+      max: max ?? 10,
+      applicationName: schema,
+    });
     pools.push(pool);
     return pool;
   };
