@@ -6,6 +6,10 @@
  * the body) is raw: rendering escapes it.
  */
 
+import type { Usage } from "#src/store/usage.js";
+
+export type { Usage };
+
 /** A GitHub repository, by id and by its name when the notice was written. */
 export interface RepoRef {
   readonly id: number;
@@ -23,24 +27,6 @@ export interface Terms {
   /** ISO 8601, or null for "from approval". */
   readonly start: string | null;
   readonly reason: string;
-}
-
-/** Tokens and proxy traffic of a grant, for the closing comment. */
-export interface Usage {
-  readonly tokens: readonly {
-    readonly channel: "actions" | "cli";
-    /** GitHub login, or the workflow run (`owner/repo run 123 attempt 1`). */
-    readonly subject: string;
-    readonly actor: string | null;
-    readonly runId: number | null;
-    readonly count: number;
-  }[];
-  readonly requests: readonly {
-    readonly method: string;
-    readonly path: string;
-    readonly count: number;
-    readonly errors: number;
-  }[];
 }
 
 export type Notice =

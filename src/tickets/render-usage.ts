@@ -1,3 +1,4 @@
+import type { EndpointUsage } from "#src/store/usage.js";
 import { code, person } from "#src/tickets/escape.js";
 import type { Notice, Usage } from "#src/tickets/notices.js";
 
@@ -44,9 +45,12 @@ export function usageInstructions(n: Extract<Notice, { kind: "granted" }>): stri
   ];
 }
 
-/** Tokens by channel, subject and run; proxy requests by endpoint. */
+/** Tokens by channel, subject and run; proxy requests by endpoint and status class. */
 export function usageSummary(usage: Usage): string[] {
-  if (usage.tokens.length === 0) return ["#### Usage", "No tokens were minted."];
+  const requestsTotal = usage.requestsTotal ?? 0;
+  if (usage.tokens.length === 0 && requestsTotal === 0) {
+    return ["#### Usage", "No tokens were minted."];
+  }
   const tokens = [
     "| Channel | Subject | Actor | Run | Tokens |",
     "| --- | --- | --- | --- | ---: |",
@@ -56,17 +60,32 @@ export function usageSummary(usage: Usage): string[] {
     ),
   ];
   const out = ["#### Usage", tokens.join("\n")];
-  if (usage.requests.length > 0) {
-    const requests = [
-      "| Proxy endpoint | Requests | Errors |",
-      "| --- | ---: | ---: |",
-      ...usage.requests.map(
-        (r) => `| ${code(`${r.method} ${r.path}`, 300)} | ${r.count} | ${r.errors} |`,
-      ),
-    ];
-    out.push(requests.join("\n"));
+  if (requestsTotal === 0) {
+    out.push("No requests went through the hallpass proxy.");
+    return out;
+  }
+  const requests = [
+    "| Proxy endpoint | Requests | 2xx | 3xx | 4xx | 5xx | Refused by hallpass |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ...usage.requests.map(
+      (r) =>
+        `| ${endpoint(r)} | ${r.total} | ${r.byClass["2xx"]} | ${r.byClass["3xx"]} | ${r.byClass["4xx"]} | ${r.byClass["5xx"]} | ${r.refused} |`,
+    ),
+  ];
+  out.push(requests.join("\n"));
+  const listed = usage.requests.reduce((n, r) => n + r.total, 0);
+  if (requestsTotal > listed) {
+    out.push(`…and ${requestsTotal - listed} more requests on other endpoints.`);
   }
   return out;
+}
+
+/** `GET /v1/**` (the method asked and the pattern that let it through), or why none did. */
+function endpoint(r: EndpointUsage): string {
+  if (r.scope === null)
+    return `${code(r.method, 20)} not let through: ${code(r.reason ?? "unknown", 60)}`;
+  const path = r.scope.slice(r.scope.indexOf(" ") + 1);
+  return code(`${r.method} ${path}`, 300);
 }
 
 /** A YAML scalar on one line of a fenced block: bare when plain, else double-quoted. */

@@ -81,9 +81,24 @@ const NOTICES: Record<Notice["kind"], Notice> = {
         { channel: "cli", subject: "alice", actor: null, runId: null, count: 1 },
       ],
       requests: [
-        { method: "GET", path: "/v1/charges/ch_1", count: 12, errors: 0 },
-        { method: "POST", path: "/v1/refunds", count: 1, errors: 1 },
+        {
+          method: "GET",
+          scope: "GET /v1/**",
+          reason: null,
+          total: 12,
+          byClass: { "2xx": 10, "3xx": 0, "4xx": 1, "5xx": 1 },
+          refused: 1,
+        },
+        {
+          method: "DELETE",
+          scope: null,
+          reason: "SCOPE_NOT_GRANTED",
+          total: 2,
+          byClass: { "2xx": 0, "3xx": 0, "4xx": 2, "5xx": 0 },
+          refused: 2,
+        },
       ],
+      requestsTotal: 20,
     },
   },
   terms_kept: { kind: "terms_kept", terms },
@@ -216,9 +231,13 @@ describe("renderNotice", () => {
     const used = renderNotice(NOTICES.ended, AUDIT, MARKER);
     expect(used).toContain("| CI | `acme/payments run 991 attempt 1` | `alice` | 991 | 3 |");
     expect(used).toContain("| CLI | `alice` | — | — | 1 |");
-    expect(used).toContain("| `POST /v1/refunds` | 1 | 1 |");
+    expect(used).toContain("| `GET /v1/**` | 12 | 10 | 0 | 1 | 1 | 1 |");
+    expect(used).toContain(
+      "| `DELETE` not let through: `SCOPE_NOT_GRANTED` | 2 | 0 | 0 | 2 | 0 | 2 |",
+    );
+    expect(used).toContain("…and 6 more requests on other endpoints.");
     const unused = renderNotice(
-      { ...NOTICES.ended, usage: { tokens: [], requests: [] } } as Notice,
+      { ...NOTICES.ended, usage: { tokens: [], requests: [], requestsTotal: 0 } } as Notice,
       AUDIT,
       MARKER,
     );

@@ -76,7 +76,7 @@ describe("the sweeper", () => {
       state: "expired",
       reason: "its time ran out",
       by: "hallpass",
-      usage: { tokens: [], requests: [] },
+      usage: { tokens: [], requests: [], requestsTotal: 0 },
     });
   });
 
