@@ -39,3 +39,23 @@ export const patternField = textOf('a scope pattern such as "GET /v1/**"').trans
     return z.NEVER;
   },
 );
+
+const SIZE_UNITS = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 } as const;
+/** The largest size accepted: 64 GiB. */
+export const MAX_SIZE_BYTES = 64 * 1024 ** 3;
+
+/** `10mb` → 10485760 (bytes; units b, kb, mb, gb are powers of 1024). */
+export const sizeField = textOf("a size with a unit, such as 512kb or 10mb").transform(
+  (text, ctx) => {
+    const match = /^(\d{1,12})(b|kb|mb|gb)$/.exec(text.trim());
+    const bytes = match ? Number(match[1]) * SIZE_UNITS[match[2] as keyof typeof SIZE_UNITS] : NaN;
+    if (match && bytes >= 1 && bytes <= MAX_SIZE_BYTES) return bytes;
+    ctx.addIssue({
+      code: "custom",
+      message: match
+        ? "must be between 1b and 64gb"
+        : `${JSON.stringify(text.slice(0, 40))}: expected a whole number and a unit (b, kb, mb, gb), e.g. 10mb`,
+    });
+    return z.NEVER;
+  },
+);

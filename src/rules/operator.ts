@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { durationField, patternField } from "#src/rules/fields.js";
+import { durationField, patternField, sizeField } from "#src/rules/fields.js";
 import { RESOURCE_NAME } from "#src/rules/policy.js";
 import type { ScopePattern } from "#src/rules/scopes.js";
 import {
@@ -29,6 +29,10 @@ import {
  *     max_ttl: 8h                  # ceiling for any policy's max_ttl
  *     scopes: ["GET /v1/**", "POST /v1/refunds"]   # ceiling: widest patterns a policy may grant
  *     upstream: https://payments.internal.example   # proxy target (http only for localhost)
+ *     upstream_ca: file:/etc/hallpass/internal-ca.pem  # trust for an internal TLS upstream
+ *     timeouts: { connect: 5s, headers: 30s, body: 30s }
+ *     max_request_body: 10mb
+ *     strip_cookies: [session]     # cookies of the caller never forwarded
  *     credential:                  # injected by the proxy (needs upstream)
  *       header: authorization
  *       value: env:PAYMENTS_API_TOKEN
@@ -56,6 +60,8 @@ export interface OperatorResource {
   readonly scopes: readonly ScopePattern[];
   /** Normalised URL, or `null` when the proxy does not serve this resource. */
   readonly upstream: string | null;
+  /** How the proxy talks to the upstream (defaults when there is none). */
+  readonly proxy: ProxySettings;
   readonly credential: {
     /** Lower case. */
     readonly header: string;
@@ -65,6 +71,31 @@ export interface OperatorResource {
   /** Shared secret of RFC 7662 callers for this resource. */
   readonly introspectionSecret: SecretRef | null;
 }
+
+/** The proxy's settings of one resource. */
+export interface ProxySettings {
+  /** PEM file of the CAs an https upstream's certificate must chain to; null: the system's. */
+  readonly upstreamCa: { readonly source: "file"; readonly path: string } | null;
+  readonly timeouts: {
+    /** Connecting, TLS included. */
+    readonly connectMs: number;
+    /** From the request sent to the response's headers. */
+    readonly headersMs: number;
+    /** The longest pause between two chunks of the response body. */
+    readonly bodyMs: number;
+  };
+  /** Requests with a larger body are refused (413). */
+  readonly maxRequestBodyBytes: number;
+  /** Cookies of the caller removed before forwarding, lower case. */
+  readonly stripCookies: readonly string[];
+}
+
+export const DEFAULT_PROXY_SETTINGS: ProxySettings = Object.freeze({
+  upstreamCa: null,
+  timeouts: Object.freeze({ connectMs: 5_000, headersMs: 30_000, bodyMs: 30_000 }),
+  maxRequestBodyBytes: 10 * 1024 * 1024,
+  stripCookies: Object.freeze([]) as readonly string[],
+});
 
 /** Where a secret is, never the secret itself. */
 export type SecretRef =
@@ -186,6 +217,33 @@ const credential = z.strictObject({
     .default(""),
 });
 
+const fileRef = z.string().transform((text, ctx) => {
+  const ref = parseSecretRef(text);
+  if (ref?.source === "file") return ref;
+  ctx.addIssue({ code: "custom", message: "expected file:/absolute/path of a PEM file" });
+  return z.NEVER;
+});
+
+const timeouts = z.strictObject({
+  connect: duration.optional(),
+  headers: duration.optional(),
+  body: duration.optional(),
+});
+
+const cookieName = z
+  .string()
+  .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$/, { error: "not a cookie name" })
+  .transform((name) => name.toLowerCase());
+
+/** Keys that only mean something to the proxy: they need `upstream`. */
+const PROXY_KEYS = [
+  "credential",
+  "upstream_ca",
+  "timeouts",
+  "max_request_body",
+  "strip_cookies",
+] as const;
+
 const resource = z
   .strictObject({
     repository: z.strictObject({ id, owner_id: id, name: repoName }),
@@ -193,16 +251,29 @@ const resource = z
     max_ttl: duration,
     scopes: z.array(pattern).min(1).max(200),
     upstream: upstream.optional(),
+    upstream_ca: fileRef.optional(),
+    timeouts: timeouts.optional(),
+    max_request_body: sizeField.optional(),
+    strip_cookies: z.array(cookieName).max(100).optional(),
     credential: credential.optional(),
     introspection_secret: secretRef.optional(),
   })
   .superRefine(
     (r, ctx) => {
-      if (r.credential && r.upstream === undefined) {
+      for (const key of PROXY_KEYS) {
+        if (r[key] !== undefined && r.upstream === undefined) {
+          ctx.addIssue({
+            code: "custom",
+            path: [key],
+            message: `${key} is for the proxy: set upstream too`,
+          });
+        }
+      }
+      if (r.upstream_ca && r.upstream && !r.upstream.startsWith("https:")) {
         ctx.addIssue({
           code: "custom",
-          path: ["credential"],
-          message: "a credential is injected by the proxy: set upstream too",
+          path: ["upstream_ca"],
+          message: "upstream_ca verifies an https:// upstream; this upstream is http://",
         });
       }
     },
@@ -241,6 +312,16 @@ const operatorSchema = z
         maxTtl: r.max_ttl,
         scopes: r.scopes,
         upstream: r.upstream ?? null,
+        proxy: {
+          upstreamCa: r.upstream_ca ?? null,
+          timeouts: {
+            connectMs: seconds(r.timeouts?.connect) ?? DEFAULT_PROXY_SETTINGS.timeouts.connectMs,
+            headersMs: seconds(r.timeouts?.headers) ?? DEFAULT_PROXY_SETTINGS.timeouts.headersMs,
+            bodyMs: seconds(r.timeouts?.body) ?? DEFAULT_PROXY_SETTINGS.timeouts.bodyMs,
+          },
+          maxRequestBodyBytes: r.max_request_body ?? DEFAULT_PROXY_SETTINGS.maxRequestBodyBytes,
+          stripCookies: [...new Set(r.strip_cookies ?? [])],
+        },
         credential: r.credential
           ? { header: r.credential.header, value: r.credential.value, prefix: r.credential.prefix }
           : null,
@@ -265,6 +346,10 @@ const operatorSchema = z
     }
   });
 
+function seconds(value: number | undefined): number | undefined {
+  return value === undefined ? undefined : value * 1000;
+}
+
 function knownKeys(path: KeyPath): readonly string[] {
   const shape = path.map((step, i) => (i === 1 && path[0] === "resources" ? "*" : step));
   switch (shape.join("/")) {
@@ -276,6 +361,8 @@ function knownKeys(path: KeyPath): readonly string[] {
       return ["id", "owner_id", "name"];
     case "resources/*/credential":
       return Object.keys(credential.shape);
+    case "resources/*/timeouts":
+      return Object.keys(timeouts.shape);
     default:
       return [];
   }

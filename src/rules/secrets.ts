@@ -5,9 +5,18 @@ export { Secret };
 
 /** The resolved secrets of one resource. */
 export interface ResourceSecrets {
-  /** The header the proxy injects, prefix included; `null` when none is configured. */
-  readonly credential: { readonly header: string; readonly value: Secret } | null;
+  /**
+   * The header the proxy injects, `value` with its prefix, `bare` without
+   * (what an upstream echoing it back would show); `null` when none is configured.
+   */
+  readonly credential: {
+    readonly header: string;
+    readonly value: Secret;
+    readonly bare: Secret;
+  } | null;
   readonly introspectionSecret: Secret | null;
+  /** PEM certificates the proxy trusts for this resource's upstream (not a secret, read alike). */
+  readonly upstreamCa: string | null;
 }
 
 /** Where secrets come from: the process environment and the filesystem, passed in. */
@@ -51,6 +60,7 @@ export async function resolveSecrets(
         credential = {
           header: resource.credential.header,
           value: new Secret(resource.credential.prefix + value),
+          bare: new Secret(value),
         };
       }
     }
@@ -68,7 +78,18 @@ export async function resolveSecrets(
         introspectionSecret = new Secret(value);
       }
     }
-    secrets.set(resource.name, { credential, introspectionSecret });
+    let upstreamCa: string | null = null;
+    if (resource.proxy.upstreamCa) {
+      const ref = resource.proxy.upstreamCa;
+      const path = `${base}.upstream_ca`;
+      const value = await read(ref, sources, (message) => errors.push({ path, message }));
+      if (value !== null && !/-----BEGIN CERTIFICATE-----/.test(value)) {
+        errors.push({ path, message: `${describe(ref)} holds no PEM certificate` });
+      } else {
+        upstreamCa = value;
+      }
+    }
+    secrets.set(resource.name, { credential, introspectionSecret, upstreamCa });
   }
   return errors.length > 0 ? { ok: false, errors } : { ok: true, secrets };
 }

@@ -70,6 +70,30 @@ describe("parseOperatorYaml", () => {
     expect([...config.resources.keys()]).toEqual(["payments-api", "ledger-api"]);
   });
 
+  it("reads the proxy's settings, with defaults", () => {
+    const config = configOf(
+      parseOperatorYaml(
+        one(
+          "    upstream: https://payments.internal\n    upstream_ca: file:/etc/hallpass/ca.pem\n    timeouts: { connect: 2s, body: 1m }\n    max_request_body: 512kb\n    strip_cookies: [Session, csrftoken, session]\n",
+        ),
+        FILE,
+      ),
+    );
+    expect(config.resources.get("payments-api")!.proxy).toEqual({
+      upstreamCa: { source: "file", path: "/etc/hallpass/ca.pem" },
+      timeouts: { connectMs: 2_000, headersMs: 30_000, bodyMs: 60_000 },
+      maxRequestBodyBytes: 512 * 1024,
+      stripCookies: ["session", "csrftoken"],
+    });
+    const plain = configOf(parseOperatorYaml(one(""), FILE)).resources.get("payments-api")!;
+    expect(plain.proxy).toEqual({
+      upstreamCa: null,
+      timeouts: { connectMs: 5_000, headersMs: 30_000, bodyMs: 30_000 },
+      maxRequestBodyBytes: 10 * 1024 * 1024,
+      stripCookies: [],
+    });
+  });
+
   it("keeps an explicit audience", () => {
     const config = configOf(
       parseOperatorYaml(one("    audience: https://payments.example/api\n"), FILE),
@@ -199,6 +223,69 @@ describe("parseOperatorYaml", () => {
       /unknown key "upstrem" \(did you mean upstream\?\)/,
     ],
     [
+      "proxy settings without upstream",
+      one("    max_request_body: 1mb\n"),
+      "resources.payments-api.max_request_body",
+      6,
+      /max_request_body is for the proxy: set upstream too/,
+    ],
+    [
+      "upstream_ca for an http upstream",
+      one("    upstream: http://localhost:8080\n    upstream_ca: file:/etc/ca.pem\n"),
+      "resources.payments-api.upstream_ca",
+      7,
+      /verifies an https:\/\/ upstream/,
+    ],
+    [
+      "upstream_ca from the environment",
+      one("    upstream: https://p.example\n    upstream_ca: env:CA\n"),
+      "resources.payments-api.upstream_ca",
+      7,
+      /expected file:\/absolute\/path of a PEM file/,
+    ],
+    [
+      "timeout without a unit",
+      one("    upstream: https://p.example\n    timeouts: { headers: 30 }\n"),
+      "resources.payments-api.timeouts.headers",
+      7,
+      /expected a duration with a unit/,
+    ],
+    [
+      "timeout typo",
+      one("    upstream: https://p.example\n    timeouts: { header: 30s }\n"),
+      "resources.payments-api.timeouts.header",
+      7,
+      /unknown key "header" \(did you mean headers\?\)/,
+    ],
+    [
+      "body limit without a unit",
+      one("    upstream: https://p.example\n    max_request_body: 10\n"),
+      "resources.payments-api.max_request_body",
+      7,
+      /expected a size with a unit, such as 512kb or 10mb, got a number/,
+    ],
+    [
+      "body limit in an unknown unit",
+      one("    upstream: https://p.example\n    max_request_body: 10m\n"),
+      "resources.payments-api.max_request_body",
+      7,
+      /expected a whole number and a unit \(b, kb, mb, gb\)/,
+    ],
+    [
+      "body limit too large",
+      one("    upstream: https://p.example\n    max_request_body: 65gb\n"),
+      "resources.payments-api.max_request_body",
+      7,
+      /between 1b and 64gb/,
+    ],
+    [
+      "cookie name",
+      one("    upstream: https://p.example\n    strip_cookies: ['a b']\n"),
+      "resources.payments-api.strip_cookies[0]",
+      7,
+      /not a cookie name/,
+    ],
+    [
       "duplicate audience",
       `${one("    audience: shared\n")}  ledger-api:\n    repository: { id: 1, owner_id: 2, name: a/b }\n    max_ttl: 1h\n    scopes: ["GET /**"]\n    audience: shared\n`,
       "resources.ledger-api.audience",
@@ -283,6 +370,7 @@ describe("resolveSecrets", () => {
     expect(result.secrets.get("ledger-api")).toEqual({
       credential: null,
       introspectionSecret: null,
+      upstreamCa: null,
     });
 
     const printed = [
@@ -330,6 +418,25 @@ describe("resolveSecrets", () => {
     expect(empty.ok ? [] : empty.errors.map((e) => e.message)).toEqual([
       "environment variable PAYMENTS_API_TOKEN is empty",
     ]);
+  });
+
+  it("reads an upstream CA file and refuses one holding no certificate", async () => {
+    const config = configOf(
+      parseOperatorYaml(one("    upstream: https://p.example\n    upstream_ca: file:/etc/ca.pem\n"), FILE),
+    );
+    const pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    const read = await resolveSecrets(config, { env: {}, readFile: () => pem });
+    expect(read.ok && read.secrets.get("payments-api")?.upstreamCa).toBe(pem.trimEnd());
+    const bad = await resolveSecrets(config, { env: {}, readFile: () => "not a certificate" });
+    expect(bad).toEqual({
+      ok: false,
+      errors: [
+        {
+          path: "resources.payments-api.upstream_ca",
+          message: "file /etc/ca.pem holds no PEM certificate",
+        },
+      ],
+    });
   });
 
   it("prints a Secret as [secret] everywhere", () => {
