@@ -136,7 +136,27 @@ export function matchAnyScope(
   method: string,
   path: string,
 ): boolean {
-  return patterns.some((pattern) => matchScope(pattern, method, path));
+  return matchingScope(patterns, method, path) !== null;
+}
+
+/** The first of the patterns that matches the request (the path is read once), or null. */
+export function matchingScope(
+  patterns: readonly ScopePattern[],
+  method: string,
+  path: string,
+): ScopePattern | null {
+  if (!METHODS.has(method)) return null;
+  const segments = pathSegments(path);
+  if (segments === null) return null;
+  for (const pattern of patterns) {
+    if (
+      (pattern.method === "*" || pattern.method === method) &&
+      matchSegments(pattern.segments, segments)
+    ) {
+      return pattern;
+    }
+  }
+  return null;
 }
 
 /**

@@ -1,17 +1,25 @@
 import { HallpassError } from "#src/errors.js";
 
-export interface TokenBucketsOptions {
-  /** Requests per minute, sustained; also the burst a quiet key may spend at once. */
-  readonly perMinute: number;
+export type TokenBucketsOptions = (
+  | {
+      /** Requests per minute, sustained; also the burst a quiet key may spend at once. */
+      readonly perMinute: number;
+    }
+  | {
+      /** `count` requests per `perSeconds` seconds, sustained; `count` is also the burst. */
+      readonly count: number;
+      readonly perSeconds: number;
+    }
+) & {
   /** Most keys tracked; past it, full buckets (which hold no information) are dropped. */
   readonly maxKeys?: number;
   readonly now?: () => number;
-}
+};
 
 /**
- * Token buckets by key (a repository or user id), in this process's memory:
- * with several replicas, each allows the full rate, so the limit a caller
- * meets is `perMinute` times the replicas it reaches.
+ * Token buckets by key (a repository, user or grant id), in this process's
+ * memory: with several replicas, each allows the full rate, so the limit a
+ * caller meets is the rate times the replicas it reaches.
  *
  * Why not `@fastify/rate-limit`: its key is computed from the request before
  * the handler runs, and the keys here (repository id, user id) are known only
@@ -21,14 +29,19 @@ export interface TokenBucketsOptions {
 export class TokenBuckets {
   readonly #capacity: number;
   readonly #perMs: number;
+  readonly #per: string;
   readonly #maxKeys: number;
   readonly #now: () => number;
   readonly #buckets = new Map<string, { tokens: number; at: number }>();
 
   constructor(options: TokenBucketsOptions) {
-    if (!(options.perMinute > 0)) throw new RangeError("perMinute must be positive");
-    this.#capacity = options.perMinute;
-    this.#perMs = options.perMinute / 60_000;
+    const [count, perSeconds] =
+      "perMinute" in options ? [options.perMinute, 60] : [options.count, options.perSeconds];
+    if (!(count > 0) || !(perSeconds > 0)) throw new RangeError("the rate must be positive");
+    this.#capacity = count;
+    this.#perMs = count / (perSeconds * 1000);
+    this.#per =
+      perSeconds === 60 ? "a minute" : perSeconds === 1 ? "a second" : `per ${perSeconds} s`;
     this.#maxKeys = options.maxKeys ?? 100_000;
     this.#now = options.now ?? Date.now;
   }
@@ -78,7 +91,7 @@ export class TokenBuckets {
     onLimited?.(outcome.retryAfterS);
     throw new HallpassError(
       "RATE_LIMITED",
-      `too many token requests for ${what}: at most ${this.#capacity} a minute; retry in ${outcome.retryAfterS} s`,
+      `too many token requests for ${what}: at most ${this.#capacity} ${this.#per}; retry in ${outcome.retryAfterS} s`,
     );
   }
 

@@ -49,6 +49,9 @@ export class AccessTokenVerifier {
   #set: KeySet | null = null;
   #loading: Promise<KeySet> | null = null;
   #generation = 0;
+  #changes = 0;
+  /** The last set loaded, kept across invalidations to see what a reload withdrew. */
+  #last: KeySet | null = null;
 
   constructor(db: Db, options: AccessTokenVerifierOptions) {
     this.#db = db;
@@ -68,7 +71,21 @@ export class AccessTokenVerifier {
     });
   }
 
+  /** The key set changed (a rotation, a revoked key): reload it, and tell `changes` watchers. */
   invalidate(): void {
+    this.#changes++;
+    this.#drop();
+  }
+
+  /**
+   * Counts key set changes: a cache of verified tokens (the proxy's) holds
+   * only while this stays the same, since a change may have withdrawn a key.
+   */
+  get changes(): number {
+    return this.#changes;
+  }
+
+  #drop(): void {
     this.#generation++;
     this.#set = null;
   }
@@ -110,7 +127,7 @@ export class AccessTokenVerifier {
     let set = await this.#fresh();
     let entry = set.byKid.get(kid);
     if (!entry && Date.now() - set.loadedAt >= this.#cooldownMs) {
-      this.invalidate();
+      this.#drop();
       set = await this.#fresh();
       entry = set.byKid.get(kid);
     }
@@ -125,8 +142,12 @@ export class AccessTokenVerifier {
     if (set && Date.now() - set.loadedAt < this.#ttlMs) return set;
     if (!this.#loading) {
       const generation = this.#generation;
+      const previous = this.#last;
       this.#loading = this.#load()
         .then((loaded) => {
+          // A key gone or cut short since the last load (its notification lost): a change.
+          if (previous && withdrew(previous, loaded)) this.#changes++;
+          this.#last = loaded;
           if (generation === this.#generation) this.#set = loaded;
           return loaded;
         })
@@ -150,6 +171,16 @@ export class AccessTokenVerifier {
     }
     return { jwks: rows.map((r) => r.publicJwk), byKid, loadedAt: Date.now() };
   }
+}
+
+function withdrew(before: KeySet, after: KeySet): boolean {
+  for (const [kid, entry] of before.byKid) {
+    const now = after.byKid.get(kid);
+    if (!now) return true;
+    const was = entry.verifyUntil?.getTime() ?? Number.POSITIVE_INFINITY;
+    if ((now.verifyUntil?.getTime() ?? Number.POSITIVE_INFINITY) < was) return true;
+  }
+  return false;
 }
 
 function parseClaims(payload: unknown): AccessTokenClaims {
