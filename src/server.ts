@@ -4,12 +4,14 @@ import Fastify, {
   type FastifyRequest,
   LogController,
 } from "fastify";
+import type { Registry } from "prom-client";
 import { ZodError } from "zod";
 import type { Config } from "#src/config.js";
 import { HallpassError } from "#src/errors.js";
 import { setupFlow } from "#src/github/setup.js";
 import { receiveWebhook } from "#src/github/webhooks.js";
 import type { Logger } from "#src/log.js";
+import { metricsRoute } from "#src/metrics.js";
 import type { Runtime } from "#src/runtime.js";
 
 export interface ServerOptions {
@@ -18,6 +20,8 @@ export interface ServerOptions {
   readonly runtime: Runtime;
   /** Further routes (token service, ...), registered after the built-in ones. */
   readonly routes?: readonly FastifyPluginAsync[];
+  /** The process's metrics, served at `/metrics` (see `createMetrics`). */
+  readonly metrics?: Registry;
 }
 
 /** GitHub caps webhook payloads at 25 MB. */
@@ -25,9 +29,9 @@ const WEBHOOK_BODY_LIMIT = 25 * 1024 * 1024;
 export const WEBHOOK_PATH = "/api/github/webhooks";
 
 /**
- * Composes the HTTP app: health and readiness, GitHub webhooks (or Probot's
- * App setup flow while no App is configured), then the given routes. It does
- * not listen; the caller decides where.
+ * Composes the HTTP app: health and readiness, metrics, GitHub webhooks (or
+ * Probot's App setup flow while no App is configured), then the given
+ * routes. It does not listen; the caller decides where.
  */
 export async function buildServer(options: ServerOptions) {
   const { config, log, runtime } = options;
@@ -66,6 +70,8 @@ export async function buildServer(options: ServerOptions) {
       ...readiness,
     });
   });
+
+  if (options.metrics) await app.register(metricsRoute(options.metrics));
 
   const appConfig = config.app;
   if (appConfig) {
