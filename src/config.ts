@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import { HallpassError } from "#src/errors.js";
+import { parseDuration } from "#src/rules/duration.js";
 
 /** GitHub's OIDC issuer for Actions on github.com. */
 export const GITHUB_OIDC_ISSUER = "https://token.actions.githubusercontent.com";
@@ -26,6 +27,10 @@ export interface Config {
   readonly host: string;
   readonly port: number;
   readonly proxyPort: number | null;
+  /** The proxy's public URL without a trailing slash: the `host` it answers for. */
+  readonly proxyUrl: string;
+  /** The proxy's view of live grants: how stale it may get, how often it reloads. */
+  readonly liveGrants: { readonly maxStalenessMs: number; readonly resyncMs: number };
   readonly logLevel: LogLevel;
   /** Public base URL without a trailing slash; the `iss` of every token. */
   readonly publicUrl: string;
@@ -81,11 +86,21 @@ const httpUrl = z
   }, "must be an http(s) URL")
   .transform((value) => value.replace(/\/+$/, ""));
 
+const seconds = z.string().transform((value, ctx) => {
+  const parsed = parseDuration(value);
+  if (parsed.ok) return parsed.seconds;
+  ctx.addIssue({ code: "custom", message: parsed.message });
+  return z.NEVER;
+});
+
 const envSchema = z.object({
   NODE_ENV: optionalText,
   HOST: optionalText.transform((v) => v ?? "localhost"),
   PORT: port(),
   PROXY_PORT: port(),
+  HALLPASS_PROXY_URL: optionalText.pipe(httpUrl.optional()),
+  PROXY_MAX_STALENESS: optionalText.pipe(seconds.optional()),
+  PROXY_RESYNC_INTERVAL: optionalText.pipe(seconds.optional()),
   LOG_LEVEL: optionalText.pipe(
     z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   ),
@@ -200,6 +215,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (e.PROXY_PORT !== undefined && e.PROXY_PORT === httpPort) {
     problems.push(`PROXY_PORT: must differ from PORT (both are ${httpPort})`);
   }
+  if (production && e.PROXY_PORT !== undefined && !e.HALLPASS_PROXY_URL) {
+    problems.push(
+      "HALLPASS_PROXY_URL: required in production with PROXY_PORT (the URL callers reach the proxy at)",
+    );
+  }
+  const maxStaleness = e.PROXY_MAX_STALENESS ?? 5;
+  const resync = e.PROXY_RESYNC_INTERVAL ?? 30;
+  if (maxStaleness > 600) problems.push("PROXY_MAX_STALENESS: at most 10m (got more)");
 
   if (problems.length > 0) throw new ConfigError(problems);
 
@@ -209,6 +232,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     host: e.HOST,
     port: httpPort,
     proxyPort: e.PROXY_PORT ?? null,
+    proxyUrl: e.HALLPASS_PROXY_URL ?? `http://localhost:${e.PROXY_PORT ?? 8080}`,
+    liveGrants: { maxStalenessMs: maxStaleness * 1000, resyncMs: resync * 1000 },
     logLevel: e.LOG_LEVEL,
     publicUrl,
     dataDir,

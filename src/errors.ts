@@ -57,10 +57,27 @@ const registry = {
   OIDC_CLAIMS: { status: 401, public: "ID token claims invalid" },
   OIDC_REPLAY: { status: 401, public: "ID token already used" },
   OIDC_JWKS_UNAVAILABLE: { status: 503, public: "ID token keys unavailable" },
+  // The access proxy, one code per check (see docs/proxy.md).
+  PROXY_HOST: { status: 421, public: "this proxy does not answer for that host" },
+  PROXY_REQUEST_TARGET: { status: 400, public: "request target not accepted" },
+  PROXY_HEADERS: { status: 400, public: "request headers not accepted" },
+  PROXY_PATH: { status: 400, public: "request path not accepted" },
+  TOKEN_MISSING: { status: 401, public: "no access token" },
+  TOKEN_REVOKED: { status: 401, public: "access token revoked" },
+  GRANT_STATUS_UNKNOWN: { status: 503, public: "grant status cannot be confirmed" },
+  PAYLOAD_TOO_LARGE: { status: 413, public: "request body too large" },
+  USAGE_UNAVAILABLE: { status: 503, public: "usage cannot be recorded" },
+  UPSTREAM_TIMEOUT: { status: 504, public: "upstream timed out" },
+  UPSTREAM_UNAVAILABLE: { status: 502, public: "upstream unavailable" },
   INTERNAL: { status: 500, public: "internal error" },
 } as const satisfies Record<string, { status: number; public: string }>;
 
 export type ErrorCode = keyof typeof registry;
+
+/** The HTTP status of a code, as callers outside see it. */
+export function statusOf(code: ErrorCode): number {
+  return registry[code].status;
+}
 
 export class HallpassError extends Error {
   readonly code: ErrorCode;

@@ -116,10 +116,45 @@ describe("configuration", () => {
     [{ GHE_HOST: "https://github.acme.internal" }, /^GHE_HOST: must be a host name/],
     [{ HALLPASS_CONFIG: "/nonexistent/hallpass.yml" }, /^HALLPASS_CONFIG: file not found/],
     [{ PROXY_PORT: "3000" }, /^PROXY_PORT: must differ from PORT/],
+    [{ PROXY_MAX_STALENESS: "5" }, /^PROXY_MAX_STALENESS: "5" has no unit/],
+    [{ PROXY_MAX_STALENESS: "1h" }, /^PROXY_MAX_STALENESS: at most 10m/],
+    [{ PROXY_RESYNC_INTERVAL: "soon" }, /^PROXY_RESYNC_INTERVAL: /],
+    [{ HALLPASS_PROXY_URL: "proxy.example" }, /^HALLPASS_PROXY_URL: must be an http\(s\) URL/],
   ])("names the variable and what is wrong: %o", (env, message) => {
     const found = problems(env);
     expect(found).toHaveLength(1);
     expect(found[0]).toMatch(message);
+  });
+
+  it("reads the proxy's public URL and how fresh its view of grants must be", () => {
+    expect(loadConfig({ PROXY_PORT: "8443" })).toMatchObject({
+      proxyUrl: "http://localhost:8443",
+      liveGrants: { maxStalenessMs: 5_000, resyncMs: 30_000 },
+    });
+    expect(
+      loadConfig({
+        PROXY_PORT: "8443",
+        HALLPASS_PROXY_URL: "https://api-proxy.acme.dev/",
+        PROXY_MAX_STALENESS: "2s",
+        PROXY_RESYNC_INTERVAL: "1m",
+      }),
+    ).toMatchObject({
+      proxyUrl: "https://api-proxy.acme.dev",
+      liveGrants: { maxStalenessMs: 2_000, resyncMs: 60_000 },
+    });
+    expect(
+      problems({
+        NODE_ENV: "production",
+        PROXY_PORT: "8443",
+        HALLPASS_URL: "https://h.example",
+        HALLPASS_MASTER_KEY: masterKey,
+        APP_ID: "1",
+        PRIVATE_KEY: pem,
+        WEBHOOK_SECRET: "x",
+      }),
+    ).toEqual([
+      "HALLPASS_PROXY_URL: required in production with PROXY_PORT (the URL callers reach the proxy at)",
+    ]);
   });
 
   it("never echoes a secret value", () => {

@@ -3,7 +3,9 @@ import type { Config } from "#src/config.js";
 import { HallpassError } from "#src/errors.js";
 import { createGitHubApp } from "#src/github/app.js";
 import type { Logger } from "#src/log.js";
+import { createMetrics } from "#src/metrics.js";
 import { loadOperator } from "#src/operator.js";
+import { checkProxyConfig, createProxyServer, type ProxyServer } from "#src/proxy/server.js";
 import { Runtime, type StartComponent } from "#src/runtime.js";
 import { buildServer } from "#src/server.js";
 import { tokenRoutes } from "#src/tokens/routes.js";
@@ -11,14 +13,19 @@ import { startTokenService, type TokenService } from "#src/tokens/service.js";
 
 /**
  * `hallpass serve`: listens at once (so /healthz answers while the database
- * is still coming up), starts the database-backed runtime, and on SIGTERM or
- * SIGINT stops accepting, lets requests in flight finish, stops the workers
- * and closes the database.
+ * is still coming up), with the access proxy on `PROXY_PORT` when the
+ * operator config has upstreams, starts the database-backed runtime, and on
+ * SIGTERM or SIGINT stops accepting, lets requests in flight finish, stops
+ * the workers (the proxy writes its last usage rows) and closes the database.
  *
  * @returns the process exit code
  */
 export async function serve(config: Config, log: Logger): Promise<number> {
   const operator = await loadOperator(config);
+  const metrics = createMetrics();
+  const proxy: ProxyServer | null = checkProxyConfig(config.proxyPort, operator)
+    ? createProxyServer({ operator, publicUrl: config.proxyUrl, log, metrics })
+    : null;
   const probot = config.app ? await createGitHubApp(config, config.app, log, []) : null;
   let tokens: TokenService | null = null;
   // First: a wrong master key must stop the start before anything else runs.
@@ -32,6 +39,11 @@ export async function serve(config: Config, log: Logger): Promise<number> {
       return tokens;
     },
   ];
+  if (proxy) {
+    components.push((db) =>
+      proxy.start(db, (tokens as TokenService).verifier, { live: config.liveGrants }),
+    );
+  }
   if (probot) {
     components.push(gitHubComponent({ config, log, operator, probot }));
   } else {
@@ -42,6 +54,7 @@ export async function serve(config: Config, log: Logger): Promise<number> {
     config,
     log,
     runtime,
+    metrics,
     routes: [
       tokenRoutes({
         config,
@@ -56,6 +69,21 @@ export async function serve(config: Config, log: Logger): Promise<number> {
     ],
   });
   await server.listen({ host: config.host, port: config.port });
+  if (proxy && config.proxyPort !== null) {
+    try {
+      const at = await proxy.listen(config.proxyPort, config.host);
+      log.info({ url: at, resources: [...proxy.resources.keys()] }, "access proxy listening");
+    } catch (error) {
+      await Promise.all([server.close(), proxy.close()]);
+      throw new HallpassError(
+        "CONFIG_INVALID",
+        `PROXY_PORT: cannot listen on ${config.proxyPort}`,
+        {
+          cause: error,
+        },
+      );
+    }
+  }
 
   let exitCode = 0;
   const stopped = new Promise<void>((resolve) => {
@@ -72,7 +100,7 @@ export async function serve(config: Config, log: Logger): Promise<number> {
     });
   });
   await stopped;
-  await server.close();
+  await Promise.all([server.close(), proxy?.close()]);
   await runtime.stop();
   log.info("stopped");
   return exitCode;

@@ -65,7 +65,8 @@ export async function insertProxyRequest(sql: Sql, row: ProxyRequestRow): Promis
 
 /**
  * Writes many rows in one statement (the batches of reads and refusals).
- * The batch travels as one JSON array of rows, each an array of columns:
+ * The batch travels as one JSON array of rows, each an array of columns (as
+ * jsonb: json would be parsed again by every `->>`, four times slower);
  * serialising it is one native `JSON.stringify`, where array parameters
  * would cost an escape per value on the proxy's own core.
  */
@@ -76,13 +77,13 @@ export async function insertProxyRequests(
   if (batch.length === 0) return;
   await sql.query(
     {
-      name: "proxy_requests_insert_json",
+      name: "proxy_requests_insert_jsonb",
       text: `INSERT INTO proxy_requests (${COLUMNS})
              SELECT (r->>0)::uuid, (r->>1)::uuid, r->>2, r->>3, left(r->>4, ${MAX_PATH}), r->>5,
                     r->>6, (r->>7)::int, (r->>8)::bigint, (r->>9)::bigint, (r->>10)::int, r->>11,
                     r->>12, to_timestamp((r->>13)::float8 / 1000),
                     to_timestamp((r->>14)::float8 / 1000)
-               FROM json_array_elements($1::json) AS r`,
+               FROM jsonb_array_elements($1::jsonb) AS r`,
     },
     [JSON.stringify(batch.map(columnsOf))],
   );
@@ -96,12 +97,12 @@ export async function completeProxyRequests(
   if (batch.length === 0) return;
   await sql.query(
     {
-      name: "proxy_requests_complete_json",
+      name: "proxy_requests_complete_jsonb",
       text: `UPDATE proxy_requests p
                 SET outcome = c->>1, status = (c->>2)::int, bytes_in = (c->>3)::bigint,
                     bytes_out = (c->>4)::bigint, latency_us = (c->>5)::int, reason = c->>6,
                     finished_at = to_timestamp((c->>7)::float8 / 1000)
-               FROM json_array_elements($1::json) AS c
+               FROM jsonb_array_elements($1::jsonb) AS c
               WHERE p.id = (c->>0)::bigint AND p.outcome = 'forwarding'`,
     },
     [

@@ -422,7 +422,10 @@ describe("resolveSecrets", () => {
 
   it("reads an upstream CA file and refuses one holding no certificate", async () => {
     const config = configOf(
-      parseOperatorYaml(one("    upstream: https://p.example\n    upstream_ca: file:/etc/ca.pem\n"), FILE),
+      parseOperatorYaml(
+        one("    upstream: https://p.example\n    upstream_ca: file:/etc/ca.pem\n"),
+        FILE,
+      ),
     );
     const pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
     const read = await resolveSecrets(config, { env: {}, readFile: () => pem });
