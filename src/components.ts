@@ -23,6 +23,8 @@ export interface GitHubComponentOptions {
   readonly workerIdleMs?: number;
   /** Look for missed deliveries every this often; 0 turns it off. */
   readonly redeliveryIntervalMs?: number;
+  /** See `OutboxWorkerOptions.usageSettleMs`. */
+  readonly usageSettleMs?: number;
 }
 
 /** Ten minutes, as the specification sets it. */
@@ -59,6 +61,7 @@ export function gitHubComponent(options: GitHubComponentOptions): StartComponent
         log,
         github: installationClient(probot),
         ...(options.workerIdleMs ? { idleMs: options.workerIdleMs } : {}),
+        ...(options.usageSettleMs === undefined ? {} : { usageSettleMs: options.usageSettleMs }),
       }),
       startSweeper({
         db,

@@ -63,11 +63,16 @@ export async function* ticketEvidence(sql: Sql, ticketId: string): AsyncGenerato
     [ticketId],
   );
   for (const t of tokens.rows) yield { type: "token", ...t };
+  // Every proxied request, summed by what it asked, what let it through (or
+  // why nothing did), how it ended and the status class the caller got.
   const usage = await sql.query(
-    `SELECT p.grant_id AS grant, p.method, p.path, p.outcome, count(*)::int AS requests,
-            min(p.started_at) AS first, max(p.started_at) AS last
+    `SELECT p.grant_id AS grant, p.method, p.scope, p.reason, p.outcome,
+            CASE WHEN p.status IS NULL THEN NULL ELSE (p.status / 100) || 'xx' END AS status_class,
+            count(*)::int AS requests, sum(p.bytes_in)::bigint AS bytes_in,
+            sum(p.bytes_out)::bigint AS bytes_out, min(p.started_at) AS first, max(p.started_at) AS last
        FROM proxy_requests p JOIN grants g ON g.id = p.grant_id
-      WHERE g.ticket_id = $1::uuid GROUP BY p.grant_id, p.method, p.path, p.outcome ORDER BY first`,
+      WHERE g.ticket_id = $1::uuid
+      GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY first, 2, 3`,
     [ticketId],
   );
   for (const u of usage.rows) yield { type: "usage", ...u };

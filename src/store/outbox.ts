@@ -20,6 +20,8 @@ export interface ClaimedSideEffect {
   readonly effect: SideEffect;
   /** Including this one: above 1, an earlier attempt may have reached GitHub. */
   readonly attempts: number;
+  /** Since it was queued, by the database's clock. */
+  readonly ageMs: number;
 }
 
 /** Queues a side effect, once per dedupe key. Call it in the state change's transaction. */
@@ -57,6 +59,7 @@ export async function claimOutbox(
     audit_event_id: string | null;
     payload: SideEffect;
     attempts: number;
+    age_ms: number;
   }>(
     `WITH due AS (
        SELECT o.id FROM outbox o
@@ -72,7 +75,8 @@ export async function claimOutbox(
      UPDATE outbox o
         SET locked_until = now() + $2::int * interval '1 millisecond', attempts = o.attempts + 1
        FROM due WHERE o.id = due.id
-     RETURNING o.id, o.installation_id, o.ticket_id, o.dedupe_key, o.audit_event_id, o.payload, o.attempts`,
+     RETURNING o.id, o.installation_id, o.ticket_id, o.dedupe_key, o.audit_event_id, o.payload, o.attempts,
+               (extract(epoch FROM now() - o.created_at) * 1000)::int AS age_ms`,
     [limit, leaseMs],
   );
   return rows.map((r) => ({
@@ -83,6 +87,7 @@ export async function claimOutbox(
     auditEventId: r.audit_event_id,
     effect: r.payload,
     attempts: r.attempts,
+    ageMs: r.age_ms,
   }));
 }
 

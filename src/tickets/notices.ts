@@ -82,7 +82,14 @@ export type Notice =
       readonly reason: string;
       /** Who ended it (a login, `operator`, or `hallpass`). */
       readonly by: string;
+      /**
+       * What the grant was used for, as of the transition; null for a grant
+       * that never was active. The comment shows it as of its posting (see
+       * the outbox worker): the proxies' last reads are written by then.
+       */
       readonly usage: Usage | null;
+      /** The grant, to read its usage again when posting. */
+      readonly grantId?: string;
     }
   /** The active grant keeps its approved terms; the ticket's edit changed nothing. */
   | { readonly kind: "terms_kept"; readonly terms: Terms }

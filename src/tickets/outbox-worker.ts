@@ -17,7 +17,8 @@ import {
 } from "#src/store/outbox.js";
 import { recordComment } from "#src/store/ticket-comments.js";
 import { getTicketById, setCheckRun } from "#src/store/tickets.js";
-import type { SideEffect } from "#src/tickets/notices.js";
+import { usageOf } from "#src/store/usage.js";
+import type { Notice, SideEffect } from "#src/tickets/notices.js";
 import { hasMarker, renderCheck, renderNotice } from "#src/tickets/render.js";
 
 export interface OutboxWorkerOptions {
@@ -32,12 +33,19 @@ export interface OutboxWorkerOptions {
   readonly retryBaseMs?: number;
   /** How long a claimed row is ours; past it, another worker may take it over. Default 2 minutes. */
   readonly leaseMs?: number;
+  /**
+   * How long after a grant ended its closing comment reads the grant's
+   * usage: the proxies write reads in batches, each within a fraction of
+   * a second. Default 1 s.
+   */
+  readonly usageSettleMs?: number;
 }
 
 /** The name of the check run hallpass keeps on a pull request's head commit. */
 export const CHECK_NAME = "hallpass";
 
 const BATCH = 5;
+const DEFAULT_USAGE_SETTLE_MS = 1_000;
 
 /** A side effect that cannot ever be carried out as written. */
 class Unworkable extends Error {}
@@ -48,6 +56,7 @@ interface Deps {
   readonly db: Db;
   readonly log: Logger;
   readonly github: (installationId: number) => Promise<GitHub>;
+  readonly usageSettleMs?: number;
 }
 
 /**
@@ -120,7 +129,7 @@ async function comment(
   const audit = item.auditEventId ? await sealedEvent(deps.db, item.auditEventId) : null;
   if (item.auditEventId && !audit)
     throw new Error(`audit event ${item.auditEventId} is not sealed yet`);
-  const body = renderNotice(effect.notice, audit, item.dedupeKey);
+  const body = renderNotice(await withUsage(deps, item, effect.notice), audit, item.dedupeKey);
   const gh = await deps.github(item.installationId);
   const target = { owner: effect.repo.owner, repo: effect.repo.name, issue_number: effect.number };
   let posted = item.attempts > 1 ? await findMarked(gh, target, item.dedupeKey) : null;
@@ -141,6 +150,18 @@ async function comment(
     await completeOutbox(tx, item.id, { commentId: id });
   });
   log.debug({ commentId: id }, "comment posted");
+}
+
+/**
+ * A closing comment shows the grant's usage as it is when posted, once the
+ * proxies' last batches are in (`usageSettleMs` after the grant ended),
+ * rather than as it was at the transition.
+ */
+async function withUsage(deps: Deps, item: ClaimedSideEffect, notice: Notice): Promise<Notice> {
+  if (notice.kind !== "ended" || notice.usage === null || !notice.grantId) return notice;
+  const wait = (deps.usageSettleMs ?? DEFAULT_USAGE_SETTLE_MS) - item.ageMs;
+  if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+  return { ...notice, usage: await usageOf(deps.db, notice.grantId) };
 }
 
 /** Our comment carrying the marker, if an earlier attempt posted it. */

@@ -235,7 +235,7 @@ export function endOpenGrant(
     const notice: Notice =
       state === "denied"
         ? { kind: "denied", by: options.by, reason: options.reason }
-        : { kind: "ended", state, reason: options.reason, by: options.by, usage };
+        : { kind: "ended", state, reason: options.reason, by: options.by, usage, grantId: open.id };
     return {
       result: grant,
       grantId: open.id,

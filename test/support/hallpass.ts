@@ -71,6 +71,8 @@ export interface HallpassOptions {
   readonly env?: Record<string, string>;
   readonly extraComponents?: (deps: { operator: Operator; db: Db }) => StartComponent[];
   readonly warnBeforeS?: number;
+  /** How long a closing comment waits for the proxies' last usage rows (default 0: at once). */
+  readonly usageSettleMs?: number;
 }
 
 export async function startHallpass(options: HallpassOptions): Promise<Hallpass> {
@@ -103,6 +105,7 @@ export async function startHallpass(options: HallpassOptions): Promise<Hallpass>
     sweepIntervalMs: 3_600_000, // tests sweep by hand at their clock's time
     workerIdleMs: 20,
     redeliveryIntervalMs: 0, // tests call redeliverMissed themselves
+    usageSettleMs: options.usageSettleMs ?? 0,
   });
   const server = await startTestServer({
     db,

@@ -77,6 +77,7 @@ describe("the sweeper", () => {
       reason: "its time ran out",
       by: "hallpass",
       usage: { tokens: [], requests: [], requestsTotal: 0 },
+      grantId: expect.any(String),
     });
   });
 
