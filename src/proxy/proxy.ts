@@ -183,7 +183,7 @@ export function proxyHandler(
     }
     for (const [name, value] of Object.entries(refusal.headers ?? {})) res.setHeader(name, value);
     // A body left unread cannot be skipped on a kept-alive connection.
-    if (!req.complete) res.setHeader("connection", "close");
+    if (!req.complete && hasBody(req)) res.setHeader("connection", "close");
     const body = {
       error: refusal.code,
       message: refusal.message,
@@ -527,6 +527,12 @@ function bearer(authorization: string | undefined): string | null {
   if (authorization === undefined || authorization.length < 8) return null;
   if (authorization.slice(0, 7).toLowerCase() !== "bearer ") return null;
   return authorization.slice(7);
+}
+
+/** Whether the request comes with a body (announced, or chunked). */
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers["content-length"];
+  return (length !== undefined && length !== "0") || req.headers["transfer-encoding"] !== undefined;
 }
 
 /** The announced body length; null when there is none (chunked, or no body). */

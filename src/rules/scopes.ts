@@ -224,8 +224,10 @@ function segmentsWithin(inner: readonly Segment[], outer: readonly Segment[]): b
 
 function matchSegments(pattern: readonly Segment[], path: readonly string[]): boolean {
   // Simulates the pattern as an automaton over segments: linear in
-  // pattern × path, whatever the number of `**`.
-  let states = new Uint8Array(pattern.length + 1);
+  // pattern × path, whatever the number of `**`; two state sets, swapped.
+  const size = pattern.length + 1;
+  let states = new Uint8Array(size);
+  let next = new Uint8Array(size);
   const close = (s: Uint8Array): void => {
     for (let j = 0; j < pattern.length; j++) {
       if (s[j] === 1 && pattern[j]?.kind === "globstar") s[j + 1] = 1;
@@ -234,7 +236,7 @@ function matchSegments(pattern: readonly Segment[], path: readonly string[]): bo
   states[0] = 1;
   close(states);
   for (const segment of path) {
-    const next = new Uint8Array(pattern.length + 1);
+    next.fill(0);
     let alive = false;
     for (let j = 0; j < pattern.length; j++) {
       if (states[j] !== 1) continue;
@@ -247,14 +249,17 @@ function matchSegments(pattern: readonly Segment[], path: readonly string[]): bo
     }
     if (!alive) return false;
     close(next);
+    const previous = states;
     states = next;
+    next = previous;
   }
   return states[pattern.length] === 1;
 }
 
 function refusedSegment(part: string): boolean {
   // `..;x` is `..` to servers that strip path parameters.
-  const bare = part.split(";", 1)[0] ?? "";
+  const semicolon = part.indexOf(";");
+  const bare = semicolon === -1 ? part : part.slice(0, semicolon);
   return bare === "" || bare === "." || bare === "..";
 }
 

@@ -227,6 +227,26 @@ describe.each(backends)("the access proxy on %s", (backend) => {
   });
 
   describe("refusals", () => {
+    it("keeps the connection of a refused request without a body, and closes one whose body it did not read", async () => {
+      const { token } = await tokenFor({ permissions: ["GET /echo/**"] });
+      const host = new URL(p.url).host;
+      // Two requests on one connection: the first refused, the second still answered.
+      const both = await rawRequest(
+        p.url,
+        `DELETE /payments-api/echo/x HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer ${token}\r\n\r\n` +
+          `GET /payments-api/echo/y HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n\r\n`,
+      );
+      expect(both?.status).toBe(403);
+      expect(both?.headers.connection).not.toBe("close");
+      expect(both?.text.match(/HTTP\/1\.1 \d{3}/g)).toEqual(["HTTP/1.1 403", "HTTP/1.1 200"]);
+      const withBody = await rawRequest(
+        p.url,
+        `PUT /payments-api/echo/x HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer ${token}\r\nContent-Length: 100000\r\n\r\nabc`,
+      );
+      expect(withBody?.status).toBe(403);
+      expect(withBody?.headers.connection).toBe("close");
+    });
+
     it("takes the token from Authorization: Bearer only", async () => {
       const { token } = await tokenFor();
       const before = p.upstream.seen.length;
