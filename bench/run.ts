@@ -5,6 +5,7 @@
  */
 import { benchAudit } from "./audit.js";
 import { benchCodeowners } from "./codeowners.js";
+import { benchProxy } from "./proxy.js";
 import { benchRules } from "./rules.js";
 import { printTable, type Row } from "./support.js";
 import { benchExchange, benchTokens } from "./tokens.js";
@@ -12,6 +13,7 @@ import { benchWebhooks } from "./webhooks.js";
 
 const benches: Record<string, { title: string; run: () => Promise<Row[]> }> = {
   audit: { title: "audit log: appends per second (median of 5 runs)", run: benchAudit },
+  proxy: { title: "access proxy (medians; see bench/proxy.ts)", run: benchProxy },
   rules: {
     title: "rules engine",
     run: async () => [...(await benchCodeowners()), ...(await benchRules())],
