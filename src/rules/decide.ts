@@ -3,6 +3,7 @@ import type { Owner, Ownership } from "#src/rules/codeowners.js";
 import { formatDuration } from "#src/rules/duration.js";
 import type { AutoApproveRule } from "#src/rules/policy.js";
 import {
+  isBotAccount,
   normaliseTeams,
   type Principal,
   principalIncludes,
@@ -18,10 +19,17 @@ export interface Person {
   readonly isBot: boolean;
 }
 
-/** An author of a commit on the PR; either part may be unknown (unlinked e-mail). */
-export interface CommitAuthor {
+/**
+ * A person behind a commit of the PR, as an account: its author, its
+ * committer, or a `Co-authored-by:` trailer. Only people GitHub links to an
+ * account are here; the others are in `DecisionInput.unidentified`.
+ */
+export interface CommitPerson {
+  readonly role: "author" | "committer" | "co-author";
   readonly id: number | null;
-  readonly login: string | null;
+  readonly login: string;
+  /** The commit's sha. */
+  readonly commit: string;
 }
 
 /** An approval as recorded: a PR review `approved` or an issue `/approve` comment. */
@@ -50,8 +58,16 @@ export interface DecisionInput {
   /** CODEOWNERS of the default branch for `resource.policy.path`. */
   readonly ownership: Ownership;
   readonly requester: Person;
-  /** Every author of the PR's commits; empty for an issue. */
-  readonly commitAuthors: readonly CommitAuthor[];
+  readonly ticketKind: "issue" | "pull_request";
+  /** Every author, committer and co-author of the PR's commits; empty for an issue. */
+  readonly commitPeople: readonly CommitPerson[];
+  /**
+   * Why some of the PR's people cannot be known (an author or committer
+   * e-mail linked to no account, a co-author GitHub cannot name, more commits
+   * than GitHub lists). Any: no approval counts, and no auto-approval or
+   * break-glass holds, since none can be shown not to come from them.
+   */
+  readonly unidentified: readonly string[];
   readonly approvals: readonly Approval[];
   /** Members of the teams that CODEOWNERS and the policy's rules name: `"org/slug"` → logins. */
   readonly teams: TeamMemberships;
@@ -130,10 +146,14 @@ export type Decision =
  *    path (a user by login; a team through its resolved members; e-mail owners
  *    cannot be verified and never count), have write access, approved this
  *    exact request (`requestHash`), and are not the requester, a bot, or an
- *    author of the PR's commits. Enough of them: `grant`.
+ *    author, committer or co-author of the PR's commits. None counts while
+ *    any of those people cannot be identified. Enough of them: `grant`.
  * 3. Otherwise the first `auto_approve` rule the request lies inside (scopes,
  *    duration, requester) with quota left: `auto_approved`.
  * 4. Otherwise, if break-glass was invoked: `break_glass`, allowed or refused.
+ *    On a PR, 3 and 4 hold only when every author, committer and co-author
+ *    of its commits is a known account inside the rule's requesters: nobody
+ *    gets code of someone else's approved by their own membership.
  * 5. Otherwise `needs_approval` (or `denied` when no owner could ever approve).
  *
  * Windows start at `now` (the decision) or the scheduled start, whichever is
@@ -187,7 +207,7 @@ export function decide(input: DecisionInput): Decision {
   trace.push(
     `needs ${needed} approval${needed === 1 ? "" : "s"} from code owners of ${path} ` +
       `(CODEOWNERS line ${ownership.line}: ${ownership.owners.map((o) => o.text).join(" ") || "none"}), ` +
-      "never the requester, a bot or a commit author",
+      "never the requester, a bot or a commit's author, committer or co-author",
   );
   if (emails.length > 0) {
     trace.push(`e-mail owners (${emails.join(", ")}) cannot be verified on GitHub and never count`);
@@ -225,7 +245,7 @@ export function decide(input: DecisionInput): Decision {
       trace: [...trace, `break-glass refused: ${why}`],
     });
     if (rule === null) return refuse(`${resource.name} has no break_glass rule`);
-    if (isBot(input.requester)) return refuse("bots cannot break glass");
+    if (isBotAccount(input.requester)) return refuse("bots cannot break glass");
     if (input.breakGlass.reason.trim() === "")
       return refuse("a reason is required: /break-glass <reason>");
     const member = rule.requesters.some(
@@ -236,6 +256,8 @@ export function decide(input: DecisionInput): Decision {
         `@${input.requester.login} is not in break_glass.requesters (${principals(rule.requesters)})`,
       );
     }
+    const foreign = foreignCode(input, rule.requesters, teams);
+    if (foreign !== null) return refuse(`${foreign}; a code owner approves instead`);
     const length = Math.min(seconds, rule.maxTtl);
     const reviewBy = new Date(now.getTime() + rule.reviewWithin * 1000);
     trace.push(
@@ -293,10 +315,16 @@ function countApprovals(
   trace: string[],
 ): Approval[] {
   const { requester, now } = input;
-  const authorIds = new Set(input.commitAuthors.flatMap((a) => (a.id === null ? [] : [a.id])));
-  const authorLogins = new Set(
-    input.commitAuthors.flatMap((a) => (a.login === null ? [] : [a.login.toLowerCase()])),
-  );
+  if (input.unidentified.length > 0) {
+    trace.push(`no approval can count: ${input.unidentified.join("; ")}`);
+    return [];
+  }
+  const committed = new Map<string, CommitPerson["role"]>();
+  for (const p of input.commitPeople) {
+    const login = p.login.toLowerCase();
+    if (!committed.has(login) || p.role === "author") committed.set(login, p.role);
+  }
+  const committedIds = new Set(input.commitPeople.flatMap((p) => (p.id === null ? [] : [p.id])));
   const counted: Approval[] = [];
   const sorted = [...input.approvals].sort((a, b) => a.at.getTime() - b.at.getTime());
   for (const approval of sorted) {
@@ -305,16 +333,23 @@ function countApprovals(
     const no = (why: string): void => {
       trace.push(`${who} approved: does not count, ${why}`);
     };
+    const role = committed.get(login);
     if (approval.requestHash !== input.requestHash) {
       no("it was given to an earlier version of the request");
     } else if (approval.at.getTime() > now.getTime()) {
       no("it is dated after the decision");
     } else if (approval.approverId === requester.id || login === requester.login.toLowerCase()) {
       no("the requester never approves their own request");
-    } else if (isBot(approval)) {
+    } else if (isBotAccount(approval)) {
       no("bots never count");
-    } else if (authorIds.has(approval.approverId) || authorLogins.has(login)) {
-      no("they authored commits on this pull request");
+    } else if (role !== undefined || committedIds.has(approval.approverId)) {
+      no(
+        role === "committer"
+          ? "they committed on this pull request"
+          : role === "co-author"
+            ? "they co-authored commits on this pull request"
+            : "they authored commits on this pull request",
+      );
     } else if (counted.some((a) => a.approverId === approval.approverId)) {
       trace.push(`${who} approved again: counted once`);
     } else if (!approval.hasWriteAccess) {
@@ -330,6 +365,30 @@ function countApprovals(
     }
   }
   return counted;
+}
+
+/**
+ * On a PR, why its code is not all from `requesters` (someone outside them,
+ * or someone unknown, wrote or committed it); null when it is, and always
+ * for an issue.
+ */
+function foreignCode(
+  input: DecisionInput,
+  requesters: readonly Principal[],
+  teams: ReadonlyMap<string, ReadonlySet<string>>,
+): string | null {
+  if (input.ticketKind !== "pull_request") return null;
+  if (input.unidentified.length > 0) return input.unidentified.join("; ");
+  // Each person once, as their first commit names them.
+  const outside = new Map<string, string>();
+  for (const p of input.commitPeople) {
+    const key = p.login.toLowerCase();
+    if (outside.has(key) || requesters.some((r) => principalIncludes(r, p.login, teams) === "yes"))
+      continue;
+    outside.set(key, `@${p.login} (${p.role} of ${p.commit.slice(0, 7)})`);
+  }
+  if (outside.size === 0) return null;
+  return `the pull request has commits by people outside ${principals(requesters)}: ${[...outside.values()].join(", ")}`;
 }
 
 /** The owner text through which `login` owns the path, or why not. */
@@ -365,7 +424,7 @@ function autoApprove(
   const { request, requester, now } = input;
   const rules = input.resource.policy.autoApprove;
   if (rules.length === 0) return null;
-  if (isBot(requester)) {
+  if (isBotAccount(requester)) {
     trace.push("auto-approval: never for bots");
     return null;
   }
@@ -390,6 +449,11 @@ function autoApprove(
       );
       continue;
     }
+    const foreign = foreignCode(input, rule.requesters, teams);
+    if (foreign !== null) {
+      trace.push(`${name} does not apply: ${foreign}`);
+      continue;
+    }
     if (rule.quota === null) {
       trace.push(`${name} approves this request`);
       return { rule, quota: null };
@@ -412,10 +476,6 @@ function autoApprove(
     return { rule, quota };
   }
   return null;
-}
-
-function isBot(person: { readonly login: string; readonly isBot: boolean }): boolean {
-  return person.isBot || person.login.toLowerCase().endsWith("[bot]");
 }
 
 function principals(list: readonly Principal[]): string {

@@ -70,3 +70,16 @@ export function principalIncludes(
   if (members === undefined) return "unknown";
   return members.has(who) ? "yes" : "no";
 }
+
+/** Whether an account is a bot: GitHub's `type: "Bot"`, or an App's `<slug>[bot]` login. */
+export function isBotAccount(account: {
+  readonly login: string;
+  readonly type?: string | null;
+  readonly isBot?: boolean;
+}): boolean {
+  return (
+    account.isBot === true ||
+    account.type === "Bot" ||
+    account.login.toLowerCase().endsWith("[bot]")
+  );
+}

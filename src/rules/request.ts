@@ -58,17 +58,34 @@ export function parseRequest(
 
 /**
  * What approvals are bound to: sha256 (hex) of the canonical JSON (RFC 8785)
- * of `{resource, scopes (sorted), duration (seconds), start (ISO 8601 or
- * null)}`. The reason is left out: rewording it keeps approvals.
+ * of the request's terms — resource, scopes (sorted), duration (seconds),
+ * start (ISO 8601 or null) — and of what they allow under the rules they
+ * were read with: each scope's patterns, the longest window, the token
+ * lifetime, the rate limit and the rules for CI runs. A policy change that
+ * widens any of these between an approval and its activation makes another
+ * hash, so the approval no longer counts. The reason is left out: rewording
+ * it keeps approvals.
  */
 export function requestHash(
   request: Pick<AccessRequest, "resource" | "scopes" | "durationSeconds" | "start">,
+  resource: BoundResource,
 ): string {
+  const scopes = [...request.scopes].sort();
   const terms = {
     resource: request.resource,
-    scopes: [...request.scopes].sort(),
+    scopes,
     duration: request.durationSeconds,
     start: request.start === null ? null : request.start.toISOString(),
+    allows: {
+      permissions: Object.fromEntries(
+        scopes.map((s) => [s, (resource.policy.scopes.get(s) ?? []).map((p) => p.text)]),
+      ),
+      max_ttl: Math.min(resource.maxTtl, resource.policy.maxTtl, resource.operator.maxTtl),
+      token_ttl: resource.policy.tokenTtl,
+      rate_limit: resource.policy.rateLimit,
+      actions: resource.policy.actions,
+      audience: resource.operator.audience,
+    },
   };
   return createHash("sha256").update(canonicalJson(terms), "utf8").digest("hex");
 }

@@ -2,6 +2,11 @@ import type { Sql } from "#src/store/db.js";
 
 export interface NewApproval {
   readonly ticketId: string;
+  /**
+   * The request (grant) it was given to; null only for a review given before
+   * the ticket had any request, which the first request takes.
+   */
+  readonly grantId: string | null;
   readonly approverId: number;
   readonly approverLogin: string;
   readonly channel: "review" | "comment";
@@ -15,6 +20,7 @@ export interface NewApproval {
 }
 
 export interface StoredApproval {
+  readonly grantId: string | null;
   readonly approverId: number;
   readonly approverLogin: string;
   readonly channel: "review" | "comment";
@@ -27,8 +33,8 @@ export interface StoredApproval {
 /** Records an approval once per review or comment; returns false when it was already known. */
 export async function recordApproval(sql: Sql, a: NewApproval): Promise<boolean> {
   const { rowCount } = await sql.query(
-    `INSERT INTO approvals (ticket_id, approver_id, approver_login, channel, source_id, request_hash, commit_id, created_at)
-     VALUES ($1::uuid, $2::bigint, $3::text, $4::text, $5::bigint, $6::text, $7::text, $8::timestamptz)
+    `INSERT INTO approvals (ticket_id, grant_id, approver_id, approver_login, channel, source_id, request_hash, commit_id, created_at)
+     VALUES ($1::uuid, $9::uuid, $2::bigint, $3::text, $4::text, $5::bigint, $6::text, $7::text, $8::timestamptz)
      ON CONFLICT (channel, source_id) DO NOTHING`,
     [
       a.ticketId,
@@ -39,6 +45,7 @@ export async function recordApproval(sql: Sql, a: NewApproval): Promise<boolean>
       a.requestHash,
       a.commitId,
       a.at,
+      a.grantId,
     ],
   );
   return rowCount === 1;
@@ -83,9 +90,10 @@ export async function voidTicketApprovals(
   return rowCount;
 }
 
-/** The ticket's approvals in force, oldest first. */
-export async function approvalsOf(sql: Sql, ticketId: string): Promise<StoredApproval[]> {
+/** The approvals in force given to one grant, oldest first. */
+export async function approvalsOf(sql: Sql, grantId: string): Promise<StoredApproval[]> {
   const { rows } = await sql.query<{
+    grant_id: string | null;
     approver_id: number;
     approver_login: string;
     channel: "review" | "comment";
@@ -94,11 +102,12 @@ export async function approvalsOf(sql: Sql, ticketId: string): Promise<StoredApp
     commit_id: string | null;
     created_at: Date;
   }>(
-    `SELECT approver_id, approver_login, channel, source_id, request_hash, commit_id, created_at
-       FROM approvals WHERE ticket_id = $1::uuid AND voided_at IS NULL ORDER BY created_at, source_id`,
-    [ticketId],
+    `SELECT grant_id, approver_id, approver_login, channel, source_id, request_hash, commit_id, created_at
+       FROM approvals WHERE grant_id = $1::uuid AND voided_at IS NULL ORDER BY created_at, source_id`,
+    [grantId],
   );
   return rows.map((r) => ({
+    grantId: r.grant_id,
     approverId: r.approver_id,
     approverLogin: r.approver_login,
     channel: r.channel,
@@ -107,6 +116,25 @@ export async function approvalsOf(sql: Sql, ticketId: string): Promise<StoredApp
     commitId: r.commit_id,
     at: r.created_at,
   }));
+}
+
+/**
+ * Gives the reviews a ticket got before its first request to that request.
+ * Only the first: a review never carries over to a request asked after one
+ * was denied, cancelled or ended.
+ */
+export async function bindEarlyApprovals(
+  sql: Sql,
+  ticketId: string,
+  grantId: string,
+): Promise<number> {
+  const { rowCount } = await sql.query(
+    `UPDATE approvals SET grant_id = $2::uuid
+      WHERE ticket_id = $1::uuid AND grant_id IS NULL AND voided_at IS NULL
+        AND NOT EXISTS (SELECT 1 FROM grants WHERE ticket_id = $1::uuid AND id <> $2::uuid)`,
+    [ticketId, grantId],
+  );
+  return rowCount;
 }
 
 /** Voids one person's approvals of a ticket (a later review requesting changes); returns how many. */

@@ -34,13 +34,18 @@ export interface Grant {
   readonly endedAt: Date | null;
   readonly endReason: string | null;
   readonly endedBy: string | null;
+  /** Why it ended, where what follows depends on it; null otherwise. */
+  readonly endCause: EndCause | null;
   readonly createdAt: Date;
 }
+
+/** `new_commits`: a PR's grant revoked by a push; an approving review of the new head asks again. */
+export type EndCause = "new_commits";
 
 const COLUMNS = `id, ticket_id, state, resource, audience, scopes, permissions, duration_s, reason,
   requested_start, request_hash, requester_id, requester_login, request_ttl_s, token_ttl_s, policy_sha,
   approved_commit, decision, auto_rule, break_glass, approvers, review_due_at, reviewed_at,
-  starts_at, ends_at, warned_at, ended_at, end_reason, ended_by, created_at`;
+  starts_at, ends_at, warned_at, ended_at, end_reason, ended_by, end_cause, created_at`;
 
 interface GrantRow {
   id: string;
@@ -72,6 +77,7 @@ interface GrantRow {
   ended_at: Date | null;
   end_reason: string | null;
   ended_by: string | null;
+  end_cause: EndCause | null;
   created_at: Date;
 }
 
@@ -106,6 +112,7 @@ function fromRow(r: GrantRow): Grant {
     endedAt: r.ended_at,
     endReason: r.end_reason,
     endedBy: r.ended_by,
+    endCause: r.end_cause,
     createdAt: r.created_at,
   };
 }
@@ -291,13 +298,14 @@ export async function endGrant(
   state: EndState,
   reason: string,
   by: string,
+  cause: EndCause | null = null,
 ): Promise<Grant | null> {
   const { rows } = await sql.query<GrantRow>(
     `UPDATE grants SET state = $2::text, ended_at = now(), end_reason = left($3::text, 500),
-            ended_by = $4::text, version = version + 1, updated_at = now()
+            ended_by = $4::text, end_cause = $5::text, version = version + 1, updated_at = now()
       WHERE id = $1::uuid AND state = ${FROM[state]}
       RETURNING ${COLUMNS}`,
-    [id, state, reason, by],
+    [id, state, reason, by, cause],
   );
   return one(rows);
 }

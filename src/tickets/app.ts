@@ -1,18 +1,19 @@
 import type { ApplicationFunction, Context } from "probot";
-import { commitAuthors, type GitHub, hasWriteAccess } from "#src/github/api.js";
+import type { GitHub } from "#src/github/api.js";
 import { CODEOWNERS_PATHS, ownersOf } from "#src/rules/codeowners.js";
 import { POLICY_FILE } from "#src/rules/policy.js";
-import { teamKey } from "#src/rules/principal.js";
+import { isBotAccount } from "#src/rules/principal.js";
 import { requestHash } from "#src/rules/request.js";
-import { recordApproval, voidApprovalsBy, voidReviewApproval } from "#src/store/approvals.js";
+import { voidApprovalsBy, voidReviewApproval } from "#src/store/approvals.js";
 import { pendingExtension } from "#src/store/extensions.js";
 import {
   type Grant,
   getGrant,
-  markReviewed,
+  latestGrant,
   openGrant,
   openGrantIds,
 } from "#src/store/grant-lifecycle.js";
+import { bumpRulesGeneration } from "#src/store/rules-generations.js";
 import {
   getTicketById,
   markInstallationDeleted,
@@ -20,15 +21,10 @@ import {
 } from "#src/store/tickets.js";
 import { approveExtensionByReview, handleComment, notAfter } from "#src/tickets/commands.js";
 import type { LifecycleDeps, RepoContext, Trigger } from "#src/tickets/context.js";
-import {
-  evaluateTicket,
-  readRequest,
-  resolveTeams,
-  type TicketView,
-  viewTicket,
-} from "#src/tickets/evaluate.js";
+import { mayApprove } from "#src/tickets/decision.js";
+import { evaluateTicket, readRequest, type TicketView, viewTicket } from "#src/tickets/evaluate.js";
 import { handleCommentChange } from "#src/tickets/tamper.js";
-import { endOpenGrant, record, type TicketScope } from "#src/tickets/transitions.js";
+import { endOpenGrant, recordApproval, say, type TicketScope } from "#src/tickets/transitions.js";
 
 type RepoPayload = {
   repository: {
@@ -118,16 +114,13 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
       await handleComment(deps, ctx, {
         id: comment.id,
         body: comment.body ?? "",
-        author: {
-          id: user.id,
-          login: user.login,
-          isBot: user.type === "Bot" || user.login.endsWith("[bot]"),
-        },
+        author: { id: user.id, login: user.login, isBot: isBotAccount(user) },
         createdAt: new Date(comment.created_at),
         issue: {
           number: issue.number,
           body: issue.body ?? "",
           isPullRequest: issue.pull_request !== undefined,
+          authorId: issue.user?.id ?? 0,
         },
       });
     });
@@ -153,9 +146,9 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
       const state = review.state.toLowerCase();
       if (!review.user || (state !== "approved" && state !== "changes_requested")) return;
       const reviewer = review.user;
-      if (reviewer.type === "Bot" || reviewer.login.endsWith("[bot]")) return;
+      if (isBotAccount(reviewer)) return;
       const view = await viewTicket(deps, ctx, pr.number);
-      const grant = await openGrant(deps.db, view.ticket.id);
+      let grant = await openGrant(deps.db, view.ticket.id);
       const at = notAfter(new Date(review.submitted_at ?? Date.now()), deps.now());
       if (state === "changes_requested") {
         await withdrawApproval(deps, ctx, view, grant, reviewer.login, review.id);
@@ -172,6 +165,41 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
         });
         return;
       }
+      const last = grant ? null : await latestGrant(deps.db, view.ticket.id);
+      if (
+        last?.endCause === "new_commits" &&
+        review.commit_id === view.live.headSha &&
+        last.requesterId !== reviewer.id
+      ) {
+        // New commits ended the last grant: approving the new head asks again for it.
+        await evaluateTicket(deps, ctx, pr.number, {
+          kind: "reapproval",
+          actor: reviewer.login,
+          view,
+        });
+        grant = await openGrant(deps.db, view.ticket.id);
+      }
+      if (!grant && last) {
+        // Nothing pending: an approval is never kept for a later request.
+        await say(
+          deps.db,
+          view.scope,
+          `review_refused/${review.id}`,
+          {
+            kind: "command_refused",
+            command: "approving review",
+            actor: reviewer.login,
+            why: "there is no pending request on this pull request, so this review approves nothing; ask again (edit the request, relabel or reopen) and review again",
+          },
+          {
+            kind: "approval.refused",
+            actor: `github:${reviewer.login}`,
+            grantId: last.id,
+            data: { review_id: review.id, why: "no pending request" },
+          },
+        );
+        return;
+      }
       // Bound to the request as the PR body read when the review was given.
       const seen = readRequest(
         pr.body ?? "",
@@ -179,50 +207,41 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
         new Date(review.submitted_at ?? Date.now()),
         grant,
       );
-      if (!seen.ok)
+      const resource = seen.ok ? view.bound.get(seen.request.resource) : undefined;
+      if (!seen.ok || !resource)
         return deps.log.debug(
           { pr: pr.number },
           "approving review on a PR with no readable request",
         );
-      // An approving review of an active break-glass grant by a code owner is its post-hoc review.
+      // An approving review of an active break-glass grant by one who may approve is its post-hoc review.
       const reviews =
         grant?.state === "active" &&
         grant.breakGlass &&
         grant.requesterId !== reviewer.id &&
-        (await mayReview(ctx, view, grant.resource, pr.number, reviewer.login));
-      await deps.db.transaction(async (tx) => {
-        const isNew = await recordApproval(tx, {
-          ticketId: view.ticket.id,
+        (await mayApprove(
+          { deps, ctx, view },
+          resource,
+          ownersOf(view.rules.codeowners, resource.policy.path),
+          reviewer.login,
+        )) === null;
+      const hash = requestHash(seen.request, resource);
+      await recordApproval(
+        deps.db,
+        view.scope,
+        {
+          grantId: grant?.id ?? null,
           approverId: reviewer.id,
           approverLogin: reviewer.login,
           channel: "review",
           sourceId: review.id,
-          requestHash: requestHash(seen.request),
+          requestHash: hash,
           commitId: review.commit_id,
           at,
-        });
-        if (!isNew) return;
-        await record(tx, view.scope, {
-          kind: "approval.recorded",
-          actor: `github:${reviewer.login}`,
-          grantId: grant?.id ?? null,
-          data: {
-            channel: "review",
-            review_id: review.id,
-            commit_id: review.commit_id,
-            request_hash: requestHash(seen.request),
-          },
-        });
-        if (grant && reviews && (await markReviewed(tx, grant.id))) {
-          await record(tx, view.scope, {
-            kind: "grant.reviewed",
-            actor: `github:${reviewer.login}`,
-            grantId: grant.id,
-            data: { review_id: review.id },
-          });
-        }
-      });
-      await evaluateTicket(deps, ctx, pr.number, { kind: "approval", actor: reviewer.login });
+        },
+        { review_id: review.id, commit_id: review.commit_id, request_hash: hash },
+        { reviewed: reviews === true },
+      );
+      await evaluateTicket(deps, ctx, pr.number, { kind: "approval", actor: reviewer.login, view });
     });
 
     app.on("pull_request_review.dismissed", async (context) => {
@@ -252,23 +271,18 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
     app.on("push", async (context) => {
       const ctx = repoContext(context);
       if (!ctx) return;
-      const { ref, commits, repository } = context.payload;
+      const { ref, repository } = context.payload;
       if (ref !== `refs/heads/${repository.default_branch}`) return;
-      const ruleFiles = new Set<string>([POLICY_FILE, ...CODEOWNERS_PATHS]);
-      const touched = commits.some((c) =>
-        [...(c.added ?? []), ...(c.modified ?? []), ...(c.removed ?? [])].some((f) =>
-          ruleFiles.has(f),
-        ),
-      );
-      // A commit list can be truncated (GitHub sends at most 20); re-evaluate then too.
-      if (!touched && commits.length < 20) return;
-      const tickets = await ticketsWithOpenGrants(deps.db, repository.id);
-      for (const ticket of tickets) {
-        await evaluateTicket(deps, ctx, ticket.number, {
-          kind: "rules_changed",
-          actor: context.payload.sender?.login ?? "hallpass",
-        });
-      }
+      if (!pushChangesRules(context.payload)) return;
+      await rulesChanged(deps, ctx, context.payload.sender?.login ?? "hallpass");
+    });
+
+    app.on("repository.edited", async (context) => {
+      const ctx = repoContext(context as unknown as Context<"push">);
+      const changes = context.payload.changes as { default_branch?: { from: string } };
+      if (!ctx || !changes.default_branch) return;
+      // Another default branch is other rules.
+      await rulesChanged(deps, ctx, context.payload.sender.login);
     });
 
     app.on("organization.member_removed", async (context) => {
@@ -308,32 +322,40 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
   };
 }
 
+const RULE_FILES: ReadonlySet<string> = new Set([POLICY_FILE, ...CODEOWNERS_PATHS]);
+
+/** A push payload listing this many commits may have left some out. */
+const PUSH_COMMITS = 20;
+
+type PushPayload = Context<"push">["payload"];
+
 /**
- * Whether `login` may review a break-glass grant on this PR: a code owner of
- * the resource's path on the default branch, with write access, who
- * authored none of its commits (the rules an approval must meet).
+ * Whether a push to the default branch may have changed the rules. The
+ * payload's commits say, unless they cannot: a force-push (the commits it
+ * dropped, which may have changed the rules, are in no list), a list that
+ * may be truncated, a branch created. Then the answer is yes: decisions are
+ * taken again, never kept on rules that might have changed.
  */
-async function mayReview(
-  ctx: RepoContext,
-  view: TicketView,
-  resourceName: string,
-  number: number,
-  login: string,
-): Promise<boolean> {
-  const resource = view.bound.get(resourceName);
-  if (!resource) return false;
-  const ownership = ownersOf(view.rules.codeowners, resource.policy.path);
-  if (ownership.status !== "owned") return false;
-  const lower = login.toLowerCase();
-  const teams = await resolveTeams(ctx, ownership, resource);
-  const owner = ownership.owners.some(
-    (o) =>
-      (o.kind === "user" && o.login === lower) ||
-      (o.kind === "team" && teams.get(teamKey(o.org, o.slug))?.has(lower)),
+function pushChangesRules(payload: PushPayload): boolean {
+  if (payload.forced || payload.commits.length >= PUSH_COMMITS || /^0+$/.test(payload.before))
+    return true;
+  return payload.commits.some((c) =>
+    [...(c.added ?? []), ...(c.modified ?? []), ...(c.removed ?? [])].some((f) =>
+      RULE_FILES.has(f),
+    ),
   );
-  if (!owner || !(await hasWriteAccess(ctx.gh, ctx.repo, login))) return false;
-  const authors = await commitAuthors(ctx.gh, ctx.repo, number);
-  return authors !== null && !authors.some((a) => a.login?.toLowerCase() === lower);
+}
+
+/**
+ * The repository's rules changed: every decision in flight on the old ones
+ * is void (their activation checks the generation), and every ticket with an
+ * open grant is taken again on the new ones.
+ */
+async function rulesChanged(deps: LifecycleDeps, ctx: RepoContext, actor: string): Promise<void> {
+  await bumpRulesGeneration(deps.db, ctx.repo.id);
+  for (const ticket of await ticketsWithOpenGrants(deps.db, ctx.repo.id)) {
+    await evaluateTicket(deps, ctx, ticket.number, { kind: "rules_changed", actor });
+  }
 }
 
 /**
@@ -369,7 +391,11 @@ async function withdrawApproval(
     });
     return;
   }
-  await evaluateTicket(deps, ctx, view.ticket.number, { kind: "review_dismissed", actor: login });
+  await evaluateTicket(deps, ctx, view.ticket.number, {
+    kind: "review_dismissed",
+    actor: login,
+    view,
+  });
 }
 
 /** Ends every open grant matching `where` (fail closed: active → revoked, pending → cancelled). */

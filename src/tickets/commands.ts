@@ -1,37 +1,28 @@
 import { createHash } from "node:crypto";
-import { commitAuthors, hasWriteAccess } from "#src/github/api.js";
+import { accessOf } from "#src/github/api.js";
 import type { BoundResource } from "#src/rules/bind.js";
 import { type Ownership, ownersOf } from "#src/rules/codeowners.js";
 import { type Command, parseCommand } from "#src/rules/command.js";
-import { decide } from "#src/rules/decide.js";
 import { formatDuration } from "#src/rules/duration.js";
-import { teamKey } from "#src/rules/principal.js";
+import { isBotAccount } from "#src/rules/principal.js";
 import { parseRequest, requestHash } from "#src/rules/request.js";
-import { approvalsOf, recordApproval } from "#src/store/approvals.js";
 import {
   closeExtension,
   type Extension,
   pendingExtension,
   requestExtension,
 } from "#src/store/extensions.js";
-import {
-  autoApprovalUses,
-  type Grant,
-  latestGrant,
-  markReviewed,
-  openGrant,
-} from "#src/store/grant-lifecycle.js";
+import { type Grant, latestGrant, openGrant } from "#src/store/grant-lifecycle.js";
 import type { LifecycleDeps, RepoContext } from "#src/tickets/context.js";
+import { decideTicket, mayApprove, isOwner as ownsPath } from "#src/tickets/decision.js";
 import {
-  decideRequest,
   evaluateTicket,
   grantTerms,
   readRequest,
-  resolveTeams,
   type TicketView,
   viewTicket,
 } from "#src/tickets/evaluate.js";
-import { endOpenGrant, extend, record, say } from "#src/tickets/transitions.js";
+import { endOpenGrant, extend, record, recordApproval, say } from "#src/tickets/transitions.js";
 
 /** A new comment, as the `issue_comment.created` payload gives it. */
 export interface NewComment {
@@ -43,6 +34,8 @@ export interface NewComment {
     readonly number: number;
     readonly body: string;
     readonly isPullRequest: boolean;
+    /** The issue's or PR's author, as the payload names them. */
+    readonly authorId: number;
   };
 }
 
@@ -55,17 +48,30 @@ interface Env {
 
 /**
  * Carries out the command of a new comment. Only new comments act (edits and
- * deletions never do); bots' comments are ignored; a command from someone
- * not allowed to give it gets a short reply saying why, and an audit event.
+ * deletions never do); bots' comments are ignored, and so are commands from
+ * people without read access to the repository (other than the ticket's
+ * author), before anything is read: a comment costs hallpass one API call
+ * unless its author could act. A command from someone not allowed to give
+ * it gets a short reply saying why, and an audit event, at most once per
+ * person and ticket a minute.
  */
 export async function handleComment(
   deps: LifecycleDeps,
   ctx: RepoContext,
   comment: NewComment,
 ): Promise<void> {
-  if (comment.author.isBot) return;
+  if (comment.author.isBot || isBotAccount(comment.author)) return;
   const parsed = parseCommand(comment.body);
   if (!parsed) return;
+  if (
+    comment.author.id !== comment.issue.authorId &&
+    (await accessOf(ctx.gh, ctx.repo, comment.author.login)) === "none"
+  ) {
+    return deps.log.debug(
+      { ticket: comment.issue.number, actor: comment.author.login },
+      "command from someone without access to the repository; ignored",
+    );
+  }
   const view = await viewTicket(deps, ctx, comment.issue.number);
   const env: Env = { deps, ctx, view, comment };
   if (!view.labeled && !(await latestGrant(deps.db, view.ticket.id))) {
@@ -93,12 +99,16 @@ export async function handleComment(
   }
 }
 
+/** Refusals are answered at most once per person and ticket in this window. */
+const REFUSAL_WINDOW_MS = 60_000;
+
 async function refuse(env: Env, command: string, why: string): Promise<void> {
   const actor = env.comment.author.login;
+  const window = Math.floor(env.deps.now().getTime() / REFUSAL_WINDOW_MS);
   await say(
     env.deps.db,
     env.view.scope,
-    `refused/${env.comment.id}`,
+    `refused/${env.view.ticket.id}/${env.comment.author.id}/${window}`,
     { kind: "command_refused", command, actor, why },
     {
       kind: "command.refused",
@@ -130,14 +140,8 @@ function resourceOf(
 }
 
 /** Whether the commenter is a code owner of the resource path, as CODEOWNERS of the default branch says now. */
-async function isOwner(env: Env, resource: BoundResource, ownership: Ownership): Promise<boolean> {
-  if (ownership.status !== "owned") return false;
-  const login = env.comment.author.login.toLowerCase();
-  if (ownership.owners.some((o) => o.kind === "user" && o.login === login)) return true;
-  const teams = await resolveTeams(env.ctx, ownership, resource);
-  return ownership.owners.some(
-    (o) => o.kind === "team" && teams.get(teamKey(o.org, o.slug))?.has(login),
-  );
+function isOwner(env: Env, resource: BoundResource, ownership: Ownership): Promise<boolean> {
+  return ownsPath(env.ctx, resource, ownership, env.comment.author.login);
 }
 
 const ownersText = (ownership: Ownership) =>
@@ -155,22 +159,22 @@ async function approve(env: Env): Promise<void> {
       "on a pull request, approve with a review: it binds the approval to the reviewed commit",
     );
   }
+  if (!grant)
+    return refuse(env, "/approve", "there is no pending request on this ticket to approve");
   const target = resourceOf(env, grant);
   if (!target)
     return refuse(env, "/approve", "there is no valid request on this ticket to approve");
   if (isRequester(env, grant))
     return refuse(env, "/approve", "you cannot approve your own request");
-  if (!(await isOwner(env, target.resource, target.ownership))) {
+  const why = await mayApprove(env, target.resource, target.ownership, comment.author.login);
+  if (why !== null) {
     return refuse(
       env,
       "/approve",
-      `only code owners of ${target.resource.policy.path} can approve (${ownersText(target.ownership)})`,
+      why.startsWith("only code owners") ? `${why} (${ownersText(target.ownership)})` : why,
     );
   }
-  if (!(await hasWriteAccess(env.ctx.gh, env.ctx.repo, comment.author.login))) {
-    return refuse(env, "/approve", "approvers need write access to this repository");
-  }
-  if (grant?.state === "active") {
+  if (grant.state === "active") {
     const extension = await pendingExtension(deps.db, grant.id);
     if (extension) return approveExtension(env, grant, extension);
     if (grant.breakGlass && !grant.reviewedAt) return reviewBreakGlass(env, grant);
@@ -178,53 +182,57 @@ async function approve(env: Env): Promise<void> {
   }
   // Bound to the request as the approver saw it when commenting.
   const seen = readRequest(comment.issue.body, view, comment.createdAt, grant);
-  if (!seen.ok)
+  const seenResource = seen.ok ? view.bound.get(seen.request.resource) : undefined;
+  if (!seen.ok || !seenResource)
     return refuse(
       env,
       "/approve",
       "the request on this ticket cannot be read, so there is nothing to approve",
     );
-  await deps.db.transaction(async (tx) => {
-    const isNew = await recordApproval(tx, {
-      ticketId: view.ticket.id,
+  const hash = requestHash(seen.request, seenResource);
+  const recorded = await recordApproval(
+    deps.db,
+    view.scope,
+    {
+      grantId: grant.id,
       approverId: comment.author.id,
       approverLogin: comment.author.login,
       channel: "comment",
       sourceId: comment.id,
-      requestHash: requestHash(seen.request),
+      requestHash: hash,
       commitId: null,
       at: notAfter(comment.createdAt, deps.now()),
-    });
-    if (isNew) {
-      await record(tx, view.scope, {
-        kind: "approval.recorded",
-        actor: `github:${comment.author.login}`,
-        grantId: grant?.id ?? null,
-        data: {
-          channel: "comment",
-          comment_id: comment.id,
-          request_hash: requestHash(seen.request),
-        },
-      });
-    }
-  });
+    },
+    { comment_id: comment.id, request_hash: hash },
+  );
+  if (recorded === "stale")
+    return refuse(env, "/approve", "the request it approved is no longer pending");
   await evaluateTicket(deps, env.ctx, view.ticket.number, {
     kind: "approval",
     actor: comment.author.login,
+    view,
   });
 }
 
+/** A code owner's `/approve` of an active break-glass grant is its review after the fact. */
 async function reviewBreakGlass(env: Env, grant: Grant): Promise<void> {
-  const actor = env.comment.author.login;
-  await env.deps.db.transaction(async (tx) => {
-    if (!(await markReviewed(tx, grant.id))) return;
-    await record(tx, env.view.scope, {
-      kind: "grant.reviewed",
-      actor: `github:${actor}`,
+  const { deps, view, comment } = env;
+  await recordApproval(
+    deps.db,
+    view.scope,
+    {
       grantId: grant.id,
-      data: { comment_id: env.comment.id },
-    });
-  });
+      approverId: comment.author.id,
+      approverLogin: comment.author.login,
+      channel: "comment",
+      sourceId: comment.id,
+      requestHash: grant.requestHash,
+      commitId: null,
+      at: notAfter(comment.createdAt, deps.now()),
+    },
+    { comment_id: comment.id },
+    { reviewed: true },
+  );
 }
 
 async function deny(env: Env, reason: string): Promise<void> {
@@ -313,17 +321,13 @@ async function status(env: Env): Promise<void> {
     const parsed = readRequest(view.live.body, view, deps.now(), grant);
     const target = resourceOf(env, grant);
     if (parsed.ok && target) {
-      const decision = await decideRequest(
-        deps,
-        env.ctx,
-        view,
+      const decision = await decideTicket(env, {
         grant,
-        parsed.request,
-        requestHash(parsed.request),
-        target.resource,
-        target.ownership,
-        null,
-      );
+        request: parsed.request,
+        requestHash: requestHash(parsed.request, target.resource),
+        resource: target.resource,
+        ownership: target.ownership,
+      });
       trace.push(...decision.trace);
     } else if (!parsed.ok) {
       trace.push(...parsed.problems);
@@ -427,9 +431,11 @@ export async function approveExtensionByReview(
   review: { id: number; reviewer: { id: number; login: string }; commitId: string; at: Date },
 ): Promise<void> {
   const { deps, view } = env;
-  await deps.db.transaction(async (tx) => {
-    const isNew = await recordApproval(tx, {
-      ticketId: view.ticket.id,
+  await recordApproval(
+    deps.db,
+    view.scope,
+    {
+      grantId: grant.id,
       approverId: review.reviewer.id,
       approverLogin: review.reviewer.login,
       channel: "review",
@@ -437,42 +443,30 @@ export async function approveExtensionByReview(
       requestHash: extension.requestHash,
       commitId: review.commitId,
       at: review.at,
-    });
-    if (!isNew) return;
-    await record(tx, view.scope, {
-      kind: "approval.recorded",
-      actor: `github:${review.reviewer.login}`,
-      grantId: grant.id,
-      data: { channel: "review", review_id: review.id, extension: extension.id },
-    });
-  });
+    },
+    { review_id: review.id, extension: extension.id },
+  );
   const target = resourceOf(env, grant);
   if (target) await tryExtend(env, grant, extension, target);
 }
 
 async function approveExtension(env: Env, grant: Grant, extension: Extension): Promise<void> {
   const { deps, view, comment } = env;
-  await deps.db.transaction(async (tx) => {
-    if (
-      await recordApproval(tx, {
-        ticketId: view.ticket.id,
-        approverId: comment.author.id,
-        approverLogin: comment.author.login,
-        channel: "comment",
-        sourceId: comment.id,
-        requestHash: extension.requestHash,
-        commitId: null,
-        at: notAfter(comment.createdAt, deps.now()),
-      })
-    ) {
-      await record(tx, view.scope, {
-        kind: "approval.recorded",
-        actor: `github:${comment.author.login}`,
-        grantId: grant.id,
-        data: { channel: "comment", comment_id: comment.id, extension: extension.id },
-      });
-    }
-  });
+  await recordApproval(
+    deps.db,
+    view.scope,
+    {
+      grantId: grant.id,
+      approverId: comment.author.id,
+      approverLogin: comment.author.login,
+      channel: "comment",
+      sourceId: comment.id,
+      requestHash: extension.requestHash,
+      commitId: null,
+      at: notAfter(comment.createdAt, deps.now()),
+    },
+    { comment_id: comment.id, extension: extension.id },
+  );
   const target = resourceOf(env, grant);
   if (target) await tryExtend(env, grant, extension, target);
 }
@@ -484,22 +478,12 @@ async function tryExtend(
   extension: Extension,
   target: { resource: BoundResource; ownership: Ownership },
 ): Promise<boolean> {
-  const { deps, ctx, view } = env;
+  const { deps, view } = env;
   if (!grant.startsAt || !grant.endsAt) return false;
   const total = (grant.endsAt.getTime() - grant.startsAt.getTime()) / 1000 + extension.extendByS;
-  const approvals = (await approvalsOf(deps.db, view.ticket.id)).filter(
-    (a) => a.requestHash === extension.requestHash,
-  );
-  const writers = await Promise.all(
-    approvals.map((a) => hasWriteAccess(ctx.gh, ctx.repo, a.approverLogin)),
-  );
   const terms = grantTerms(grant);
-  const authors =
-    view.live.kind === "pull_request"
-      ? await commitAuthors(ctx.gh, ctx.repo, view.live.number)
-      : [];
-  const decision = decide({
-    resource: target.resource,
+  const decision = await decideTicket(env, {
+    grant,
     request: {
       resource: grant.resource,
       scopes: grant.scopes,
@@ -509,27 +493,8 @@ async function tryExtend(
       source: "block",
     },
     requestHash: extension.requestHash,
+    resource: target.resource,
     ownership: target.ownership,
-    requester: { id: grant.requesterId, login: grant.requesterLogin, isBot: false },
-    commitAuthors: authors ?? [],
-    // Unknown commit authors (more commits than GitHub lists): no approval can count.
-    approvals: (authors ? approvals : []).map((a, i) => ({
-      approverId: a.approverId,
-      login: a.approverLogin,
-      isBot: false,
-      requestHash: a.requestHash,
-      at: a.at,
-      hasWriteAccess: writers[i] ?? false,
-    })),
-    teams: await resolveTeams(ctx, target.ownership, target.resource),
-    autoApprovalUses: await autoApprovalUses(
-      deps.db,
-      grant.requesterId,
-      grant.resource,
-      grant.audience,
-    ),
-    breakGlass: null,
-    now: deps.now(),
   });
   if (decision.kind !== "grant" && decision.kind !== "auto_approved") return false;
   const endsAt = new Date(

@@ -41,15 +41,21 @@ export type Trigger =
   | "reopened"
   | "synchronize"
   | "approval"
+  | "reapproval"
   | "review_dismissed"
   | "rules_changed"
   | "command"
   | "member_removed";
 
-/** Events after which a ticket with no open grant may (re)open a request. */
+/**
+ * Events after which a ticket with no open grant may (re)open a request
+ * (an edit only by the requester; a reapproval only after new commits
+ * ended the last grant).
+ */
 export const OPENS_REQUESTS: ReadonlySet<Trigger> = new Set([
   "opened",
   "edited",
   "labeled",
   "reopened",
+  "reapproval",
 ]);

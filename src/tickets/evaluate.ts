@@ -1,31 +1,24 @@
 import { createHash } from "node:crypto";
-import {
-  commitAuthors,
-  fetchTicket,
-  hasWriteAccess,
-  type LiveTicket,
-  teamMembers,
-} from "#src/github/api.js";
+import { fetchTicket, type LiveTicket } from "#src/github/api.js";
 import { loadRules, type RepoRules } from "#src/github/rules.js";
 import { type BoundResource, bindPolicy } from "#src/rules/bind.js";
 import { type Ownership, ownersOf } from "#src/rules/codeowners.js";
-import { type Approval, type Decision, decide } from "#src/rules/decide.js";
+import type { Decision } from "#src/rules/decide.js";
 import type { Policy } from "#src/rules/policy.js";
-import { teamKey } from "#src/rules/principal.js";
 import {
   type AccessRequest,
   parseRequest,
   type RequestResult,
   requestHash,
 } from "#src/rules/request.js";
-import { approvalsOf } from "#src/store/approvals.js";
 import {
-  autoApprovalUses,
+  type EndCause,
   type Grant,
   latestGrant,
   openGrant,
   type RequestTerms,
 } from "#src/store/grant-lifecycle.js";
+import { rulesGeneration } from "#src/store/rules-generations.js";
 import { type Ticket, upsertTicket } from "#src/store/tickets.js";
 import {
   type LifecycleDeps,
@@ -33,6 +26,7 @@ import {
   type RepoContext,
   type Trigger,
 } from "#src/tickets/context.js";
+import { decideTicket, ownersAmong } from "#src/tickets/decision.js";
 import type { Terms } from "#src/tickets/notices.js";
 import {
   activate,
@@ -55,6 +49,8 @@ export interface TicketView {
   readonly bound: ReadonlyMap<string, BoundResource>;
   readonly label: string;
   readonly labeled: boolean;
+  /** The repository's rules generation, read before the rules: activation needs it unchanged. */
+  readonly rulesGeneration: number;
 }
 
 const DEFAULT_LABEL = "hallpass";
@@ -66,6 +62,7 @@ export async function viewTicket(
   number: number,
 ): Promise<TicketView> {
   const repoName = { owner: ctx.repo.owner, name: ctx.repo.name };
+  const generation = await rulesGeneration(deps.db, ctx.repo.id);
   const [live, rules] = await Promise.all([
     fetchTicket(ctx.gh, repoName, number),
     loadRules(ctx.gh, { ...repoName, id: ctx.repo.id }, ctx.repo.defaultBranch),
@@ -116,8 +113,21 @@ export async function viewTicket(
     bound: binding?.resources ?? new Map(),
     label,
     labeled: live.labels.some((l) => l.toLowerCase() === label.toLowerCase()),
+    rulesGeneration: generation,
   };
 }
+
+/** Why a ticket is looked at, by whom, and what it already read of GitHub. */
+export interface EvaluationTrigger {
+  readonly kind: Trigger;
+  readonly actor: string;
+  readonly breakGlass?: { reason: string };
+  /** The view this event already read, so it reads the ticket and its rules once. */
+  readonly view?: TicketView;
+}
+
+/** A decision taken on rules that a push changed meanwhile is taken again, at most this often. */
+const RULES_RACE_RETRIES = 3;
 
 /**
  * Brings a ticket's grant in line with GitHub as it is now. Safe to call for
@@ -137,13 +147,27 @@ export async function evaluateTicket(
   deps: LifecycleDeps,
   ctx: RepoContext,
   number: number,
-  trigger: {
-    readonly kind: Trigger;
-    readonly actor: string;
-    readonly breakGlass?: { reason: string };
-  },
+  trigger: EvaluationTrigger,
 ): Promise<void> {
-  const view = await viewTicket(deps, ctx, number);
+  let view = trigger.view ?? (await viewTicket(deps, ctx, number));
+  for (let attempt = 1; ; attempt++) {
+    const outcome = await evaluateView(deps, ctx, view, trigger);
+    if (outcome !== "rules_changed" || attempt >= RULES_RACE_RETRIES) return;
+    deps.log.info(
+      { ticket: `${ctx.repo.owner}/${ctx.repo.name}#${number}` },
+      "the rules changed while deciding; deciding again on the new ones",
+    );
+    view = await viewTicket(deps, ctx, number);
+  }
+}
+
+async function evaluateView(
+  deps: LifecycleDeps,
+  ctx: RepoContext,
+  view: TicketView,
+  trigger: EvaluationTrigger,
+): Promise<"done" | "rules_changed"> {
+  const number = view.ticket.number;
   const { db } = deps;
   const { live, scope } = view;
   const open = await openGrant(db, view.ticket.id);
@@ -154,7 +178,10 @@ export async function evaluateTicket(
 
   // 1. Closed or no longer labeled.
   if (live.state === "closed" || !view.labeled) {
-    if (!open) return log.debug("not an open labeled ticket; nothing to do");
+    if (!open) {
+      log.debug("not an open labeled ticket; nothing to do");
+      return "done";
+    }
     const reason =
       live.state === "closed"
         ? live.merged
@@ -167,40 +194,43 @@ export async function evaluateTicket(
       reason,
       by: trigger.actor,
     });
-    return;
+    return "done";
   }
 
   // 2. An active grant keeps its terms.
   if (open?.state === "active") {
-    const why = await noLongerAllowed(deps, ctx, view, open);
-    if (why) {
+    const ended = await noLongerAllowed(ctx, view, open);
+    if (ended) {
       await endOpenGrant(db, scope, {
         grantId: open.id,
         whenActive: "revoked",
         whenPending: "cancelled",
-        reason: why,
+        reason: ended.why,
         by: "hallpass",
+        ...(ended.cause ? { cause: ended.cause } : {}),
       });
-      return;
+      return "done";
     }
     if (trigger.kind === "edited") {
       const parsed = parseRequest(live.body, view.bound, deps.now());
-      if (parsed.ok && requestHash(parsed.request) !== open.requestHash) {
+      const resource = parsed.ok ? view.bound.get(parsed.request.resource) : undefined;
+      const edited = parsed.ok && resource ? requestHash(parsed.request, resource) : null;
+      if (edited !== null && edited !== open.requestHash) {
         await say(
           db,
           scope,
-          `terms_kept/${open.id}/${requestHash(parsed.request)}`,
+          `terms_kept/${open.id}/${edited}`,
           { kind: "terms_kept", terms: grantTerms(open) },
           {
             kind: "grant.edit_ignored",
             actor: `github:${trigger.actor}`,
             grantId: open.id,
-            data: { request_hash: requestHash(parsed.request) },
+            data: { request_hash: edited },
           },
         );
       }
     }
-    return;
+    return "done";
   }
 
   // 3. The request as the ticket states it now.
@@ -230,21 +260,22 @@ export async function evaluateTicket(
         },
       );
     }
-    return;
+    return "done";
   }
   const request = parsed.request;
-  const hash = requestHash(request);
   const resource = view.bound.get(request.resource);
-  if (!resource) return; // parseRequest only accepts bound resources
+  if (!resource) return "done"; // parseRequest only accepts bound resources
+  const hash = requestHash(request, resource);
   const ownership = ownersOf(view.rules.codeowners, resource.policy.path);
   const terms = requestTerms(request, hash, resource);
   let grant: Grant | null = open;
   if (!grant) {
     const last = await latestGrant(db, view.ticket.id);
-    if (!OPENS_REQUESTS.has(trigger.kind) && last?.requestHash === hash) {
-      return log.debug(
+    if (!mayOpen(trigger, view, last, hash)) {
+      log.debug(
         "this request was already decided; reopen, relabel or edit the ticket to ask again",
       );
+      return "done";
     }
     grant = await openRequest(
       db,
@@ -263,21 +294,38 @@ export async function evaluateTicket(
       receivedNotice(view, request, resource, ownership, true),
     );
   }
-  if (!grant) return log.debug("the grant moved on meanwhile");
+  if (!grant) {
+    log.debug("the grant moved on meanwhile");
+    return "done";
+  }
 
   // 4. Decide.
-  const decision = await decideRequest(
-    deps,
-    ctx,
-    view,
-    grant,
-    request,
-    hash,
-    resource,
-    ownership,
-    trigger.breakGlass ?? null,
+  const decision = await decideTicket(
+    { deps, ctx, view },
+    { grant, request, requestHash: hash, resource, ownership, breakGlass: trigger.breakGlass },
   );
-  await applyDecision(deps, ctx, view, grant, hash, resource, decision, trigger.actor);
+  return applyDecision(deps, ctx, view, grant, hash, resource, decision, trigger.actor);
+}
+
+/**
+ * Whether this event may open a new request on a ticket with no open grant
+ * (`last` its latest grant, if any). Opening, labelling and reopening ask,
+ * and so does an edit by the requester (never one by anyone else); an approving
+ * review of the new head asks again after new commits ended the last grant.
+ * An edit by anyone else never asks for the requester.
+ */
+function mayOpen(
+  trigger: EvaluationTrigger,
+  view: TicketView,
+  last: Grant | null,
+  hash: string,
+): boolean {
+  if (!OPENS_REQUESTS.has(trigger.kind)) return last?.requestHash !== hash;
+  if (trigger.kind === "edited") {
+    return trigger.actor.toLowerCase() === view.live.author.login.toLowerCase();
+  }
+  if (trigger.kind === "reapproval") return last?.endCause === "new_commits";
+  return true;
 }
 
 /**
@@ -295,92 +343,9 @@ export function readRequest(
   const parsed = parseRequest(body, view.bound, at);
   if (parsed.ok || open?.state !== "pending") return parsed;
   const asked = parseRequest(body, view.bound, open.createdAt);
-  return asked.ok && requestHash(asked.request) === open.requestHash ? asked : parsed;
-}
-
-/** Runs the rules engine on a pending request, with what GitHub says now about the people involved. */
-export async function decideRequest(
-  deps: LifecycleDeps,
-  ctx: RepoContext,
-  view: TicketView,
-  grant: Grant,
-  request: AccessRequest,
-  hash: string,
-  resource: BoundResource,
-  ownership: Ownership,
-  breakGlass: { reason: string } | null,
-): Promise<Decision> {
-  const repoName = { owner: ctx.repo.owner, name: ctx.repo.name };
-  const stored = await approvalsOf(deps.db, view.ticket.id);
-  // A review approves the commit it was given on: later commits need a new review.
-  const current = stored.filter((a) => a.channel === "comment" || a.commitId === view.live.headSha);
-  const writers = new Map<number, boolean>();
-  await Promise.all(
-    [...new Map(current.map((a) => [a.approverId, a.approverLogin])).entries()].map(
-      async ([id, login]) => {
-        writers.set(id, await hasWriteAccess(ctx.gh, repoName, login));
-      },
-    ),
-  );
-  const approvals: Approval[] = current.map((a) => ({
-    approverId: a.approverId,
-    login: a.approverLogin,
-    isBot: a.approverLogin.endsWith("[bot]"),
-    requestHash: a.requestHash,
-    at: a.at,
-    hasWriteAccess: writers.get(a.approverId) ?? false,
-  }));
-  const teams = await resolveTeams(ctx, ownership, resource);
-  const authors =
-    view.live.kind === "pull_request"
-      ? await commitAuthors(ctx.gh, repoName, view.live.number)
-      : [];
-  const decision = decide({
-    resource,
-    request,
-    requestHash: hash,
-    ownership,
-    requester: view.live.author,
-    commitAuthors: authors ?? [],
-    approvals: authors ? approvals : [],
-    teams,
-    autoApprovalUses: await autoApprovalUses(
-      deps.db,
-      grant.requesterId,
-      grant.resource,
-      grant.audience,
-    ),
-    breakGlass,
-    now: deps.now(),
-  });
-  if (authors) return decision;
-  // Unknown commit authors: no approval can be shown not to come from one.
-  const why = "the pull request has more commits than GitHub lists, so no approval can count";
-  return { ...decision, trace: [why, ...decision.trace] };
-}
-
-/** Members of every team the decision may need: owners of the path, auto-approve and break-glass requesters. */
-export async function resolveTeams(
-  ctx: RepoContext,
-  ownership: Ownership,
-  resource: BoundResource,
-): Promise<Map<string, Set<string>>> {
-  const wanted = new Map<string, { org: string; slug: string }>();
-  if (ownership.status === "owned") {
-    for (const o of ownership.owners) if (o.kind === "team") wanted.set(teamKey(o.org, o.slug), o);
-  }
-  const principals = [
-    ...resource.policy.autoApprove.flatMap((r) => r.requesters),
-    ...(resource.policy.breakGlass?.requesters ?? []),
-  ];
-  for (const p of principals) if (p.kind === "team") wanted.set(teamKey(p.org, p.slug), p);
-  const teams = new Map<string, Set<string>>();
-  await Promise.all(
-    [...wanted.entries()].map(async ([key, t]) => {
-      teams.set(key, await teamMembers(ctx.gh, t.org, t.slug));
-    }),
-  );
-  return teams;
+  if (!asked.ok) return parsed;
+  const resource = view.bound.get(asked.request.resource);
+  return resource && requestHash(asked.request, resource) === open.requestHash ? asked : parsed;
 }
 
 async function applyDecision(
@@ -392,7 +357,7 @@ async function applyDecision(
   resource: BoundResource,
   decision: Decision,
   actor: string,
-): Promise<void> {
+): Promise<"done" | "rules_changed"> {
   const { db } = deps;
   const { scope } = view;
   if (decision.kind === "denied") {
@@ -403,9 +368,9 @@ async function applyDecision(
       reason: decision.why,
       by: "hallpass",
     });
-    return;
+    return "done";
   }
-  if (decision.kind === "needs_approval") return;
+  if (decision.kind === "needs_approval") return "done";
   if (decision.kind === "break_glass" && !decision.allowed) {
     await say(
       db,
@@ -424,7 +389,7 @@ async function applyDecision(
         data: { why: decision.why },
       },
     );
-    return;
+    return "done";
   }
   const approvers = decision.kind === "grant" ? decision.approvers.map((a) => a.login) : [];
   const kind =
@@ -441,11 +406,11 @@ async function applyDecision(
   const startsAt = decision.window.start;
   const endsAt = decision.window.end;
   const terms = grantTerms(grant);
-  await activate(
+  const activated = await activate(
     db,
     scope,
     grant.id,
-    hash,
+    { hash, rulesGeneration: view.rulesGeneration },
     {
       startsAt,
       endsAt,
@@ -486,6 +451,9 @@ async function applyDecision(
       ...(decision.kind === "break_glass" ? { break_glass_reason: decision.reason } : {}),
     },
   );
+  if (activated) return "done";
+  const now = await rulesGeneration(db, ctx.repo.id);
+  return now === view.rulesGeneration ? "done" : "rules_changed";
 }
 
 /**
@@ -494,47 +462,44 @@ async function applyDecision(
  * the approved one); null when it stands.
  */
 async function noLongerAllowed(
-  deps: LifecycleDeps,
   ctx: RepoContext,
   view: TicketView,
   grant: Grant,
-): Promise<string | null> {
+): Promise<{ why: string; cause?: EndCause } | null> {
   if (
     view.live.kind === "pull_request" &&
     grant.approvedCommit &&
     view.live.headSha !== grant.approvedCommit
   ) {
-    return `new commits were pushed after the approved commit ${grant.approvedCommit.slice(0, 7)}`;
+    return {
+      why: `new commits were pushed after the approved commit ${grant.approvedCommit.slice(0, 7)}`,
+      cause: "new_commits",
+    };
   }
   const resource = view.bound.get(grant.resource);
   if (!resource) {
-    return `${grant.resource} is no longer in this repository's policy on ${view.rules.defaultBranch} (or no longer bound to it)`;
+    return {
+      why: `${grant.resource} is no longer in this repository's policy on ${view.rules.defaultBranch} (or no longer bound to it)`,
+    };
   }
   for (const scope of grant.scopes) {
     if (!resource.policy.scopes.has(scope))
-      return `scope ${scope} of ${grant.resource} is no longer in the policy`;
+      return { why: `scope ${scope} of ${grant.resource} is no longer in the policy` };
   }
   const allowed = new Set([...resource.policy.scopes.values()].flat().map((p) => p.text));
   const lost = grant.permissions.filter((p) => !allowed.has(p));
-  if (lost.length > 0) return `the policy no longer allows ${lost.join(", ")}`;
+  if (lost.length > 0) return { why: `the policy no longer allows ${lost.join(", ")}` };
   if (grant.decision !== "approvals" || grant.approvers.length === 0) return null;
   const ownership = ownersOf(view.rules.codeowners, resource.policy.path);
   if (ownership.status !== "owned")
-    return `CODEOWNERS no longer gives ${resource.policy.path} owners who can approve`;
-  const teams = await resolveTeams(ctx, ownership, resource);
-  const owners = ownership.owners;
-  const stillOwners = grant.approvers.filter((login) =>
-    owners.some(
-      (o) =>
-        (o.kind === "user" && o.login === login.toLowerCase()) ||
-        (o.kind === "team" && teams.get(teamKey(o.org, o.slug))?.has(login.toLowerCase())),
-    ),
-  );
+    return { why: `CODEOWNERS no longer gives ${resource.policy.path} owners who can approve` };
+  const stillOwners = await ownersAmong(ctx, resource, ownership, grant.approvers);
   if (stillOwners.length < Math.min(resource.policy.approvals, grant.approvers.length)) {
     const gone = grant.approvers.filter((a) => !stillOwners.includes(a));
-    return `${gone.join(", ")} ${gone.length === 1 ? "is" : "are"} no longer a code owner of ${resource.policy.path}`;
+    return {
+      why: `${gone.join(", ")} ${gone.length === 1 ? "is" : "are"} no longer a code owner of ${resource.policy.path}`,
+    };
   }
-  void deps;
   return null;
 }
 

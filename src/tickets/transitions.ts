@@ -1,21 +1,29 @@
 import { appendAudit } from "#src/audit/append.js";
 import type { Json } from "#src/audit/event.js";
-import { voidTicketApprovals } from "#src/store/approvals.js";
+import {
+  bindEarlyApprovals,
+  recordApproval as insertApproval,
+  type NewApproval,
+  voidTicketApprovals,
+} from "#src/store/approvals.js";
 import type { Db, Sql } from "#src/store/db.js";
 import {
   type Activation,
   activateGrant,
+  type EndCause,
   type EndState,
   endGrant,
   extendGrant,
   type Grant,
   insertPendingGrant,
   lockOpenGrant,
+  markReviewed,
   markWarned,
   type RequestTerms,
   updatePendingTerms,
 } from "#src/store/grant-lifecycle.js";
 import { enqueue } from "#src/store/outbox.js";
+import { rulesGeneration } from "#src/store/rules-generations.js";
 import { lockTicket, type Ticket } from "#src/store/tickets.js";
 import { usageOf } from "#src/store/usage.js";
 import type { Notice, RepoRef, SideEffect } from "#src/tickets/notices.js";
@@ -111,6 +119,7 @@ export function openRequest(
   return transition(db, scope, async (tx) => {
     if (await lockOpenGrant(tx, scope.ticket.id)) return null;
     const grant = await insertPendingGrant(tx, scope.ticket.id, requester, terms);
+    await bindEarlyApprovals(tx, scope.ticket.id, grant.id);
     return {
       result: grant,
       grantId: grant.id,
@@ -149,12 +158,16 @@ export function editRequest(
   });
 }
 
-/** pending → active, only if the request is still the one that was decided (same hash). */
+/**
+ * pending → active, only if the request is still the one that was decided
+ * (same hash) and the repository's rules are still those it was decided on
+ * (same generation: no push changed them meanwhile).
+ */
 export function activate(
   db: Db,
   scope: TicketScope,
   grantId: string,
-  decidedHash: string,
+  decided: { readonly hash: string; readonly rulesGeneration: number },
   activation: Activation,
   actor: string,
   notice: Notice,
@@ -162,8 +175,9 @@ export function activate(
 ): Promise<Grant | null> {
   return transition(db, scope, async (tx) => {
     const open = await lockOpenGrant(tx, scope.ticket.id);
-    if (open?.id !== grantId || open.state !== "pending" || open.requestHash !== decidedHash)
+    if (open?.id !== grantId || open.state !== "pending" || open.requestHash !== decided.hash)
       return null;
+    if ((await rulesGeneration(tx, scope.repo.id)) !== decided.rulesGeneration) return null;
     const grant = await activateGrant(tx, grantId, activation);
     if (!grant) return null;
     return {
@@ -220,6 +234,8 @@ export function endOpenGrant(
     readonly onlyIf?: (grant: Grant) => boolean;
     /** Also close the issue (stale requests). */
     readonly closeIssue?: boolean;
+    /** Recorded on the grant when what may follow depends on it. */
+    readonly cause?: EndCause;
   },
 ): Promise<Grant | null> {
   return transition(db, scope, async (tx) => {
@@ -227,7 +243,7 @@ export function endOpenGrant(
     if (!open || (options.grantId !== undefined && open.id !== options.grantId)) return null;
     if (options.onlyIf && !options.onlyIf(open)) return null;
     const state: EndState = open.state === "active" ? options.whenActive : options.whenPending;
-    const grant = await endGrant(tx, open.id, state, options.reason, options.by);
+    const grant = await endGrant(tx, open.id, state, options.reason, options.by, options.cause);
     if (!grant) return null;
     // Approvals were given to this grant: a request asked again (edit, relabel, reopen) needs new ones.
     await voidTicketApprovals(tx, scope.ticket.id, `the grant was ${state}`);
@@ -329,6 +345,48 @@ export function warnExpiry(db: Db, scope: TicketScope, grant: Grant): Promise<bo
         },
       ],
     };
+  });
+}
+
+/**
+ * Records an approval and its audit event, in one transaction under the
+ * ticket lock, bound to the request it was given to: `grantId` must still be
+ * the ticket's open grant (null: the ticket has had no request yet, and the
+ * first it opens takes it). `reviewed` also marks an active break-glass grant
+ * reviewed. Returns `stale` when the request it was given to is gone, `known`
+ * when this review or comment was recorded before.
+ */
+export async function recordApproval(
+  db: Db,
+  scope: TicketScope,
+  approval: Omit<NewApproval, "ticketId">,
+  data: { readonly [key: string]: Json | undefined },
+  options: { readonly reviewed?: boolean } = {},
+): Promise<"recorded" | "known" | "stale"> {
+  return db.transaction(async (tx) => {
+    await lockTicket(tx, scope.ticket.id, { skipLocked: false });
+    const open = await lockOpenGrant(tx, scope.ticket.id);
+    if (approval.grantId === null) {
+      const { rows } = await tx.query<{ n: number }>(
+        "SELECT count(*)::int AS n FROM grants WHERE ticket_id = $1::uuid",
+        [scope.ticket.id],
+      );
+      if ((rows[0]?.n ?? 0) > 0) return "stale";
+    } else if (open?.id !== approval.grantId) {
+      return "stale";
+    }
+    if (!(await insertApproval(tx, { ...approval, ticketId: scope.ticket.id }))) return "known";
+    const actor = who(approval.approverLogin);
+    await record(tx, scope, {
+      kind: "approval.recorded",
+      actor,
+      grantId: approval.grantId,
+      data: { channel: approval.channel, ...data },
+    });
+    if (options.reviewed && open?.state === "active" && (await markReviewed(tx, open.id))) {
+      await record(tx, scope, { kind: "grant.reviewed", actor, grantId: open.id, data });
+    }
+    return "recorded";
   });
 }
 

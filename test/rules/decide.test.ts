@@ -47,7 +47,7 @@ const REQUEST: AccessRequest = {
   start: null,
   source: "issue-form",
 };
-const HASH = requestHash(REQUEST);
+const HASH = requestHash(REQUEST, payments);
 
 function approval(who: keyof typeof PEOPLE, extra: Partial<Approval> = {}): Approval {
   return {
@@ -66,10 +66,12 @@ function input(extra: Partial<DecisionInput> = {}): DecisionInput {
   return {
     resource: payments,
     request,
-    requestHash: requestHash(request),
+    requestHash: requestHash(request, extra.resource ?? payments),
     ownership: OWNED,
     requester: { ...PEOPLE.requester, isBot: false },
-    commitAuthors: [],
+    ticketKind: "pull_request",
+    commitPeople: [],
+    unidentified: [],
     approvals: [],
     teams: TEAMS,
     autoApprovalUses: [],
@@ -104,7 +106,10 @@ describe("decide: human approvals", () => {
     const request = { ...REQUEST, start };
     const decision = expectKind(
       decide(
-        input({ request, approvals: [approval("alice", { requestHash: requestHash(request) })] }),
+        input({
+          request,
+          approvals: [approval("alice", { requestHash: requestHash(request, payments) })],
+        }),
       ),
       "grant",
     );
@@ -119,7 +124,10 @@ describe("decide: human approvals", () => {
     const request = { ...REQUEST, start: new Date(NOW.getTime() - 60 * MINUTE) };
     const decision = expectKind(
       decide(
-        input({ request, approvals: [approval("alice", { requestHash: requestHash(request) })] }),
+        input({
+          request,
+          approvals: [approval("alice", { requestHash: requestHash(request, payments) })],
+        }),
       ),
       "grant",
     );
@@ -135,7 +143,7 @@ describe("decide: human approvals", () => {
       counted: [],
     });
     expect(decision.trace).toEqual([
-      "needs 1 approval from code owners of services/payments/ (CODEOWNERS line 12: @acme/payments-owners @Alice @bob ops@acme.example @acme/unresolved), never the requester, a bot or a commit author",
+      "needs 1 approval from code owners of services/payments/ (CODEOWNERS line 12: @acme/payments-owners @Alice @bob ops@acme.example @acme/unresolved), never the requester, a bot or a commit's author, committer or co-author",
       "e-mail owners (ops@acme.example) cannot be verified on GitHub and never count",
       "auto_approve rule 1 does not apply: scope refund is not in read",
       "waiting for 1 more approval from @acme/payments-owners, @Alice, @bob, @acme/unresolved",
@@ -177,19 +185,36 @@ describe("decide: human approvals", () => {
     expect(decision.trace.join("\n")).toMatch(why);
   });
 
-  it("does not count commit authors of the PR, matched by id or login", () => {
-    for (const author of [
-      { id: 1, login: null },
-      { id: null, login: "ALICE" },
-    ]) {
+  it("does not count the PR's commit authors, committers or co-authors, matched by id or login", () => {
+    for (const [person, why] of [
+      [{ role: "author", id: 1, login: "someone-renamed" }, /they authored commits/],
+      [{ role: "author", id: null, login: "ALICE" }, /they authored commits/],
+      [{ role: "committer", id: 1, login: "alice" }, /they committed on this pull request/],
+      [{ role: "co-author", id: null, login: "alice" }, /they co-authored commits/],
+    ] as const) {
       const decision = expectKind(
-        decide(input({ commitAuthors: [author], approvals: [approval("alice")] })),
+        decide(
+          input({
+            commitPeople: [{ ...person, commit: "a".repeat(40) }],
+            approvals: [approval("alice")],
+          }),
+        ),
         "needs_approval",
       );
       expect(decision.trace.join("\n")).toMatch(
-        /@alice approved: does not count, they authored commits/,
+        new RegExp(`@alice approved: does not count, ${why.source}`),
       );
     }
+  });
+
+  it("counts no approval while someone behind the PR's commits cannot be identified", () => {
+    const why = "the author of abc1234 (carol@corp.example) is no GitHub account";
+    const decision = expectKind(
+      decide(input({ unidentified: [why], approvals: [approval("alice"), approval("bob")] })),
+      "needs_approval",
+    );
+    expect(decision.counted).toEqual([]);
+    expect(decision.trace).toContain(`no approval can count: ${why}`);
   });
 
   it("counts a team owner through its members only", () => {
@@ -234,7 +259,10 @@ describe("decide: human approvals", () => {
     const request = { ...REQUEST, durationSeconds: 6 * 3_600 };
     const decision = expectKind(
       decide(
-        input({ request, approvals: [approval("alice", { requestHash: requestHash(request) })] }),
+        input({
+          request,
+          approvals: [approval("alice", { requestHash: requestHash(request, payments) })],
+        }),
       ),
       "grant",
     );
@@ -356,6 +384,31 @@ describe("decide: auto-approval", () => {
       /@mallory is not one of @acme\/sre/,
     ],
     ["a bot", { requester: { ...erin, isBot: true } }, /never for bots/],
+    [
+      "a PR with a commit by someone outside the rule",
+      {
+        commitPeople: [
+          { role: "author" as const, id: 5, login: "erin", commit: "e".repeat(40) },
+          { role: "author" as const, id: 7, login: "mallory", commit: "f".repeat(40) },
+        ],
+      },
+      /the pull request has commits by people outside @acme\/sre: @mallory \(author of fffffff\)/,
+    ],
+    [
+      "a PR committed by someone outside the rule",
+      {
+        commitPeople: [
+          { role: "author" as const, id: 5, login: "erin", commit: "e".repeat(40) },
+          { role: "committer" as const, id: 7, login: "mallory", commit: "e".repeat(40) },
+        ],
+      },
+      /@mallory \(committer of eeeeeee\)/,
+    ],
+    [
+      "a PR with a commit nobody can identify",
+      { unidentified: ["the author of 1234567 (x@corp.example) is no GitHub account"] },
+      /does not apply: the author of 1234567/,
+    ],
   ])("does not auto-approve %s", (_, change, why) => {
     const decision = expectKind(
       decide(input({ request: read, requester: erin, ...change })),
@@ -410,6 +463,31 @@ describe("decide: break-glass", () => {
     expect(decision).toMatchObject({ allowed: false, why });
   });
 
+  it("refuses on a PR whose commits are not all by break_glass.requesters", () => {
+    const commitPeople = [
+      { role: "author" as const, id: 6, login: "frank", commit: "a".repeat(40) },
+      { role: "author" as const, id: 7, login: "mallory", commit: "b".repeat(40) },
+    ];
+    const decision = expectKind(
+      decide(input({ requester: frank, breakGlass: { reason: "SEV1" }, commitPeople })),
+      "break_glass",
+    );
+    expect(decision).toMatchObject({ allowed: false });
+    expect(decision.trace.at(-1)).toMatch(/outside @acme\/oncall: @mallory \(author of bbbbbbb\)/);
+    // The same people on an issue: there is no code to speak of.
+    expectKind(
+      decide(
+        input({
+          requester: frank,
+          breakGlass: { reason: "SEV1" },
+          ticketKind: "issue",
+          commitPeople: [],
+        }),
+      ),
+      "break_glass",
+    );
+  });
+
   it("prefers a normal grant when enough owners approved", () => {
     expectKind(
       decide(
@@ -444,7 +522,7 @@ const ID_OF: Record<string, number> = {
 };
 const OWNER_LOGINS = new Set(["alice", "bob", "carol", "dave"]);
 // 59 s: the generator only asks for whole minutes, so this hash is never the current one.
-const STALE = requestHash({ ...REQUEST, durationSeconds: 59 });
+const STALE = requestHash({ ...REQUEST, durationSeconds: 59 }, payments);
 
 const arbApproval = fc.record({
   login: fc.constantFrom(...LOGINS),
@@ -473,11 +551,17 @@ const arbInput = fc
       durationSeconds: g.durationMinutes * 60,
       start: g.startInMinutes === null ? null : new Date(NOW.getTime() + g.startInMinutes * MINUTE),
     };
-    const hash = requestHash(request);
+    const resource = g.twoNeeded ? twoApprovals : payments;
+    const hash = requestHash(request, resource);
     return {
-      ...input({ request, resource: g.twoNeeded ? twoApprovals : payments }),
+      ...input({ request, resource }),
       requester: { id: ID_OF[g.requester]!, login: g.requester, isBot: false },
-      commitAuthors: g.authors.map((login) => ({ id: ID_OF[login]!, login })),
+      commitPeople: g.authors.map((login) => ({
+        role: "author" as const,
+        id: ID_OF[login]!,
+        login,
+        commit: "c".repeat(40),
+      })),
       approvals: g.approvals.map((a) => ({
         approverId: ID_OF[a.login]!,
         login: a.login,
@@ -517,7 +601,7 @@ describe("decide: properties", () => {
   it("counts only owners with write access who are neither bots nor commit authors", () => {
     fc.assert(
       fc.property(arbInput, (given) => {
-        const authors = new Set(given.commitAuthors.map((a) => a.id));
+        const authors = new Set(given.commitPeople.map((a) => a.id));
         for (const id of approverIds(decide(given))) {
           const mine = given.approvals.filter(
             (a) => a.approverId === id && a.requestHash === given.requestHash,

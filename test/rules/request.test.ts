@@ -1,6 +1,8 @@
 import { createHash } from "node:crypto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { canonicalJson } from "#src/audit/event.js";
+import type { BoundResource } from "#src/rules/bind.js";
 import {
   type AccessRequest,
   MAX_BODY_CHARS,
@@ -416,22 +418,38 @@ describe("parseRequest: hostile text", () => {
 
 describe("requestHash", () => {
   const request = requestOf(parse(FORM_BODY));
+  const payments = resources.get("payments-api")!;
+  const hash = (r: Parameters<typeof requestHash>[0], on = payments) => requestHash(r, on);
 
-  it("is sha256 of the canonical JSON of resource, sorted scopes, duration and start", () => {
-    const canonical =
-      '{"duration":7200,"resource":"payments-api","scopes":["read","refund"],"start":null}';
-    expect(requestHash(request)).toBe(createHash("sha256").update(canonical).digest("hex"));
-    const scheduled = { ...request, start: new Date("2026-11-24T09:00:00Z") };
-    const withStart =
-      '{"duration":7200,"resource":"payments-api","scopes":["read","refund"],"start":"2026-11-24T09:00:00.000Z"}';
-    expect(requestHash(scheduled)).toBe(createHash("sha256").update(withStart).digest("hex"));
+  it("is sha256 of the canonical JSON of the terms and what they allow", () => {
+    const allows = {
+      actions: payments.policy.actions,
+      audience: payments.operator.audience,
+      max_ttl: Math.min(payments.maxTtl, payments.policy.maxTtl, payments.operator.maxTtl),
+      permissions: Object.fromEntries(
+        ["read", "refund"].map((s) => [s, payments.policy.scopes.get(s)!.map((p) => p.text)]),
+      ),
+      rate_limit: payments.policy.rateLimit,
+      token_ttl: payments.policy.tokenTtl,
+    };
+    const canonical = canonicalJson({
+      allows,
+      duration: 7200,
+      resource: "payments-api",
+      scopes: ["read", "refund"],
+      start: null,
+    });
+    expect(canonical).toContain(
+      '"duration":7200,"resource":"payments-api","scopes":["read","refund"],"start":null}',
+    );
+    expect(hash(request)).toBe(createHash("sha256").update(canonical).digest("hex"));
   });
 
   it("ignores the reason and the order of scopes", () => {
-    expect(requestHash({ ...request, reason: "something else entirely" } as AccessRequest)).toBe(
-      requestHash(request),
+    expect(hash({ ...request, reason: "something else entirely" } as AccessRequest)).toBe(
+      hash(request),
     );
-    expect(requestHash({ ...request, scopes: ["refund", "read"] })).toBe(requestHash(request));
+    expect(hash({ ...request, scopes: ["refund", "read"] })).toBe(hash(request));
   });
 
   it.each([
@@ -440,6 +458,25 @@ describe("requestHash", () => {
     ["duration", { durationSeconds: 7_201 }],
     ["start", { start: new Date("2026-11-24T09:00:00Z") }],
   ])("changes with the %s", (_, change) => {
-    expect(requestHash({ ...request, ...change })).not.toBe(requestHash(request));
+    expect(hash({ ...request, ...change })).not.toBe(hash(request));
+  });
+
+  it("changes when the policy widens what a scope allows, or a ceiling", () => {
+    const widened: BoundResource = {
+      ...payments,
+      policy: {
+        ...payments.policy,
+        scopes: new Map([
+          ...payments.policy.scopes,
+          [
+            "read",
+            [...payments.policy.scopes.get("read")!, ...payments.policy.scopes.get("refund")!],
+          ],
+        ]),
+      },
+    };
+    expect(hash(request, widened)).not.toBe(hash(request));
+    const longer: BoundResource = { ...payments, policy: { ...payments.policy, tokenTtl: 7_200 } };
+    expect(hash(request, longer)).not.toBe(hash(request));
   });
 });

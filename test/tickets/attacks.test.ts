@@ -156,8 +156,8 @@ describe("attacks on the ticket lifecycle", () => {
     await reviewPr(h, pr, "carol");
     expect((await stateOf(h, pr))?.state).toBe("pending");
     expect(await activeGrants(pr)).toEqual([]);
-    expect((await trace(pr))[0]).toBe(
-      "the pull request has more commits than GitHub lists, so no approval can count",
+    expect(await trace(pr)).toContain(
+      "no approval can count: the pull request has more commits than GitHub lists (252, 250 listed)",
     );
   });
 

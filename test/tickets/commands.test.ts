@@ -58,7 +58,7 @@ describe("ticket commands", () => {
       const status = await lastNotice(h, issue);
       expect(status).toMatchObject({ kind: "status", state: "pending" });
       expect(status?.trace).toEqual([
-        "needs 1 approval from code owners of services/payments/ (CODEOWNERS line 3: @bob @acme/payments-owners), never the requester, a bot or a commit author",
+        "needs 1 approval from code owners of services/payments/ (CODEOWNERS line 3: @bob @acme/payments-owners), never the requester, a bot or a commit's author, committer or co-author",
         "auto_approve rule 1 does not apply: duration 2h is over its max 30m",
         "waiting for 1 more approval from @bob, @acme/payments-owners",
       ]);
@@ -230,6 +230,7 @@ describe("ticket commands", () => {
       expect(await auditKindsOf(h, issue)).toEqual([
         "grant.requested",
         "grant.activated",
+        "approval.recorded",
         "grant.reviewed",
       ]);
       h.clock.advance(25 * HOUR);
@@ -371,6 +372,10 @@ describe("ticket commands", () => {
     it("/deny on an active grant, /done by someone else, /revoke by a non-owner", async () => {
       const issue = await activeIssue();
       await commentOn(h, issue, "bob", "/deny changed my mind");
+      // One refusal a minute per person and ticket: the next within it goes unanswered.
+      await commentOn(h, issue, "bob", "/done");
+      expect(await noticesOf(h, issue)).toHaveLength(3);
+      h.clock.advance(60_000);
       await commentOn(h, issue, "bob", "/done");
       await commentOn(h, issue, "mallory", "/revoke");
       await commentOn(h, issue, "carol", "/approve");

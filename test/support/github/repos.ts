@@ -171,6 +171,8 @@ export class RepoModel extends PeopleModel {
       files?: FileChanges;
       parents?: readonly string[];
       author?: string | { name: string; email: string };
+      /** Default: the author. */
+      committer?: string | { name: string; email: string };
       message?: string;
     },
   ): string {
@@ -182,6 +184,7 @@ export class RepoModel extends PeopleModel {
       changes: change.files ?? {},
       message: change.message ?? `Update ${Object.keys(change.files ?? {}).join(", ") || branch}`,
       author: this.identity(change.author ?? repo.owner),
+      ...(change.committer ? { committer: this.identity(change.committer) } : {}),
       date: this.now(),
     });
     this.advanceBranch(repo, branch, commit);

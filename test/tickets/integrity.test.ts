@@ -1,0 +1,455 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { bumpRulesGeneration, rulesGeneration } from "#src/store/rules-generations.js";
+import { getTicketById } from "#src/store/tickets.js";
+import { activate } from "#src/tickets/transitions.js";
+import type { PullRequest } from "../support/github/model.js";
+import type { GitHubSimulator } from "../support/github/simulator.js";
+import {
+  issueCommentEvent,
+  issuesEvent,
+  pullRequestEvent,
+  pushEvent,
+} from "../support/github/webhooks.js";
+import { type Hallpass, startHallpass } from "../support/hallpass.js";
+import {
+  approvalsOf,
+  auditKindsOf,
+  commentOn,
+  grantsOf,
+  lastNotice,
+  noticesOf,
+  openIssueTicket,
+  openPrTicket,
+  requestBody,
+  reviewPr,
+  seedAcme,
+  stateOf,
+  syncClock,
+  type TicketRef,
+} from "./fixtures.js";
+
+/** acme/vault needs two approvals; acme/forced is the repository force-pushed here. */
+const VAULT_POLICY = `label: hallpass
+resources:
+  vault-api:
+    path: /
+    scopes:
+      read: ["GET /v1/**"]
+    default_ttl: 1h
+    max_ttl: 4h
+    approvals: 2
+`;
+const FORCED_POLICY = VAULT_POLICY.replaceAll("vault-api", "forced-api").replace(
+  "approvals: 2",
+  "approvals: 1",
+);
+
+const extra = { vaultId: 0, forcedId: 0 };
+function seed(sim: GitHubSimulator) {
+  const ids = seedAcme(sim);
+  sim.addUser("stranger");
+  sim.addUser("renovate[bot]", { type: "Bot" });
+  sim.setPermission("acme/payments", "renovate[bot]", "write");
+  for (const [name, policy, key] of [
+    ["acme/vault", VAULT_POLICY, "vaultId"],
+    ["acme/forced", FORCED_POLICY, "forcedId"],
+  ] as const) {
+    const repo = sim.addRepo(name, {
+      files: { ".github/hallpass.yml": policy, CODEOWNERS: "* @bob @carol\n" },
+    });
+    for (const login of ["alice", "bob", "carol", "mallory"])
+      sim.setPermission(name, login, "write");
+    extra[key] = repo.id;
+  }
+  return ids;
+}
+
+const operatorYaml = ({ repoId, ownerId }: { repoId: number; ownerId: number }) => `resources:
+  payments-api:
+    repository: { id: ${repoId}, owner_id: ${ownerId}, name: acme/payments }
+    max_ttl: 8h
+    scopes: ["GET /v1/**", "POST /v1/refunds", "GET /v1/charges/*"]
+  vault-api:
+    repository: { id: ${extra.vaultId}, owner_id: ${ownerId}, name: acme/vault }
+    max_ttl: 8h
+    scopes: ["GET /v1/**", "POST /v1/refunds"]
+  forced-api:
+    repository: { id: ${extra.forcedId}, owner_id: ${ownerId}, name: acme/forced }
+    max_ttl: 8h
+    scopes: ["GET /v1/**"]
+`;
+
+describe("approval integrity", () => {
+  let h: Hallpass;
+  beforeAll(async () => {
+    h = await startHallpass({ seed, operatorYaml });
+  });
+  afterAll(() => h.stop());
+  beforeEach(() => syncClock(h));
+
+  const states = async (ref: TicketRef) => (await grantsOf(h, ref)).map((g) => g.state);
+  async function trace(ref: TicketRef): Promise<string[]> {
+    await commentOn(h, ref, "dave", "/status");
+    return (await lastNotice(h, ref))?.trace as string[];
+  }
+  /** A commit on the PR's branch, delivered as `synchronize` (pushed by its author). */
+  async function pushToPr(
+    pr: PullRequest,
+    change: Parameters<GitHubSimulator["commit"]>[1],
+  ): Promise<string> {
+    const before = pr.pull.head.sha;
+    const sha = h.sim.commit("acme/payments", { branch: pr.pull.head.ref, ...change });
+    await h.deliver(
+      pullRequestEvent(h.sim, "synchronize", pr, {
+        before,
+        sender: typeof change.author === "string" ? change.author : "alice",
+      }),
+    );
+    return sha;
+  }
+
+  describe("auto-approval and break-glass hold only for the requesters' own code", () => {
+    it("a writer outside the group pushes to an auto-approved PR: it is not auto-approved again, whoever edits it", async () => {
+      const body = requestBody({ duration: "30m" });
+      const pr = await openPrTicket(h, "sam", "sam-fix", { body });
+      expect(await stateOf(h, pr)).toMatchObject({ state: "active", decision: "auto" });
+      const sha = await pushToPr(pr, {
+        files: { "services/payments/mallory.ts": "export const m = 1;\n" },
+        author: "mallory",
+      });
+      expect(await states(pr)).toEqual(["revoked"]);
+
+      // The other writer edits the title: that never asks again for sam.
+      const before = h.sim.editIssue("acme/payments", pr.number, { title: "Tweak" });
+      await h.deliver(
+        pullRequestEvent(h.sim, "edited", pr, {
+          sender: "mallory",
+          changes: { title: { from: before.title } },
+        }),
+      );
+      expect(await states(pr)).toEqual(["revoked"]);
+
+      // sam asks again: mallory's commit needs a code owner.
+      h.sim.editIssue("acme/payments", pr.number, { title: "Tweak again" });
+      await h.deliver(
+        pullRequestEvent(h.sim, "edited", pr, {
+          sender: "sam",
+          changes: { title: { from: "Tweak" } },
+        }),
+      );
+      expect(await states(pr)).toEqual(["pending", "revoked"]);
+      expect(await trace(pr)).toContain(
+        `auto_approve rule 1 does not apply: the pull request has commits by people outside @acme/sre: @mallory (author of ${sha.slice(0, 7)})`,
+      );
+    });
+
+    it("a commit committed by someone outside the group stops auto-approval too", async () => {
+      const pr = await openPrTicket(h, "sam", "sam-committed", {
+        body: requestBody({ duration: "30m" }),
+        labels: [],
+      });
+      const sha = await pushToPr(pr, {
+        files: { "services/payments/c.ts": "export {};\n" },
+        author: "sam",
+        committer: "mallory",
+      });
+      h.sim.addLabel("acme/payments", pr.number, "hallpass");
+      await h.deliver(
+        pullRequestEvent(h.sim, "labeled", pr, {
+          label: "hallpass",
+          sender: "sam",
+        }),
+      );
+      expect(await states(pr)).toEqual(["pending"]);
+      expect(await trace(pr)).toContain(
+        `auto_approve rule 1 does not apply: the pull request has commits by people outside @acme/sre: @mallory (committer of ${sha.slice(0, 7)})`,
+      );
+    });
+
+    it("break-glass on a PR with someone else's commit is refused", async () => {
+      const pr = await openPrTicket(h, "olga", "olga-glass");
+      await pushToPr(pr, {
+        files: { "services/payments/m.ts": "export {};\n" },
+        author: "mallory",
+      });
+      await commentOn(h, pr, "olga", "/break-glass checkout is down, INC-90");
+      expect(await states(pr)).toEqual(["pending"]);
+      expect((await lastNotice(h, pr))?.why).toMatch(
+        /^the pull request has commits by people outside @acme\/oncall: @mallory \(author of [0-9a-f]{7}\); a code owner approves instead$/,
+      );
+    });
+  });
+
+  describe("the people behind a PR's commits", () => {
+    it("an author GitHub links to no account makes every approval void", async () => {
+      const pr = await openPrTicket(h, "alice", "unlinked");
+      const sha = await pushToPr(pr, {
+        files: { "services/payments/u.ts": "export {};\n" },
+        author: { name: "Bob", email: "bob@corp.example" },
+      });
+      await reviewPr(h, pr, "bob");
+      expect(await states(pr)).toEqual(["pending"]);
+      expect(await trace(pr)).toContain(
+        `no approval can count: the author of ${sha.slice(0, 7)} (bob@corp.example) is no GitHub account; the committer of ${sha.slice(0, 7)} (bob@corp.example) is no GitHub account`,
+      );
+    });
+
+    it("a committer or a co-author never approves", async () => {
+      const committed = await openPrTicket(h, "alice", "carol-committed");
+      await pushToPr(committed, {
+        files: { "services/payments/cc.ts": "export {};\n" },
+        author: "alice",
+        committer: "carol",
+      });
+      await reviewPr(h, committed, "carol");
+      expect(await states(committed)).toEqual(["pending"]);
+      expect(await trace(committed)).toContain(
+        "@carol approved: does not count, they committed on this pull request",
+      );
+
+      const coAuthored = await openPrTicket(h, "alice", "carol-co-authored");
+      const carol = h.sim.user("carol");
+      await pushToPr(coAuthored, {
+        files: { "services/payments/ca.ts": "export {};\n" },
+        author: "alice",
+        message: `Pair on refunds\n\nCo-authored-by: Carol <${carol.id}+carol@users.noreply.github.com>`,
+      });
+      await reviewPr(h, coAuthored, "carol");
+      expect(await states(coAuthored)).toEqual(["pending"]);
+      expect(await trace(coAuthored)).toContain(
+        "@carol approved: does not count, they co-authored commits on this pull request",
+      );
+      await reviewPr(h, coAuthored, "bob");
+      expect(await stateOf(h, coAuthored)).toMatchObject({ state: "active", approvers: ["bob"] });
+    });
+
+    it("a co-author GitHub cannot name makes every approval void", async () => {
+      const pr = await openPrTicket(h, "alice", "unknown-co-author");
+      const sha = await pushToPr(pr, {
+        files: { "services/payments/x.ts": "export {};\n" },
+        author: "alice",
+        message: "Refunds\n\nCo-authored-by: Someone <someone@corp.example>",
+      });
+      await reviewPr(h, pr, "bob");
+      expect(await states(pr)).toEqual(["pending"]);
+      expect(await trace(pr)).toContain(
+        `no approval can count: the co-author someone@corp.example of ${sha.slice(0, 7)} cannot be matched to a GitHub account`,
+      );
+    });
+  });
+
+  describe("an approval counts only for the request it was given to", () => {
+    it("/approve on a closed issue is refused, stored nowhere, and reopening needs a new one", async () => {
+      const issue = await openIssueTicket(h, "alice");
+      h.sim.closeIssue("acme/payments", issue.number, { by: "alice" });
+      await h.deliver(issuesEvent(h.sim, "closed", issue));
+      await commentOn(h, issue, "carol", "/approve");
+      expect(await lastNotice(h, issue)).toMatchObject({
+        kind: "command_refused",
+        why: "there is no pending request on this ticket to approve",
+      });
+      expect(await approvalsOf(h, issue)).toEqual([]);
+      h.sim.reopenIssue("acme/payments", issue.number);
+      await h.deliver(issuesEvent(h.sim, "reopened", issue));
+      expect(await states(issue)).toEqual(["pending", "cancelled"]);
+    });
+
+    it("an /approve after /deny does not count when the requester asks again", async () => {
+      const issue = await openIssueTicket(h, "alice");
+      await commentOn(h, issue, "bob", "/deny not for this incident");
+      await commentOn(h, issue, "carol", "/approve");
+      const before = h.sim.editIssue("acme/payments", issue.number, { title: "Please" });
+      await h.deliver(
+        issuesEvent(h.sim, "edited", issue, { changes: { title: { from: before.title } } }),
+      );
+      expect(await states(issue)).toEqual(["pending", "denied"]);
+    });
+
+    it("an approving review while nothing is pending is answered and never counts later", async () => {
+      const pr = await openPrTicket(h, "alice", "closed-then-reviewed");
+      h.sim.closeIssue("acme/payments", pr.number, { by: "alice" });
+      await h.deliver(pullRequestEvent(h.sim, "closed", pr));
+      await reviewPr(h, pr, "bob");
+      expect(await lastNotice(h, pr)).toMatchObject({
+        kind: "command_refused",
+        command: "approving review",
+        actor: "bob",
+      });
+      h.sim.reopenIssue("acme/payments", pr.number);
+      await h.deliver(pullRequestEvent(h.sim, "reopened", pr));
+      expect(await states(pr)).toEqual(["pending", "cancelled"]);
+      expect(await auditKindsOf(h, pr)).toContain("approval.refused");
+    });
+
+    it("a review of a new head after new commits ended the grant asks again and approves", async () => {
+      const pr = await openPrTicket(h, "alice", "reapproved");
+      await reviewPr(h, pr, "bob");
+      expect(await states(pr)).toEqual(["active"]);
+      await pushToPr(pr, { files: { "services/payments/r.ts": "export {};\n" }, author: "alice" });
+      expect(await states(pr)).toEqual(["revoked"]);
+      // The requester's own review does not ask again; a code owner's does.
+      await reviewPr(h, pr, "alice");
+      expect(await states(pr)).toEqual(["revoked"]);
+      await reviewPr(h, pr, "bob");
+      const head = pr.pull.head.sha;
+      expect(await stateOf(h, pr)).toMatchObject({
+        state: "active",
+        approvers: ["bob"],
+        approved_commit: head,
+      });
+      expect(await states(pr)).toEqual(["active", "revoked"]);
+    });
+
+    it("an approval does not count once the policy widens what the request allows", async () => {
+      const vault = h.sim.repo("acme/vault");
+      const issue = await openIssueTicket(
+        h,
+        "alice",
+        requestBody({ resource: "vault-api" }),
+        vault.id,
+      );
+      const ref = { repoId: vault.id, number: issue.number };
+      await commentOn(h, ref, "bob", "/approve");
+      expect(await states(ref)).toEqual(["pending"]);
+
+      const before = h.sim.branchHead(vault.id);
+      h.sim.commit(vault.id, {
+        files: {
+          ".github/hallpass.yml": VAULT_POLICY.replace(
+            'read: ["GET /v1/**"]',
+            'read: ["GET /v1/**", "POST /v1/refunds"]',
+          ),
+        },
+        author: "mallory",
+      });
+      await h.deliver(pushEvent(h.sim, { repo: vault.id, branch: "main", before }));
+      await commentOn(h, ref, "carol", "/approve");
+      expect(await states(ref)).toEqual(["pending"]);
+      expect(await trace(ref)).toContain(
+        "@bob approved: does not count, it was given to an earlier version of the request",
+      );
+      h.clock.advance(60_000);
+      await commentOn(h, ref, "bob", "/approve");
+      expect(await stateOf(h, ref)).toMatchObject({
+        state: "active",
+        permissions: ["GET /v1/**", "POST /v1/refunds"],
+      });
+    });
+  });
+
+  describe("rules changed under a decision", () => {
+    it("a decision does not activate on rules a push changed meanwhile", async () => {
+      const issue = await openIssueTicket(h, "alice");
+      const [grant] = await grantsOf(h, issue);
+      const ticket = await getTicketById(h.db, String(grant?.ticket_id));
+      if (!ticket || !grant) throw new Error("no ticket");
+      const repo = { id: ticket.repoId, owner: "acme", name: "payments" };
+      const seen = await rulesGeneration(h.db, repo.id);
+      await bumpRulesGeneration(h.db, repo.id);
+      const now = h.clock.now();
+      const activation = {
+        startsAt: now,
+        endsAt: new Date(now.getTime() + 3_600_000),
+        scopes: ["read"],
+        permissions: ["GET /v1/**"],
+        scopePermissions: { read: ["GET /v1/**"] },
+        approvers: ["bob"],
+        decision: "approvals" as const,
+        autoRule: null,
+        reviewDueAt: null,
+        policySha: "0".repeat(40),
+        approvedCommit: null,
+        constraints: {},
+        tokenTtlS: 900,
+        rateLimit: null,
+      };
+      const notice = { kind: "status" as const, state: "active", trace: [] };
+      const scope = { ticket, repo };
+      const hash = String(grant.request_hash);
+      const id = String(grant.id);
+      expect(
+        await activate(
+          h.db,
+          scope,
+          id,
+          { hash, rulesGeneration: seen },
+          activation,
+          "github:bob",
+          notice,
+          {},
+        ),
+      ).toBeNull();
+      expect(await states(issue)).toEqual(["pending"]);
+      expect(
+        await activate(
+          h.db,
+          scope,
+          id,
+          { hash, rulesGeneration: seen + 1 },
+          activation,
+          "github:bob",
+          notice,
+          {},
+        ),
+      ).not.toBeNull();
+    });
+
+    it("a force-push that takes back a CODEOWNERS change is seen, though its commits touch no rule", async () => {
+      const forced = h.sim.repo("acme/forced");
+      const base = h.sim.branchHead(forced.id);
+      h.sim.commit(forced.id, { files: { CODEOWNERS: "* @bob @carol @mallory\n" }, author: "bob" });
+      await h.deliver(pushEvent(h.sim, { repo: forced.id, branch: "main", before: base }));
+      const issue = await openIssueTicket(
+        h,
+        "alice",
+        requestBody({ resource: "forced-api" }),
+        forced.id,
+      );
+      const ref = { repoId: forced.id, number: issue.number };
+      await commentOn(h, ref, "mallory", "/approve");
+      expect(await stateOf(h, ref)).toMatchObject({ state: "active", approvers: ["mallory"] });
+
+      const owned = h.sim.branchHead(forced.id);
+      h.sim.commit(forced.id, {
+        parents: [base],
+        files: { "README.md": "forced\n" },
+        author: "bob",
+      });
+      const push = pushEvent(h.sim, {
+        repo: forced.id,
+        branch: "main",
+        before: owned,
+        forced: true,
+      });
+      expect(
+        push.payload.commits.flatMap((c) => [...c.added, ...c.modified, ...c.removed]),
+      ).not.toContain("CODEOWNERS");
+      await h.deliver(push);
+      expect(await stateOf(h, ref)).toMatchObject({
+        state: "revoked",
+        end_reason: "mallory is no longer a code owner of /",
+      });
+    });
+  });
+
+  describe("cheap requests", () => {
+    it("commands from someone without access to the repository are not answered", async () => {
+      const issue = await openIssueTicket(h, "alice");
+      for (const command of ["/status", "/approve", "/revoke", "/deny no"]) {
+        await commentOn(h, issue, "stranger", command);
+      }
+      expect((await noticesOf(h, issue)).map((n) => n.kind)).toEqual(["request_received"]);
+      expect(await auditKindsOf(h, issue)).toEqual(["grant.requested"]);
+    });
+
+    it("a bot's commands are not answered", async () => {
+      const issue = await openIssueTicket(h, "alice");
+      const comment = h.sim.comment("acme/payments", issue.number, {
+        author: "renovate[bot]",
+        body: "/status",
+      });
+      await h.deliver(issueCommentEvent(h.sim, "created", comment));
+      expect(await auditKindsOf(h, issue)).toEqual(["grant.requested"]);
+    });
+  });
+});
