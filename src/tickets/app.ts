@@ -265,7 +265,11 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
         });
         return;
       }
-      await evaluateTicket(deps, ctx, pr.number, { kind: "review_dismissed", actor: sender.login });
+      await evaluateTicket(deps, ctx, pr.number, {
+        kind: "review_dismissed",
+        actor: sender.login,
+        view,
+      });
     });
 
     app.on("push", async (context) => {

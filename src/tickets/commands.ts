@@ -306,6 +306,7 @@ async function breakGlass(env: Env, reason: string): Promise<void> {
     kind: "command",
     actor: env.comment.author.login,
     breakGlass: { reason },
+    view: env.view,
   });
 }
 

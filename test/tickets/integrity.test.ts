@@ -432,6 +432,22 @@ describe("approval integrity", () => {
     });
   });
 
+  it("an /approve and a review each read the ticket and its rules from GitHub once", async () => {
+    const issue = await openIssueTicket(h, "alice");
+    const pr = await openPrTicket(h, "alice", "read-once");
+    for (const [ref, act] of [
+      [issue, () => commentOn(h, issue, "carol", "/approve")],
+      [pr, () => reviewPr(h, pr, "bob")],
+    ] as const) {
+      h.sim.clearRequests();
+      await act();
+      expect(await stateOf(h, ref)).toMatchObject({ state: "active" });
+      const reads = (path: string) => h.sim.requests({ method: "GET", path }).length;
+      expect(reads(`/repos/acme/payments/issues/${ref.number}`)).toBe(1);
+      expect(reads("/repos/acme/payments/branches/main")).toBe(1);
+    }
+  });
+
   describe("cheap requests", () => {
     it("commands from someone without access to the repository are not answered", async () => {
       const issue = await openIssueTicket(h, "alice");
