@@ -9,6 +9,7 @@ import {
   issuesEvent,
   pullRequestEvent,
   pushEvent,
+  repositoryEvent,
 } from "../support/github/webhooks.js";
 import { type Hallpass, startHallpass } from "../support/hallpass.js";
 import {
@@ -429,6 +430,32 @@ describe("approval integrity", () => {
         state: "revoked",
         end_reason: "mallory is no longer a code owner of /",
       });
+    });
+  });
+
+  it("another default branch is other rules: grants its CODEOWNERS do not back are revoked", async () => {
+    const forced = h.sim.repo("acme/forced");
+    const issue = await openIssueTicket(
+      h,
+      "alice",
+      requestBody({ resource: "forced-api" }),
+      forced.id,
+    );
+    const ref = { repoId: forced.id, number: issue.number };
+    await commentOn(h, ref, "carol", "/approve");
+    expect(await stateOf(h, ref)).toMatchObject({ state: "active", approvers: ["carol"] });
+    h.sim.commit(forced.id, { branch: "trunk", files: { CODEOWNERS: "* @bob\n" }, author: "bob" });
+    forced.defaultBranch = "trunk";
+    await h.deliver(
+      repositoryEvent(h.sim, "edited", {
+        repo: forced.id,
+        changes: { default_branch: { from: "main" } },
+        sender: "bob",
+      }),
+    );
+    expect(await stateOf(h, ref)).toMatchObject({
+      state: "revoked",
+      end_reason: "carol is no longer a code owner of /",
     });
   });
 

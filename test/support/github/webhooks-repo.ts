@@ -1,5 +1,5 @@
 /**
- * Repository and account webhooks: `push`, `organization.member_removed`,
+ * Repository and account webhooks: `push`, `repository.edited`, `organization.member_removed`,
  * `membership.removed` and `installation.deleted`.
  */
 import type { Commit as CommitPayload } from "@octokit/webhooks-types";
@@ -204,5 +204,26 @@ export function installationEvent(
       })),
       sender: userPayload(view, input.sender ?? found.account),
     },
+  };
+}
+
+/** `repository.edited` after the model's repository changed (e.g. its default branch: set `repo.defaultBranch` first). */
+export function repositoryEvent(
+  sim: GitHubSimulator,
+  action: "edited",
+  input: {
+    repo: RepoRef;
+    changes: { default_branch?: { from: string }; description?: { from: string | null } };
+    sender: string;
+  },
+): Webhook<"repository", EventOf<"repository", "edited">> {
+  const repo = sim.repo(input.repo);
+  return {
+    event: "repository",
+    payload: {
+      ...example("repository", action),
+      ...repoEventCommon(sim, repo.id, input.sender),
+      changes: input.changes,
+    } as EventOf<"repository", "edited">,
   };
 }
