@@ -117,7 +117,7 @@ function fixtures(): { input: DecisionInput; resources: ReadonlyMap<string, Boun
   const resource = resources.get("payments-api");
   const parsed = parseRequest(BODY, resources, NOW);
   if (resource === undefined || !parsed.ok) throw new Error("bench fixtures do not bind");
-  const hash = requestHash(parsed.request);
+  const hash = requestHash(parsed.request, resource);
   const ownership: Ownership = {
     status: "owned",
     line: 42,
@@ -144,10 +144,13 @@ function fixtures(): { input: DecisionInput; resources: ReadonlyMap<string, Boun
     requestHash: hash,
     ownership,
     requester: { id: 100, login: "requester", isBot: false },
-    commitAuthors: [
-      { id: 100, login: "requester" },
-      { id: 7, login: "mallory" },
+    ticketKind: "pull_request",
+    commitPeople: [
+      { role: "author", id: 100, login: "requester", commit: "a".repeat(40) },
+      { role: "author", id: 7, login: "mallory", commit: "b".repeat(40) },
+      { role: "committer", id: 7, login: "mallory", commit: "b".repeat(40) },
     ],
+    unidentified: [],
     approvals: [
       approval(3, "carol", 30, true),
       approval(7, "mallory", 20),

@@ -10,33 +10,59 @@ import {
   selectCodeowners,
 } from "#src/rules/codeowners.js";
 import { formatDuration } from "#src/rules/duration.js";
-import { POLICY_FILE, POLICY_MAX_CHARS } from "#src/rules/policy.js";
+import { POLICY_FILE } from "#src/rules/policy.js";
 import {
   type CheckedResource,
   checkPolicy,
   type PolicyCheckReport,
   policyCheckJson,
 } from "#src/rules/policy-check.js";
+import {
+  HOME_POLICY,
+  loadPolicy,
+  POLICY_READ_LIMIT,
+  type PolicySource,
+  type PolicyText,
+  parseExtends,
+} from "#src/rules/policy-load.js";
+
+export interface PolicyCheckOptions {
+  /**
+   * Local copies of files in other repositories, by the reference
+   * `_extends` writes (`.github`, `acme/base:policies/hallpass.yml`); the
+   * organization's policy, read when the checkout has none, is `.github`.
+   * A file not given cannot be read offline: the check says so and fails.
+   */
+  readonly extends?: ReadonlyMap<string, string>;
+}
 
 /**
  * `hallpass policy check [--repo DIR] [--json]`: reads `.github/hallpass.yml`
  * and CODEOWNERS (GitHub's search order) from a checkout and prints what the
- * policy grants and who approves. No server, operator config or network.
+ * policy grants and who approves. No server, operator config or network: the
+ * policy goes through the server's loader, and a file it would read from
+ * another repository (`_extends`, the organization's `.github`) is an error
+ * unless given in `options.extends`.
  *
  * @returns 0 when there is no error, 1 otherwise
  */
-export async function policyCheck(repo: string, json: boolean, out: Output): Promise<number> {
+export async function policyCheck(
+  repo: string,
+  json: boolean,
+  out: Output,
+  options: PolicyCheckOptions = {},
+): Promise<number> {
   const dir = await stat(repo).catch(() => null);
   if (!dir?.isDirectory())
     throw new HallpassError("BAD_REQUEST", `--repo: ${repo} is not a directory`);
-  const policyText = await readText(join(repo, POLICY_FILE), POLICY_MAX_CHARS * 4);
+  const loaded = await loadPolicy(checkoutSource(repo, options.extends ?? new Map()));
   const files = new Map<CodeownersPath, CodeownersFile>();
   for (const path of CODEOWNERS_PATHS) {
     const text = await readText(join(repo, path), CODEOWNERS_MAX_BYTES);
     files.set(path, typeof text === "number" ? { tooLarge: true, bytes: text } : text);
   }
   const report = checkPolicy(
-    typeof policyText === "number" ? { tooLarge: true, bytes: policyText } : policyText,
+    loaded,
     selectCodeowners((path) => files.get(path) ?? null),
   );
   if (json) {
@@ -48,6 +74,34 @@ export async function policyCheck(repo: string, json: boolean, out: Output): Pro
     }
   }
   return report.errors.length === 0 ? 0 : 1;
+}
+
+/** The checkout's own policy file, and the given copies of other repositories' files. */
+function checkoutSource(repo: string, given: ReadonlyMap<string, string>): PolicySource {
+  const copies = new Map<string, string>();
+  for (const [ref, path] of given) {
+    const parsed = parseExtends(ref, HOME_POLICY);
+    if (!parsed.ok) throw new HallpassError("BAD_REQUEST", `extends ${ref}: ${parsed.message}`);
+    copies.set(parsed.target.file, path);
+  }
+  const asPolicyText = (text: string | number): PolicyText =>
+    typeof text === "number" ? { tooLarge: true, bytes: text } : text;
+  return {
+    orgFallback: true,
+    async read(target) {
+      if (target === HOME_POLICY) {
+        const text = await readText(join(repo, POLICY_FILE), POLICY_READ_LIMIT);
+        return text === null ? null : asPolicyText(text);
+      }
+      const copy = copies.get(target.file);
+      if (copy === undefined) return "offline";
+      const text = await readText(copy, POLICY_READ_LIMIT);
+      if (text === null) {
+        throw new HallpassError("BAD_REQUEST", `extends ${target.file}: ${copy} is not a file`);
+      }
+      return asPolicyText(text);
+    },
+  };
 }
 
 /** The file's text; `null` when absent; its size when it is `limit` bytes or more. */

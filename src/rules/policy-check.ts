@@ -4,18 +4,14 @@ import {
   type Ownership,
   ownersOf,
 } from "#src/rules/codeowners.js";
-import {
-  POLICY_FILE,
-  POLICY_MAX_CHARS,
-  parsePolicyYaml,
-  type ResourcePolicy,
-} from "#src/rules/policy.js";
-import { loadYaml } from "#src/rules/yaml-source.js";
+import { POLICY_FILE, type ResourcePolicy } from "#src/rules/policy.js";
+import type { LoadedPolicy } from "#src/rules/policy-load.js";
 
 /**
  * `hallpass policy check`, without the filesystem: a repository's policy and
  * CODEOWNERS checked together, as the server would read them from the
- * default branch, but with no server, operator config or network. Operator
+ * default branch (the policy through the server's own loader, `loadPolicy`),
+ * but with no server, operator config or network. Operator
  * ceilings and bindings are not checked here (the repository cannot see
  * them); the server reports those on tickets.
  */
@@ -44,16 +40,13 @@ export interface PolicyCheckReport {
 }
 
 /**
- * Checks a policy text (`null`: no file; `tooLarge`: not read) against a CODEOWNERS selection
- * (`selectCodeowners`). Errors: policy errors, CODEOWNERS lines GitHub skips,
- * a missing or oversized CODEOWNERS, and resource paths that are unowned,
- * blocked, or owned by too few people to ever reach `approvals`.
+ * Checks a loaded policy (`loadPolicy`, as the server reads it) against a
+ * CODEOWNERS selection (`selectCodeowners`). Errors: policy errors, exactly
+ * as the server reports them, CODEOWNERS lines GitHub skips, a missing or
+ * oversized CODEOWNERS, and resource paths that are unowned, blocked, or
+ * owned by too few people to ever reach `approvals`.
  */
-export function checkPolicy(
-  policyText: string | null | { readonly tooLarge: true; readonly bytes: number },
-  codeowners: Codeowners,
-  policyFile = POLICY_FILE,
-): PolicyCheckReport {
+export function checkPolicy(loaded: LoadedPolicy, codeowners: Codeowners): PolicyCheckReport {
   const errors: CheckError[] = [];
   const coFile = codeowners.path;
   if (!codeowners.found) {
@@ -73,18 +66,14 @@ export function checkPolicy(
     errors.push({ file: coFile ?? "CODEOWNERS", line: skipped.line, message: skipped.reason });
   }
 
-  if (policyText === null || typeof policyText !== "string") {
-    const message =
-      policyText === null
-        ? "no policy file"
-        : `file is ${policyText.bytes.toLocaleString("en-US")} bytes, too large to be a policy`;
+  const parsed = loaded.result;
+  if (parsed === null) {
     return {
       resources: [],
-      errors: [{ file: policyFile, line: null, message }, ...errors],
+      errors: [{ file: POLICY_FILE, line: null, message: "no policy file" }, ...errors],
       codeownersFile: coFile,
     };
   }
-  const parsed = parsePolicyYaml(policyText, policyFile);
   if (!parsed.ok) {
     const policyErrors = parsed.errors.map((e) => ({
       file: e.file,
@@ -94,11 +83,8 @@ export function checkPolicy(
     return { resources: [], errors: [...policyErrors, ...errors], codeownersFile: coFile };
   }
 
-  // The policy parsed, so it loads again; this time only for line numbers.
-  const loaded = loadYaml(policyText, policyFile, POLICY_MAX_CHARS);
-  const lineOf = (name: string): number | null =>
-    loaded.ok ? loaded.locate(["resources", name, "path"]) : null;
-  const where = coFile ?? "CODEOWNERS";
+  const placeOf = (name: string) => loaded.where(["resources", name, "path"]);
+  const coName = coFile ?? "CODEOWNERS";
   const resources: CheckedResource[] = [];
   for (const policy of parsed.policy.resources.values()) {
     const ownership = ownersOf(codeowners, policy.path);
@@ -108,30 +94,29 @@ export function checkPolicy(
     resources.push({ policy, ownership, approvers, emailOwners });
     const fail = (message: string): void => {
       errors.push({
-        file: policyFile,
-        line: lineOf(policy.name),
+        ...placeOf(policy.name),
         message: `resources.${policy.name}.path: ${message}`,
       });
     };
     if (ownership.status === "blocked") {
       const lines =
-        ownership.lines.length > 0 ? ` (${where} line ${ownership.lines.join(", ")})` : "";
+        ownership.lines.length > 0 ? ` (${coName} line ${ownership.lines.join(", ")})` : "";
       fail(`${policy.path} is blocked: ${ownership.reason}${lines}; nothing can be approved`);
     } else if (ownership.status === "unowned") {
       fail(
         ownership.line === null
-          ? `${policy.path} has no code owners${codeowners.found ? ` in ${where}` : ""}; nobody can approve`
-          : `${policy.path} has no code owners: ${where} line ${ownership.line} names none; nobody can approve`,
+          ? `${policy.path} has no code owners${codeowners.found ? ` in ${coName}` : ""}; nobody can approve`
+          : `${policy.path} has no code owners: ${coName} line ${ownership.line} names none; nobody can approve`,
       );
     } else if (approvers.length === 0) {
       fail(
-        `${policy.path} is owned only by e-mail addresses (${where} line ${ownership.line}), ` +
+        `${policy.path} is owned only by e-mail addresses (${coName} line ${ownership.line}), ` +
           "which cannot approve on GitHub",
       );
     } else if (owners.every((o) => o.kind !== "team") && approvers.length < policy.approvals) {
       fail(
         `approvals is ${policy.approvals} but ${policy.path} has only ${approvers.length} ` +
-          `owner${approvers.length === 1 ? "" : "s"} (${where} line ${ownership.line})`,
+          `owner${approvers.length === 1 ? "" : "s"} (${coName} line ${ownership.line})`,
       );
     }
   }

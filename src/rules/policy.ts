@@ -4,10 +4,14 @@ import { durationField, patternField, textOf } from "#src/rules/fields.js";
 import { type Principal, parsePrincipal } from "#src/rules/principal.js";
 import type { ScopePattern } from "#src/rules/scopes.js";
 import {
+  errorMap,
+  formatPath,
+  issuesToErrors,
   type KeyPath,
   kindOf,
   type Locate,
   loadYaml,
+  prototypeKeys,
   type SourceError,
   validateSource,
 } from "#src/rules/yaml-source.js";
@@ -21,7 +25,7 @@ import {
  * `max_ttl`); `max_ttl` = `default_ttl`; `approvals` 1; `token_ttl` 15m (but
  * never above `max_ttl`); `request_ttl` 24h; no `rate_limit` (unlimited);
  * `break_glass.review_within` 24h; `actions.allow_forks` and
- * `actions.allow_pull_request_target` false.
+ * `actions.allow_pull_request_target` false; `people` false.
  *
  * Unknown keys are errors: a typo such as `max_tll` must not silently leave a
  * default in place.
@@ -74,6 +78,13 @@ export interface ActionsConstraints {
   readonly runnerEnvironment: "github-hosted" | "self-hosted" | null;
   readonly allowForks: boolean;
   readonly allowPullRequestTarget: boolean;
+  /**
+   * The resource's `people: true`: people's tokens (`POST /v1/token`) also
+   * for pull request tickets and for grants with the rules above, which
+   * otherwise give them none. Recorded with these rules in each grant;
+   * absent when false, so a policy without the key keeps its approvals.
+   */
+  readonly people?: true;
 }
 
 /** A policy file problem, located by line and key path. */
@@ -108,11 +119,81 @@ export function parsePolicyYaml(text: string, file = POLICY_FILE): PolicyResult 
 }
 
 /**
- * Validates an already-parsed policy (e.g. Probot's `context.config`, with
- * `_extends` resolved). Errors carry no line.
+ * One file of a policy chain (see `loadPolicy`), parsed, with `_extends`
+ * already taken out: the file name errors use, its top-level mapping, and
+ * where its keys are written.
  */
-export function parsePolicyObject(value: unknown, file = POLICY_FILE): PolicyResult {
-  return validate(value, file, null);
+export interface PolicyLayer {
+  readonly file: string;
+  readonly value: unknown;
+  readonly locate: Locate;
+}
+
+/**
+ * Validates the policy merged from a chain of files, nearest first: each
+ * top-level key (`label`, `resources`) is taken whole from the first file
+ * that sets it, as Probot's `config.get` merges (`Object.assign`); nothing
+ * below the top level is merged. Every error names the file the offending
+ * key came from and its line there; an error about the whole policy (such
+ * as a missing `resources`) names the first file. A layer that is not a
+ * mapping is validated alone. Never throws.
+ *
+ * @example
+ * parsePolicyLayers([repoFile, orgFile]); // the repository's `resources`, the organization's `label`
+ */
+export function parsePolicyLayers(layers: readonly PolicyLayer[]): PolicyResult {
+  const first = layers[0];
+  if (first === undefined) {
+    return {
+      ok: false,
+      errors: [{ file: POLICY_FILE, line: null, path: "", message: "no policy file" }],
+    };
+  }
+  const notMapping = layers.find((l) => !isMapping(l.value));
+  if (notMapping) return validate(notMapping.value, notMapping.file, notMapping.locate);
+  // __proto__ keys first, in every file: zod would drop them, and merging must never assign one.
+  const proto = layers.flatMap((l) =>
+    prototypeKeys(l.value).map((path) => ({
+      file: l.file,
+      line: l.locate(path),
+      path: formatPath(path),
+      message: "the key __proto__ is not allowed",
+    })),
+  );
+  if (proto.length > 0) return { ok: false, errors: proto };
+
+  const origin = new Map<string, PolicyLayer>();
+  const merged: Record<string, unknown> = {};
+  for (const layer of layers) {
+    for (const [key, value] of Object.entries(layer.value as Record<string, unknown>)) {
+      if (origin.has(key)) continue;
+      origin.set(key, layer);
+      merged[key] = value;
+    }
+  }
+  const result = policySchema.safeParse(merged, { error: errorMap });
+  if (result.success) return { ok: true, policy: result.data };
+
+  // Each issue goes to the file its top-level key came from; unknown
+  // top-level keys are one issue, split per key.
+  const layerOf = (key: PropertyKey | undefined): PolicyLayer =>
+    (typeof key === "string" ? origin.get(key) : undefined) ?? first;
+  const byLayer = new Map<PolicyLayer, z.core.$ZodIssue[]>(layers.map((l) => [l, []]));
+  for (const issue of result.error.issues) {
+    if (issue.code === "unrecognized_keys" && issue.path.length === 0) {
+      for (const key of issue.keys) byLayer.get(layerOf(key))?.push({ ...issue, keys: [key] });
+    } else {
+      byLayer.get(layerOf(issue.path[0]))?.push(issue);
+    }
+  }
+  const errors = [...byLayer].flatMap(([layer, issues]) =>
+    issuesToErrors(issues, layer.file, layer.locate, knownKeys),
+  );
+  return { ok: false, errors };
+}
+
+function isMapping(value: unknown): boolean {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
 }
 
 function validate(value: unknown, file: string, locate: Locate | null): PolicyResult {
@@ -231,6 +312,7 @@ const resource = z
     break_glass: breakGlass.optional(),
     rate_limit: rateLimit.optional(),
     actions: actions.default({ allow_forks: false, allow_pull_request_target: false }),
+    people: z.boolean().default(false),
   })
   .superRefine(
     (r, ctx) => {
@@ -285,7 +367,10 @@ const policySchema = z
         .refine((resources) => Object.keys(resources).length > 0, {
           error: "needs at least one resource",
         }),
-      /** Resolved by Probot before the policy reaches us; left alone here. */
+      /**
+       * Followed by `loadPolicy`, which takes it out of each file before the
+       * merged policy is validated; a file validated alone may carry it.
+       */
       _extends: z.string().optional(),
     },
     {
@@ -341,6 +426,7 @@ function toResource(name: string, r: RawResource): ResourcePolicy {
       runnerEnvironment: r.actions.runner_environment ?? null,
       allowForks: r.actions.allow_forks,
       allowPullRequestTarget: r.actions.allow_pull_request_target,
+      ...(r.people ? { people: true as const } : {}),
     },
   };
 }

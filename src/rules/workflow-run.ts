@@ -124,6 +124,8 @@ const constraintsSchema = z.object({
   runnerEnvironment: z.enum(["github-hosted", "self-hosted"]).nullable().default(null),
   allowForks: z.boolean().default(false),
   allowPullRequestTarget: z.boolean().default(false),
+  /** Only `true` is ever recorded (see `ActionsConstraints.people`). */
+  people: z.literal(true).optional().catch(undefined),
 });
 
 /**

@@ -5,6 +5,7 @@ import { type BoundResource, bindPolicy } from "#src/rules/bind.js";
 import { type Ownership, ownersOf } from "#src/rules/codeowners.js";
 import type { Decision } from "#src/rules/decide.js";
 import type { Policy } from "#src/rules/policy.js";
+import { formatPolicyError } from "#src/rules/policy-load.js";
 import {
   type AccessRequest,
   parseRequest,
@@ -74,8 +75,8 @@ export async function viewTicket(
       `this repository has no .github/hallpass.yml on its default branch (${rules.defaultBranch})`,
     );
   } else if (!rules.policy.ok) {
-    for (const e of rules.policy.errors)
-      policyProblems.push(`.github/hallpass.yml: ${e.path ? `${e.path}: ` : ""}${e.message}`);
+    // As `hallpass policy check` prints them.
+    for (const e of rules.policy.errors) policyProblems.push(formatPolicyError(e));
   }
   const binding = policy
     ? bindPolicy(policy, deps.operator, {

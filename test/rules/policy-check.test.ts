@@ -148,14 +148,34 @@ describe("hallpass policy check", () => {
     ]);
   });
 
-  it("reports a missing policy file", async () => {
+  it("reports a missing policy file, and that the organization's cannot be read offline", async () => {
     const dir = checkout({ ".github/CODEOWNERS": CODEOWNERS });
     const { code, report } = await json(dir);
     expect(code).toBe(1);
     expect(report).toEqual({
       resources: [],
-      errors: [{ file: ".github/hallpass.yml", line: null, message: "no policy file" }],
+      errors: [
+        {
+          file: ".github/hallpass.yml",
+          line: null,
+          message:
+            "no policy file; the server would use the organization's (.github:.github/hallpass.yml), which policy check cannot read offline",
+        },
+      ],
     });
+  });
+
+  it("fails on an _extends it cannot read offline, at its line", async () => {
+    const dir = checkout({
+      ".github/hallpass.yml": `${SPEC_POLICY}_extends: acme/.github\n`,
+      ".github/CODEOWNERS": CODEOWNERS,
+    });
+    const { code, stdout, stderr } = await run(["policy", "check", "--repo", dir]);
+    expect(code).toBe(1);
+    expect(stdout).toBe("1 error\n");
+    expect(stderr).toBe(
+      `.github/hallpass.yml:${SPEC_POLICY.split("\n").length}: _extends: policy check cannot read acme/.github:.github/hallpass.yml offline, so the merged policy is not checked\n`,
+    );
   });
 
   it("reports owners too few for the approvals asked", async () => {

@@ -1,6 +1,12 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { type PolicyResult, parsePolicyObject, parsePolicyYaml } from "#src/rules/policy.js";
+import {
+  type PolicyLayer,
+  type PolicyResult,
+  parsePolicyLayers,
+  parsePolicyYaml,
+} from "#src/rules/policy.js";
+import { loadYaml } from "#src/rules/yaml-source.js";
 import { SPEC_POLICY } from "./fixtures/policies.js";
 
 function errorsOf(result: PolicyResult) {
@@ -446,27 +452,92 @@ describe("parsePolicyYaml", () => {
   });
 });
 
-describe("parsePolicyObject", () => {
-  it("validates an already-parsed object, without lines", () => {
+/** A file of a chain, parsed as the loader parses it, `_extends` taken out. */
+function layer(file: string, text: string): PolicyLayer {
+  const loaded = loadYaml(text, file, 1_000_000);
+  if (!loaded.ok) throw new Error(JSON.stringify(loaded.errors));
+  const { _extends: _, ...value } = loaded.value as Record<string, unknown>;
+  return { file, value, locate: loaded.locate };
+}
+
+describe("parsePolicyLayers", () => {
+  it("takes each top-level key whole from the nearest file that sets it", () => {
+    const result = parsePolicyLayers([
+      layer(".github/hallpass.yml", `_extends: .github\n${minimal()}`),
+      layer(".github:.github/hallpass.yml", `label: access\n${minimal().replace("read", "write")}`),
+    ]);
+    if (!result.ok) throw new Error(JSON.stringify(result.errors));
+    expect(result.policy.label).toBe("access");
+    // Not merged below the top level: the organization's scope "write" is not added.
+    expect([...(result.policy.resources.get("payments-api")?.scopes.keys() ?? [])]).toEqual([
+      "read",
+    ]);
+  });
+
+  it("is parsePolicyYaml for one file", () => {
+    const text = minimal("    max_ttl: 4\n    approvals: 0\n    max_tll: 1h\n");
+    expect(parsePolicyLayers([layer(".github/hallpass.yml", text)])).toEqual(parsePolicyYaml(text));
+  });
+
+  it("names the file and line each error was written at", () => {
     const errors = errorsOf(
-      parsePolicyObject({
-        resources: { "payments-api": { path: "x", scopes: { read: ["GET /"] }, max_tll: "1h" } },
-      }),
+      parsePolicyLayers([
+        layer(".github/hallpass.yml", `_extends: base\n${minimal("    max_tll: 1h\n")}`),
+        layer("base:.github/hallpass.yml", "# shared\nlabel: ''\nlabels: x\n"),
+      ]),
     );
     expect(errors).toEqual([
       {
         file: ".github/hallpass.yml",
-        line: null,
+        line: 7,
         path: "resources.payments-api.max_tll",
         message: 'unknown key "max_tll" (did you mean max_ttl?)',
+      },
+      { file: "base:.github/hallpass.yml", line: 2, path: "label", message: "must not be empty" },
+      {
+        file: "base:.github/hallpass.yml",
+        line: 3,
+        path: "labels",
+        message: 'unknown key "labels" (did you mean label?)',
       },
     ]);
   });
 
+  it("reports what no file sets at the first file", () => {
+    const errors = errorsOf(
+      parsePolicyLayers([
+        layer(".github/hallpass.yml", "_extends: base\nlabel: x\n"),
+        layer("base:.github/hallpass.yml", "label: y\n"),
+      ]),
+    );
+    expect(errors).toEqual([
+      { file: ".github/hallpass.yml", line: 1, path: "resources", message: "is required" },
+    ]);
+  });
+
+  it("refuses a prototype key in any file before merging", () => {
+    const errors = errorsOf(
+      parsePolicyLayers([
+        layer(".github/hallpass.yml", minimal()),
+        layer("base:.github/hallpass.yml", "label: x\n__proto__:\n  polluted: true\n"),
+      ]),
+    );
+    expect(errors).toEqual([
+      {
+        file: "base:.github/hallpass.yml",
+        line: 2,
+        path: "__proto__",
+        message: "the key __proto__ is not allowed",
+      },
+    ]);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
   it("never throws on arbitrary values", () => {
     fc.assert(
-      fc.property(fc.anything(), (value) => {
-        expect(parsePolicyObject(value).ok).toBe(false);
+      fc.property(fc.array(fc.anything(), { minLength: 1, maxLength: 3 }), (values) => {
+        const layers = values.map((value, i) => ({ file: `f${i}`, value, locate: () => null }));
+        expect(parsePolicyLayers(layers).ok).toBe(false);
       }),
     );
   });
