@@ -20497,6 +20497,85 @@ function getIDToken(aud) {
   });
 }
 
+// src/rules/duration.ts
+var MAX_DURATION_SECONDS = 365 * 86400;
+var UNIT_SECONDS = { d: 86400, h: 3600, m: 60, s: 1 };
+var UNIT_ORDER = ["d", "h", "m", "s"];
+var PART = /(\d+)([.,]\d*)?([^\d\s.,]*)/y;
+function parseDuration(input) {
+  const text = input.trim();
+  if (text === "") return fail("duration is empty; write e.g. 30m, 1h30m or 1d");
+  if (text.length > 40) return fail("duration is too long; write e.g. 30m, 1h30m or 1d");
+  const shown = JSON.stringify(text);
+  if (/\s/.test(text)) return fail(`${shown}: no spaces inside a duration; write e.g. 1h30m`);
+  if (/^[+-]/.test(text)) return fail(`${shown}: a duration has no sign`);
+  let seconds2 = 0;
+  let position = 0;
+  let lastRank = -1;
+  let parts = 0;
+  while (position < text.length) {
+    PART.lastIndex = position;
+    const match = PART.exec(text);
+    if (match === null || match.index !== position || match[0] === "") {
+      const char = String.fromCodePoint(text.codePointAt(position) ?? 0);
+      return fail(`${shown}: unexpected ${JSON.stringify(char)} at position ${position + 1}`);
+    }
+    const [, digits = "", fraction, unitText = ""] = match;
+    if (fraction !== void 0) {
+      return fail(`${shown}: fractions are not allowed; write e.g. 1h30m instead of 1.5h`);
+    }
+    if (unitText === "") {
+      return fail(
+        parts === 0 ? `${shown} has no unit: write ${digits}s, ${digits}m, ${digits}h or ${digits}d` : `${shown} is ambiguous: "${digits}" after "${text.slice(0, position)}" has no unit`
+      );
+    }
+    const unit = unitOf(unitText);
+    if (typeof unit !== "string") return fail(`${shown}: ${unit.message}`);
+    const rank = UNIT_ORDER.indexOf(unit);
+    if (rank === lastRank) return fail(`${shown}: unit "${unit}" appears twice`);
+    if (rank < lastRank) {
+      return fail(`${shown}: units go from largest to smallest (d, h, m, s), e.g. 1d2h30m`);
+    }
+    if (digits.length > 12) return fail(`${shown} is longer than the maximum of 365d`);
+    seconds2 += Number(digits) * UNIT_SECONDS[unit];
+    lastRank = rank;
+    parts += 1;
+    position += match[0].length;
+  }
+  if (seconds2 === 0) return fail(`${shown}: a duration must be longer than zero`);
+  if (seconds2 > MAX_DURATION_SECONDS) {
+    return fail(`${shown} is longer than the maximum of ${formatDuration(MAX_DURATION_SECONDS)}`);
+  }
+  return { ok: true, seconds: seconds2 };
+}
+function formatDuration(seconds2) {
+  if (!Number.isSafeInteger(seconds2) || seconds2 < 0) {
+    throw new RangeError(`formatDuration: expected a whole number of seconds >= 0`);
+  }
+  if (seconds2 === 0) return "0s";
+  let rest = seconds2;
+  let text = "";
+  for (const unit of UNIT_ORDER) {
+    const count = Math.floor(rest / UNIT_SECONDS[unit]);
+    rest -= count * UNIT_SECONDS[unit];
+    if (count > 0) text += `${count}${unit}`;
+  }
+  return text;
+}
+function unitOf(text) {
+  if (text === "d" || text === "h" || text === "m" || text === "s") return text;
+  const unknown = `unknown unit ${JSON.stringify(text)}: use d, h, m or s`;
+  if (text === "M")
+    return { message: `unit "M" is ambiguous (month or minute?): use m for minutes` };
+  if (/^[DHS]$/.test(text)) return { message: `units are lowercase: write ${text.toLowerCase()}` };
+  if (text !== "ms" && /^[dhms]{2,}$/.test(text))
+    return { message: `${unknown} (each unit needs its own number)` };
+  return { message: unknown };
+}
+function fail(message) {
+  return { ok: false, message };
+}
+
 // action/src/errors.ts
 var Refusal = class extends Error {
   constructor(status, code, serverMessage, retryAfterS) {
@@ -20525,6 +20604,74 @@ var GaveUp = class extends Error {
   last;
   name = "GaveUp";
 };
+var NotGrantedInTime = class extends Error {
+  constructor(ticket2, waitS, last) {
+    super(`the grant on ${ticket2} is still not active: ${last.message}`, { cause: last });
+    this.ticket = ticket2;
+    this.waitS = waitS;
+    this.last = last;
+  }
+  ticket;
+  waitS;
+  last;
+  name = "NotGrantedInTime";
+};
+
+// action/src/wait.ts
+function notYet(error2) {
+  if (!(error2 instanceof Refusal)) return null;
+  if (error2.code === "GRANT_NOT_FOUND") return { kind: "request" };
+  if (error2.code !== "GRANT_NOT_ACTIVE") return null;
+  if (/\bis pending\b/.test(error2.serverMessage)) return { kind: "approval" };
+  const start = /\bstarts at (\S+)/.exec(error2.serverMessage)?.[1];
+  if (start === void 0) return null;
+  const at = Date.parse(start);
+  return { kind: "start", at: Number.isNaN(at) ? null : new Date(at) };
+}
+var POLL = { firstMs: 1e4, factor: 1.5, maxMs: 3e4 };
+async function waitForGrant(exchange2, options) {
+  if (options.waitS <= 0) return exchange2();
+  const now = options.now ?? Date.now;
+  const sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
+  const random = options.random ?? Math.random;
+  const deadline = now() + options.waitS * 1e3;
+  let interval = POLL.firstMs;
+  let told = null;
+  for (; ; ) {
+    let refusal2;
+    let pauseMs;
+    try {
+      return await exchange2();
+    } catch (error2) {
+      const waiting = notYet(error2);
+      if (waiting && error2 instanceof Refusal) {
+        const startsAt = waiting.kind === "start" ? waiting.at?.getTime() ?? null : null;
+        if (startsAt !== null && startsAt > deadline) throw error2;
+        if (now() >= deadline) throw new NotGrantedInTime(options.ticket, options.waitS, error2);
+        if (error2.serverMessage !== told) {
+          told = error2.serverMessage;
+          options.onWaiting?.(error2, deadline - now());
+        }
+        refusal2 = error2;
+        pauseMs = interval * (0.9 + random() * 0.2);
+        if (startsAt !== null) pauseMs = Math.max(pauseMs, startsAt - now() + 1e3);
+        interval = Math.min(interval * POLL.factor, POLL.maxMs);
+      } else if (error2 instanceof GaveUp && isRateLimited(error2.last)) {
+        pauseMs = (error2.last.retryAfterS ?? 0) * 1e3;
+        if (now() + pauseMs > deadline) throw error2;
+        refusal2 = error2.last;
+      } else {
+        throw error2;
+      }
+    }
+    pauseMs = Math.round(Math.max(0, Math.min(pauseMs, deadline - now())));
+    options.onPause?.(refusal2, pauseMs);
+    await sleep(pauseMs);
+  }
+}
+function isRateLimited(error2) {
+  return error2 instanceof Refusal && error2.status === 429 && error2.retryAfterS !== void 0;
+}
 
 // action/src/explain.ts
 var PERMISSION_HELP = `Add to the workflow, or to this job:
@@ -20545,17 +20692,19 @@ ${PERMISSION_HELP}`
 };
 var APPROVAL = "a code owner of the resource must approve it (an approving review of the pull request's latest commit, or /approve on the issue); then re-run this job";
 var POLICY = "the resource's policy (actions: in .github/hallpass.yml on the default branch) does not allow this run";
-function advice(code, message, { resource: r, url, audience }) {
-  switch (code) {
+function advice(refusal2, { resource: r, url, audience }) {
+  switch (refusal2.code) {
     case "GRANT_NOT_FOUND":
       return `The ticket has no approved grant for ${r} yet: it must be a hallpass request for ${r}, and ${APPROVAL}.`;
     case "GRANT_NOT_ACTIVE":
-      if (/pending/.test(message)) {
-        return `The ticket has no approved grant for ${r} yet: ${APPROVAL}.`;
+      switch (notYet(refusal2)?.kind) {
+        case "approval":
+          return `The ticket has no approved grant for ${r} yet: ${APPROVAL}.`;
+        case "start":
+          return "The grant's window has not started: re-run this job then.";
+        default:
+          return `The ticket's grant for ${r} has ended: ask for access again (/extend <duration> on the ticket, or a new request) and re-run this job once it is granted.`;
       }
-      if (/starts at/.test(message))
-        return "The grant's window has not started: re-run this job then.";
-      return `The ticket's grant for ${r} has ended: ask for access again (/extend <duration> on the ticket, or a new request) and re-run this job once it is granted.`;
     case "TICKET_NOT_FOUND":
       return "hallpass has no ticket by that number in this repository: a ticket is an issue or pull request carrying the policy's label with a request for the resource.";
     case "RUN_TICKET":
@@ -20583,7 +20732,7 @@ function advice(code, message, { resource: r, url, audience }) {
     case "OIDC_ISSUER":
       return "The server trusts another OIDC issuer than this runner's (GitHub Enterprise Server?): its operator sets HALLPASS_OIDC_ISSUER.";
     default:
-      if (code.startsWith("HTTP_"))
+      if (refusal2.code.startsWith("HTTP_"))
         return `Check the url input: ${url} does not answer as a hallpass server.`;
       return "";
   }
@@ -20597,8 +20746,13 @@ function explain(error2, inputs) {
     const tries = `${attempts} attempt${attempts === 1 ? "" : "s"}`;
     return `hallpass answered ${last.status} (${tries}): ${last.message}${last.status === 429 ? "\nToo many token requests from this repository: re-run this job later." : ""}`;
   }
+  if (error2 instanceof NotGrantedInTime && inputs) {
+    const what = advice(error2.last, inputs);
+    return `hallpass: no token for ${inputs.resource} after waiting ${formatDuration(error2.waitS)} (wait-for-approval): ${error2.message}${what ? `
+${what}` : ""}`;
+  }
   if (error2 instanceof Refusal && inputs) {
-    const what = advice(error2.code, error2.serverMessage, inputs);
+    const what = advice(error2, inputs);
     return `hallpass refused a token for ${inputs.resource}: ${error2.message}${what ? `
 ${what}` : ""}`;
   }
@@ -20646,7 +20800,7 @@ async function postJson(client, url, bearer, body) {
   throw refusal(url, status, text, retryAfter);
 }
 function refusal(url, status, text, retryAfter) {
-  const seconds = retryAfterSeconds(Array.isArray(retryAfter) ? retryAfter[0] : retryAfter);
+  const seconds2 = retryAfterSeconds(Array.isArray(retryAfter) ? retryAfter[0] : retryAfter);
   let parsed;
   try {
     parsed = text.length <= MAX_ERROR_BODY ? JSON.parse(text) : void 0;
@@ -20655,14 +20809,14 @@ function refusal(url, status, text, retryAfter) {
   }
   const { error: error2, message } = parsed ?? {};
   if (typeof error2 === "string" && typeof message === "string") {
-    return new Refusal(status, error2.slice(0, 64), message.slice(0, 1e3), seconds);
+    return new Refusal(status, error2.slice(0, 64), message.slice(0, 1e3), seconds2);
   }
   const hint = status >= 300 && status < 400 ? "a redirect; set url to the final address" : "";
   return new Refusal(
     status,
     `HTTP_${status}`,
     `${url} answered ${status}${hint ? ` (${hint})` : ""}, not a hallpass error`,
-    seconds
+    seconds2
   );
 }
 function retryAfterSeconds(value) {
@@ -22361,13 +22515,15 @@ var SCOPE_NAME = /^[a-z][a-z0-9_-]{0,63}$/;
 var ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 var RESERVED_ENV = /^(GITHUB_.*|RUNNER_.*|ACTIONS_.*|PATH|NODE_OPTIONS)$/i;
 var LOCAL_HOSTS = /* @__PURE__ */ new Set(["localhost", "127.0.0.1", "[::1]"]);
+var MAX_WAIT_S = 6 * 3600;
 var INPUT_NAMES = [
   "url",
   "resource",
   "scopes",
   "ticket",
   "audience",
-  "export-env"
+  "export-env",
+  "wait-for-approval"
 ];
 var problem = (ctx, input, message) => ctx.issues.push({ code: "custom", message, input });
 var checked = (check) => pipe(string2(), transform(check));
@@ -22445,13 +22601,31 @@ var exportEnv = checked((value, ctx) => {
   }
   return value;
 });
+var waitForApproval = checked((value, ctx) => {
+  if (value === "" || /^0+[dhms]?$/.test(value)) return 0;
+  const parsed = parseDuration(value);
+  if (!parsed.ok) {
+    problem(ctx, value, parsed.message);
+    return NEVER;
+  }
+  if (parsed.seconds > MAX_WAIT_S) {
+    problem(
+      ctx,
+      value,
+      `${JSON.stringify(value)} is longer than ${formatDuration(MAX_WAIT_S)}, the longest a job runs on a GitHub-hosted runner`
+    );
+    return NEVER;
+  }
+  return parsed.seconds;
+});
 var inputsSchema = object({
   url: serverUrl,
   resource,
   scopes,
   ticket,
   audience: string2().check(_maxLength(1024, "at most 1024 characters")),
-  "export-env": exportEnv
+  "export-env": exportEnv,
+  "wait-for-approval": waitForApproval
 });
 function parseInputs(raw) {
   const parsed = inputsSchema.safeParse(raw);
@@ -22459,8 +22633,20 @@ function parseInputs(raw) {
     const problems = parsed.error.issues.map((i) => `input ${String(i.path[0])}: ${i.message}`);
     throw new Error(problems.join("\n"));
   }
-  const { url, audience, "export-env": env, ...rest } = parsed.data;
-  return { ...rest, url, audience: audience || url, exportEnv: env };
+  const { url, audience, "export-env": env, "wait-for-approval": wait, ...rest } = parsed.data;
+  return { ...rest, url, audience: audience || url, exportEnv: env, waitForApprovalS: wait };
+}
+
+// action/src/ticket.ts
+function ticketOf(ticket2, job) {
+  const pull = /^refs\/pull\/([1-9][0-9]*)\/merge$/.exec(job.ref ?? "")?.[1];
+  const number2 = ticket2 ?? (pull === void 0 ? void 0 : Number(pull));
+  if (number2 === void 0) return "the ticket";
+  const repository = job.repository ?? "";
+  if (!/^[\w.-]+\/[\w.-]+$/.test(repository)) return `#${number2}`;
+  const server = (job.serverUrl || "https://github.com").replace(/\/+$/, "");
+  const kind = ticket2 === void 0 ? "pull" : "issues";
+  return `${repository}#${number2} (${server}/${repository}/${kind}/${number2})`;
 }
 
 // action/src/run.ts
@@ -22475,15 +22661,35 @@ async function run() {
     }
     const checked2 = inputs;
     const client = httpClient();
-    const minted = await withRetry(
-      async () => exchange(client, checked2, await idToken(checked2.audience)),
-      {
-        ...EXCHANGE_RETRY,
-        onRetry: (error2, attempt, waitMs) => info(
-          `hallpass: ${error2.message}; attempt ${attempt} of ${EXCHANGE_RETRY.attempts} failed, retrying in ${(waitMs / 1e3).toFixed(1)} s`
-        )
-      }
-    );
+    const ticket2 = ticketOf(checked2.ticket, {
+      repository: process.env.GITHUB_REPOSITORY,
+      ref: process.env.GITHUB_REF,
+      serverUrl: process.env.GITHUB_SERVER_URL
+    });
+    const started = Date.now();
+    let waited = false;
+    const once = () => withRetry(async () => exchange(client, checked2, await idToken(checked2.audience)), {
+      ...EXCHANGE_RETRY,
+      onRetry: (error2, attempt, waitMs) => info(
+        `hallpass: ${error2.message}; attempt ${attempt} of ${EXCHANGE_RETRY.attempts} failed, retrying in ${seconds(waitMs)}`
+      )
+    });
+    const minted = await waitForGrant(once, {
+      waitS: checked2.waitForApprovalS,
+      ticket: ticket2,
+      onWaiting: (refusal2, leftMs) => {
+        waited = true;
+        info(
+          `hallpass: ${ticket2}: ${refusal2.serverMessage}; waiting up to ${formatDuration(Math.ceil(leftMs / 1e3))} for it (wait-for-approval)`
+        );
+      },
+      onPause: (refusal2, pauseMs) => refusal2.status === 429 ? info(`hallpass: ${refusal2.message}; asking again in ${seconds(pauseMs)}`) : debug(`hallpass: ${refusal2.code}; asking again in ${seconds(pauseMs)}`)
+    });
+    if (waited) {
+      info(
+        `hallpass: the grant on ${ticket2} is active (after ${formatDuration(Math.round((Date.now() - started) / 1e3))})`
+      );
+    }
     saveToken(checked2.url, minted.token);
     setOutput("token", minted.token);
     setOutput("expires-at", minted.expiresAt);
@@ -22496,6 +22702,9 @@ async function run() {
   } catch (error2) {
     setFailed(explain(error2, inputs));
   }
+}
+function seconds(ms) {
+  return `${(ms / 1e3).toFixed(1)} s`;
 }
 function readInputs() {
   return Object.fromEntries(INPUT_NAMES.map((name) => [name, getInput(name)]));

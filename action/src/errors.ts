@@ -29,3 +29,18 @@ export class GaveUp extends Error {
     super(`${last.message} (gave up after ${attempts} attempts)`, { cause: last });
   }
 }
+
+/** `wait-for-approval` ran out while the grant was still not active. */
+export class NotGrantedInTime extends Error {
+  override readonly name = "NotGrantedInTime";
+  constructor(
+    /** The ticket as the job names it (`ticketOf`). */
+    readonly ticket: string,
+    /** The `wait-for-approval` input, in seconds. */
+    readonly waitS: number,
+    /** The last refusal: what the ticket still needs. */
+    readonly last: Refusal,
+  ) {
+    super(`the grant on ${ticket} is still not active: ${last.message}`, { cause: last });
+  }
+}

@@ -1,5 +1,7 @@
-import { GaveUp, Refusal, Unreachable } from "./errors.js";
+import { formatDuration } from "../../src/rules/duration.js";
+import { GaveUp, NotGrantedInTime, Refusal, Unreachable } from "./errors.js";
 import type { Inputs } from "./inputs.js";
+import { notYet } from "./wait.js";
 
 /** What a workflow needs so that GitHub gives its jobs an OIDC ID token. */
 export const PERMISSION_HELP = `Add to the workflow, or to this job:
@@ -32,17 +34,19 @@ const POLICY =
  * for an inactive grant, by what the server says of it). The server's own
  * message, shown first, says which check failed.
  */
-function advice(code: string, message: string, { resource: r, url, audience }: Context): string {
-  switch (code) {
+function advice(refusal: Refusal, { resource: r, url, audience }: Context): string {
+  switch (refusal.code) {
     case "GRANT_NOT_FOUND":
       return `The ticket has no approved grant for ${r} yet: it must be a hallpass request for ${r}, and ${APPROVAL}.`;
     case "GRANT_NOT_ACTIVE":
-      if (/pending/.test(message)) {
-        return `The ticket has no approved grant for ${r} yet: ${APPROVAL}.`;
+      switch (notYet(refusal)?.kind) {
+        case "approval":
+          return `The ticket has no approved grant for ${r} yet: ${APPROVAL}.`;
+        case "start":
+          return "The grant's window has not started: re-run this job then.";
+        default:
+          return `The ticket's grant for ${r} has ended: ask for access again (/extend <duration> on the ticket, or a new request) and re-run this job once it is granted.`;
       }
-      if (/starts at/.test(message))
-        return "The grant's window has not started: re-run this job then.";
-      return `The ticket's grant for ${r} has ended: ask for access again (/extend <duration> on the ticket, or a new request) and re-run this job once it is granted.`;
     case "TICKET_NOT_FOUND":
       return "hallpass has no ticket by that number in this repository: a ticket is an issue or pull request carrying the policy's label with a request for the resource.";
     case "RUN_TICKET":
@@ -70,7 +74,7 @@ function advice(code: string, message: string, { resource: r, url, audience }: C
     case "OIDC_ISSUER":
       return "The server trusts another OIDC issuer than this runner's (GitHub Enterprise Server?): its operator sets HALLPASS_OIDC_ISSUER.";
     default:
-      if (code.startsWith("HTTP_"))
+      if (refusal.code.startsWith("HTTP_"))
         return `Check the url input: ${url} does not answer as a hallpass server.`;
       return "";
   }
@@ -93,8 +97,12 @@ export function explain(error: unknown, inputs: Context | null): string {
         : ""
     }`;
   }
+  if (error instanceof NotGrantedInTime && inputs) {
+    const what = advice(error.last, inputs);
+    return `hallpass: no token for ${inputs.resource} after waiting ${formatDuration(error.waitS)} (wait-for-approval): ${error.message}${what ? `\n${what}` : ""}`;
+  }
   if (error instanceof Refusal && inputs) {
-    const what = advice(error.code, error.serverMessage, inputs);
+    const what = advice(error, inputs);
     return `hallpass refused a token for ${inputs.resource}: ${error.message}${what ? `\n${what}` : ""}`;
   }
   return error instanceof Error ? error.message : String(error);

@@ -1,4 +1,5 @@
 import * as z from "zod/mini";
+import { formatDuration, parseDuration } from "../../src/rules/duration.js";
 
 /** Same syntax as the server's resource names (`src/rules/policy.ts`; a test keeps them equal). */
 export const RESOURCE_NAME = /^[a-z][a-z0-9-]{0,62}$/;
@@ -8,6 +9,8 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** The runner's own variables, and those a token would break the job with. */
 const RESERVED_ENV = /^(GITHUB_.*|RUNNER_.*|ACTIONS_.*|PATH|NODE_OPTIONS)$/i;
 const LOCAL_HOSTS = new Set(["localhost", "127.0.0.1", "[::1]"]);
+/** A job on a GitHub-hosted runner ends after 6 h: waiting longer would only hold a runner. */
+export const MAX_WAIT_S = 6 * 3_600;
 
 /** The Action's inputs, checked. */
 export interface Inputs {
@@ -20,6 +23,8 @@ export interface Inputs {
   readonly audience: string;
   /** `null`: no environment variable. */
   readonly exportEnv: string | null;
+  /** How long to wait for a grant that is not active yet; 0: fail at once. */
+  readonly waitForApprovalS: number;
 }
 
 /** The Action's inputs, as `action.yml` names them. */
@@ -30,6 +35,7 @@ export const INPUT_NAMES = [
   "ticket",
   "audience",
   "export-env",
+  "wait-for-approval",
 ] as const;
 
 /** The raw inputs as the runner gives them (`core.getInput`: trimmed, "" when unset). */
@@ -127,6 +133,25 @@ const exportEnv = checked((value, ctx) => {
   return value;
 });
 
+/** The server's duration syntax (`90s`, `15m`, `1h30m`); `0` or empty: no wait. */
+const waitForApproval = checked((value, ctx) => {
+  if (value === "" || /^0+[dhms]?$/.test(value)) return 0;
+  const parsed = parseDuration(value);
+  if (!parsed.ok) {
+    problem(ctx, value, parsed.message);
+    return z.NEVER;
+  }
+  if (parsed.seconds > MAX_WAIT_S) {
+    problem(
+      ctx,
+      value,
+      `${JSON.stringify(value)} is longer than ${formatDuration(MAX_WAIT_S)}, the longest a job runs on a GitHub-hosted runner`,
+    );
+    return z.NEVER;
+  }
+  return parsed.seconds;
+});
+
 const inputsSchema = z.object({
   url: serverUrl,
   resource,
@@ -134,6 +159,7 @@ const inputsSchema = z.object({
   ticket,
   audience: z.string().check(z.maxLength(1024, "at most 1024 characters")),
   "export-env": exportEnv,
+  "wait-for-approval": waitForApproval,
 });
 
 /**
@@ -141,8 +167,9 @@ const inputsSchema = z.object({
  *
  * @example
  * parseInputs({ url: "https://hallpass.acme.dev/", resource: "payments-api", scopes: "read, refund",
- *               ticket: "", audience: "", "export-env": "HALLPASS_TOKEN" })
- * // { url: "https://hallpass.acme.dev", scopes: ["read", "refund"], audience: "https://hallpass.acme.dev", ... }
+ *               ticket: "", audience: "", "export-env": "HALLPASS_TOKEN", "wait-for-approval": "15m" })
+ * // { url: "https://hallpass.acme.dev", scopes: ["read", "refund"], audience: "https://hallpass.acme.dev",
+ * //   waitForApprovalS: 900, ... }
  * @throws Error listing each input that is wrong and why
  */
 export function parseInputs(raw: RawInputs): Inputs {
@@ -151,6 +178,6 @@ export function parseInputs(raw: RawInputs): Inputs {
     const problems = parsed.error.issues.map((i) => `input ${String(i.path[0])}: ${i.message}`);
     throw new Error(problems.join("\n"));
   }
-  const { url, audience, "export-env": env, ...rest } = parsed.data;
-  return { ...rest, url, audience: audience || url, exportEnv: env };
+  const { url, audience, "export-env": env, "wait-for-approval": wait, ...rest } = parsed.data;
+  return { ...rest, url, audience: audience || url, exportEnv: env, waitForApprovalS: wait };
 }

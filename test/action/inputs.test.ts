@@ -1,6 +1,12 @@
 import { describe, expect, it } from "vitest";
 import * as policy from "#src/rules/policy.js";
-import { parseInputs, type RawInputs, RESOURCE_NAME, SCOPE_NAME } from "../../action/src/inputs.js";
+import {
+  MAX_WAIT_S,
+  parseInputs,
+  type RawInputs,
+  RESOURCE_NAME,
+  SCOPE_NAME,
+} from "../../action/src/inputs.js";
 
 const raw = (overrides: Partial<RawInputs> = {}): RawInputs => ({
   url: "https://hallpass.acme.dev",
@@ -9,6 +15,7 @@ const raw = (overrides: Partial<RawInputs> = {}): RawInputs => ({
   ticket: "",
   audience: "",
   "export-env": "HALLPASS_TOKEN",
+  "wait-for-approval": "0",
   ...overrides,
 });
 
@@ -35,6 +42,7 @@ describe("Action inputs", () => {
       ticket: undefined,
       audience: "https://hallpass.acme.dev",
       exportEnv: "HALLPASS_TOKEN",
+      waitForApprovalS: 0,
     });
     expect(parseInputs(raw({ audience: "hallpass-prod" })).audience).toBe("hallpass-prod");
   });
@@ -102,6 +110,7 @@ describe("Action inputs", () => {
         scopes: "read, Refund",
         ticket: "0",
         "export-env": "GITHUB_TOKEN",
+        "wait-for-approval": "soon",
       }),
     ).toEqual([
       "input url: required: the base URL of the hallpass server",
@@ -109,6 +118,41 @@ describe("Action inputs", () => {
       'input scopes: "Refund" is not a scope name: lower case letters, digits, _ and -, starting with a letter',
       'input ticket: "0" is not an issue number (such as 42)',
       'input export-env: "GITHUB_TOKEN" is not a name a step may export (letters, digits and _; not GITHUB_*, RUNNER_*, ACTIONS_*, PATH or NODE_OPTIONS); empty exports nothing',
+      'input wait-for-approval: "soon": unexpected "s" at position 1',
+    ]);
+  });
+
+  it("reads wait-for-approval as the server reads durations", () => {
+    const wait = (value: string) =>
+      parseInputs(raw({ "wait-for-approval": value })).waitForApprovalS;
+    expect(wait("15m")).toBe(900);
+    expect(wait("90s")).toBe(90);
+    expect(wait("1h30m")).toBe(5_400);
+    expect(wait("6h")).toBe(MAX_WAIT_S);
+  });
+
+  it("waits not at all for 0, 0m or nothing", () => {
+    for (const value of ["0", "00", "0s", "0m", "0h", ""]) {
+      expect(parseInputs(raw({ "wait-for-approval": value })).waitForApprovalS, value).toBe(0);
+    }
+  });
+
+  it("refuses a wait it could read two ways, or longer than a job runs", () => {
+    expect(problems({ "wait-for-approval": "15" })).toEqual([
+      'input wait-for-approval: "15" has no unit: write 15s, 15m, 15h or 15d',
+    ]);
+    expect(problems({ "wait-for-approval": "15M" })).toEqual([
+      'input wait-for-approval: "15M": unit "M" is ambiguous (month or minute?): use m for minutes',
+    ]);
+    expect(problems({ "wait-for-approval": "1.5h" })).toEqual([
+      'input wait-for-approval: "1.5h": fractions are not allowed; write e.g. 1h30m instead of 1.5h',
+    ]);
+    expect(problems({ "wait-for-approval": "-5m" })).toEqual([
+      'input wait-for-approval: "-5m": a duration has no sign',
+    ]);
+    expect(problems({ "wait-for-approval": "m" })).toHaveLength(1);
+    expect(problems({ "wait-for-approval": "6h1s" })).toEqual([
+      'input wait-for-approval: "6h1s" is longer than 6h, the longest a job runs on a GitHub-hosted runner',
     ]);
   });
 
