@@ -6,10 +6,12 @@ import { startRedelivery } from "#src/github/redeliver.js";
 import type { Logger } from "#src/log.js";
 import type { Operator } from "#src/operator.js";
 import type { Component, StartComponent } from "#src/runtime.js";
+import { deriveKey } from "#src/secret.js";
 import { ticketsApp } from "#src/tickets/app.js";
 import type { LifecycleDeps } from "#src/tickets/context.js";
-import { startOutboxWorker } from "#src/tickets/outbox-worker.js";
+import { appIdentity, startOutboxWorker } from "#src/tickets/outbox-worker.js";
 import { startSweeper } from "#src/tickets/sweeper.js";
+import { loadMasterKey } from "#src/tokens/master-key.js";
 
 export interface GitHubComponentOptions {
   readonly config: Config;
@@ -49,6 +51,8 @@ export function gitHubComponent(options: GitHubComponentOptions): StartComponent
       now,
     };
     await probot.load(ticketsApp(deps));
+    // The token service, started first, has checked this key against the database.
+    const masterKey = await loadMasterKey(config);
     const loops = [
       startDeliveryWorker({
         db,
@@ -60,6 +64,8 @@ export function gitHubComponent(options: GitHubComponentOptions): StartComponent
         db,
         log,
         github: installationClient(probot),
+        identity: appIdentity(appClient(probot)),
+        markerKey: deriveKey(masterKey.key, "outbox-marker"),
         ...(options.workerIdleMs ? { idleMs: options.workerIdleMs } : {}),
         ...(options.usageSettleMs === undefined ? {} : { usageSettleMs: options.usageSettleMs }),
       }),
@@ -76,7 +82,7 @@ export function gitHubComponent(options: GitHubComponentOptions): StartComponent
         startRedelivery({
           db,
           log,
-          app: async () => (await probot.auth()) as unknown as GitHub,
+          app: appClient(probot),
           now,
           ...(options.redeliveryIntervalMs ? { intervalMs: options.redeliveryIntervalMs } : {}),
         }),
@@ -93,4 +99,9 @@ export function gitHubComponent(options: GitHubComponentOptions): StartComponent
 /** An installation client of the App, for work outside a webhook (outbox, exchange). */
 export function installationClient(probot: Probot): (installationId: number) => Promise<GitHub> {
   return async (installationId) => (await probot.auth(installationId)) as unknown as GitHub;
+}
+
+/** The App's own client (its JWT), for what is asked of the App itself. */
+function appClient(probot: Probot): () => Promise<GitHub> {
+  return async () => (await probot.auth()) as unknown as GitHub;
 }

@@ -20,6 +20,67 @@ const REDACT = [
   "*.secret",
 ];
 
+/**
+ * Fields of library errors holding what was sent or stored, dropped from
+ * logged errors: a statement's parameters and what the database quotes of
+ * them (pg, PGlite), a webhook's payload (`@octokit/webhooks` attaches the
+ * event to its errors), a request's and a response's body (Octokit).
+ */
+const PAYLOAD_FIELDS = new Set([
+  "params",
+  "parameters",
+  "values",
+  "detail",
+  "where",
+  "internalQuery",
+  "payload",
+  "body",
+  "data",
+]);
+
+/**
+ * Pino's error serializer (type, message and stack with causes, own
+ * fields), then without payloads: `event` keeps its id and name,
+ * `request` its method and URL, `response` its status and URL.
+ */
+export function serializeError(error: unknown): unknown {
+  const serialized: unknown = pino.stdSerializers.err(error as Error);
+  return serialized === error ? error : withoutPayload(serialized as Record<string, unknown>);
+}
+
+function withoutPayload(error: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(error)) {
+    if (PAYLOAD_FIELDS.has(key) || value === undefined) continue;
+    if (key === "event") out.event = pick(value, ["id", "name"]);
+    else if (key === "request") out.request = pick(value, ["method", "url"]);
+    else if (key === "response") out.response = pick(value, ["status", "url"]);
+    else if (key === "aggregateErrors" && Array.isArray(value))
+      out.aggregateErrors = value.map((e) => withoutPayload(e as Record<string, unknown>));
+    else if (isSerializedError(value)) out[key] = withoutPayload(value);
+    else out[key] = value;
+  }
+  return out;
+}
+
+function pick(value: unknown, keys: readonly string[]): Record<string, unknown> | null {
+  if (value === null || typeof value !== "object") return null;
+  const source = value as Record<string, unknown>;
+  return Object.fromEntries(keys.filter((k) => k in source).map((k) => [k, source[k]]));
+}
+
+/** A webhook event as Probot logs it (`{ event }`): its id and name, not its payload. */
+export function serializeEvent(event: unknown): unknown {
+  return event !== null && typeof event === "object" && "payload" in event
+    ? pick(event, ["id", "name"])
+    : event;
+}
+
+/** An error nested in another, as pino's serializer leaves it. */
+function isSerializedError(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === "object" && "type" in value && "stack" in value;
+}
+
 /** The process logger: JSON lines on stdout, as Probot and Fastify expect. */
 export function createLogger(level: LogLevel, destination?: NodeJS.WritableStream): Logger {
   return pino(
@@ -27,6 +88,7 @@ export function createLogger(level: LogLevel, destination?: NodeJS.WritableStrea
       name: "hallpass",
       level,
       redact: { paths: REDACT, censor: "[redacted]" },
+      serializers: { err: serializeError, error: serializeError, event: serializeEvent },
       base: { pid: process.pid },
     },
     destination ?? process.stdout,

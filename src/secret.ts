@@ -1,4 +1,10 @@
-import { createHash, timingSafeEqual } from "node:crypto";
+import {
+  createHash,
+  createSecretKey,
+  hkdfSync,
+  type KeyObject,
+  timingSafeEqual,
+} from "node:crypto";
 
 const HIDDEN = "[secret]";
 
@@ -45,4 +51,19 @@ export class Secret {
 
 function digest(value: string): Buffer {
   return createHash("sha256").update("hallpass.secret\0").update(value, "utf8").digest();
+}
+
+/**
+ * A key for one purpose, derived from the master key (HKDF-SHA256), so that
+ * no second secret is stored and a key of one purpose says nothing of the
+ * master key or of another purpose's. A `KeyObject`: logging it shows no
+ * key material.
+ *
+ * @example
+ * const markers = deriveKey(masterKey.key, "outbox-marker");
+ * createHmac("sha256", markers).update(dedupeKey).digest("hex");
+ */
+export function deriveKey(masterKey: Buffer, purpose: string): KeyObject {
+  const info = Buffer.from(`hallpass/${purpose}`, "utf8");
+  return createSecretKey(Buffer.from(hkdfSync("sha256", masterKey, "hallpass", info, 32)));
 }

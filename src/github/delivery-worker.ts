@@ -1,4 +1,5 @@
 import type { EmitterWebhookEvent } from "@octokit/webhooks";
+import { jsonObject } from "#src/github/webhooks.js";
 import type { Logger } from "#src/log.js";
 import { type Loop, startLoop } from "#src/loop.js";
 import type { Db } from "#src/store/db.js";
@@ -27,7 +28,8 @@ const LEASE_MS = 60_000;
 /**
  * Processes stored webhook deliveries: several tickets at once, each ticket's
  * deliveries in the order they arrived. A failing delivery is retried with
- * exponential backoff (1 s, 2 s, 4 s ... capped at 10 minutes).
+ * exponential backoff (1 s, 2 s, 4 s ... capped at 10 minutes); one whose
+ * body is not a JSON object is given up at once, with the reason.
  */
 export function startDeliveryWorker(options: DeliveryWorkerOptions): Loop {
   const maxAttempts = options.maxAttempts ?? 10;
@@ -40,11 +42,17 @@ export function startDeliveryWorker(options: DeliveryWorkerOptions): Loop {
       await Promise.all(
         claimed.map(async (delivery) => {
           const log = options.log.child({ delivery: delivery.id, event: delivery.event });
+          const payload = jsonObject(delivery.body.toString("utf8"));
+          if (!payload) {
+            log.error("webhook delivery is not a JSON object; given up");
+            await failDelivery(options.db, delivery.id, "payload is not a JSON object", null);
+            return;
+          }
           try {
             await options.handle({
               id: delivery.id,
               name: delivery.event,
-              payload: delivery.payload,
+              payload,
             } as EmitterWebhookEvent);
             await completeDelivery(options.db, delivery.id);
           } catch (error) {

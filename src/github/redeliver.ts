@@ -20,8 +20,10 @@ const WINDOW_MS = 6 * 60 * 60 * 1000;
  * Finds webhook deliveries GitHub made that never reached hallpass (the
  * server was down, the network failed) and asks GitHub to deliver them
  * again. A delivery is missed when its GUID is not in `webhook_deliveries`,
- * whatever GitHub recorded: the table holds every delivery any replica
- * accepted. One replica at a time does it (advisory lock).
+ * whatever GitHub recorded: the table holds every verified delivery any
+ * replica received, those it refused (not a JSON object) too, so a refused
+ * one is not asked for again and again. One replica at a time does it
+ * (advisory lock).
  *
  * @returns how many redeliveries were requested
  */

@@ -21,6 +21,10 @@ const SIGNATURE = /^sha256=[0-9a-f]{64}$/;
  * Verifies a webhook delivery (HMAC SHA-256 over the raw body, timing-safe)
  * and stores it for the delivery worker, once per `X-GitHub-Delivery`.
  * Nothing is acted on here, so GitHub gets its answer in milliseconds.
+ *
+ * Every verified delivery is kept, as the bytes GitHub signed (whatever
+ * they hold, a NUL included): one that is not a JSON object is stored as
+ * given up, with the reason, and answered 400.
  */
 export async function receiveWebhook(
   db: Db,
@@ -43,28 +47,39 @@ export async function receiveWebhook(
   if (!(await verify(secret, body, signature))) {
     throw new HallpassError("WEBHOOK_SIGNATURE_INVALID", "signature does not match the payload");
   }
-  let payload: unknown;
-  try {
-    payload = JSON.parse(body);
-  } catch {
-    throw new HallpassError("WEBHOOK_MALFORMED", "payload is not JSON");
+  const bytes = Buffer.from(body, "utf8");
+  const fields = jsonObject(body);
+  if (!fields) {
+    const refused = "payload is not a JSON object";
+    const delivery = { id: deliveryId, event, action: null, installationId: null, ticketKey: null };
+    await recordDelivery(db, { ...delivery, body: bytes, refused });
+    throw new HallpassError("WEBHOOK_MALFORMED", refused);
   }
-  if (payload === null || typeof payload !== "object" || Array.isArray(payload)) {
-    throw new HallpassError("WEBHOOK_MALFORMED", "payload is not a JSON object");
-  }
-  const fields = payload as Record<string, unknown>;
   const isNew = await recordDelivery(db, {
     id: deliveryId,
     event,
     action: typeof fields.action === "string" ? fields.action.slice(0, 64) : null,
     installationId: numberAt(fields, "installation", "id"),
     ticketKey: ticketKeyOf(fields),
-    payload: body,
+    body: bytes,
   });
   if (!isNew) return "duplicate";
   // Wakes a delivery worker at once (on any replica) instead of at its next poll.
   await notify(db, DELIVERIES_CHANNEL, "");
   return "accepted";
+}
+
+/** The body as a JSON object, or null when it is not one. */
+export function jsonObject(body: string): Record<string, unknown> | null {
+  let payload: unknown;
+  try {
+    payload = JSON.parse(body);
+  } catch {
+    return null;
+  }
+  return payload !== null && typeof payload === "object" && !Array.isArray(payload)
+    ? (payload as Record<string, unknown>)
+    : null;
 }
 
 /** `repo_id#number` for events about one issue or pull request. */

@@ -24,7 +24,11 @@ export interface Statement {
 
 /** Something SQL can be sent to: the database itself or an open transaction. */
 export interface Sql {
-  /** One parameterised statement. Never log `params`. */
+  /**
+   * One parameterised statement. Never log `params`. A NUL in a text
+   * parameter is stored as U+FFFD (`storableParams`); a failure rejects with
+   * a `QueryError`, which carries no parameter.
+   */
   query<Row = Record<string, unknown>>(
     text: string | Statement,
     params?: readonly unknown[],
@@ -67,6 +71,91 @@ export interface Db extends Sql {
 /** Sends a notification; inside a transaction it is delivered at commit. */
 export async function notify(sql: Sql, channel: string, payload: string): Promise<void> {
   await sql.query("SELECT pg_notify($1::text, $2::text)", [channel, payload]);
+}
+
+/**
+ * Text as Postgres can hold it: text and jsonb refuse NUL (U+0000), which
+ * JSON and GitHub's text allow, so it becomes U+FFFD.
+ */
+function storableText(text: string): string {
+  return text.includes("\0") ? text.replaceAll("\0", "\uFFFD") : text;
+}
+
+/**
+ * The parameters of a statement with NUL replaced in every string (and
+ * string array) by `storableText`: Postgres refuses a NUL in any text
+ * parameter, so text from GitHub (a title, a reason quoted from a ticket's
+ * body) is stored with U+FFFD instead of failing its transaction. Both
+ * backends send their parameters through it. A jsonb parameter's `\u0000`
+ * escape is not a NUL here: write those with `storableJson`.
+ */
+export function storableParams(params: readonly unknown[] | undefined): unknown[] | undefined {
+  if (!params?.some(holdsNul)) return params as unknown[] | undefined;
+  return params.map((param) =>
+    typeof param === "string"
+      ? storableText(param)
+      : Array.isArray(param)
+        ? param.map((item: unknown) => (typeof item === "string" ? storableText(item) : item))
+        : param,
+  );
+}
+
+function holdsNul(param: unknown): boolean {
+  if (typeof param === "string") return param.includes("\0");
+  return (
+    Array.isArray(param) && param.some((item) => typeof item === "string" && item.includes("\0"))
+  );
+}
+
+/** `JSON.stringify` for a jsonb parameter, with NUL replaced (see `storableText`) in every string and key. */
+export function storableJson(value: unknown): string {
+  return JSON.stringify(value, (_key, item: unknown) => {
+    if (typeof item === "string") return storableText(item);
+    if (item === null || typeof item !== "object" || Array.isArray(item)) return item;
+    if (!Object.keys(item).some((key) => key.includes("\0"))) return item;
+    return Object.fromEntries(Object.entries(item).map(([key, v]) => [storableText(key), v]));
+  });
+}
+
+/**
+ * The error of a statement, as it may travel and be logged: the database's
+ * message (without what it quotes of a parameter), its SQLSTATE `code` and
+ * constraint name, and the statement's text; never the parameters. pg's and
+ * PGlite's own errors carry them: PGlite's `params`, and in both the
+ * `detail` and `where` lines that quote values (a payload refused for a NUL
+ * would be logged whole).
+ */
+export class QueryError extends Error {
+  override readonly name = "QueryError";
+  /** SQLSTATE (`23505`...), or a connection error's code (`ECONNREFUSED`...). */
+  readonly code: string | undefined;
+  readonly constraint: string | undefined;
+  /** The statement's text: constant SQL, no values. */
+  readonly query: string;
+
+  constructor(error: unknown, query: string, params: readonly unknown[] = []) {
+    super(scrubMessage(error, params));
+    const fields = (error ?? {}) as { code?: unknown; constraint?: unknown };
+    this.code = typeof fields.code === "string" ? fields.code : undefined;
+    this.constraint = typeof fields.constraint === "string" ? fields.constraint : undefined;
+    this.query = query.length > 2_000 ? `${query.slice(0, 2_000)}…` : query;
+  }
+}
+
+/**
+ * The message without `...: "<value>"` (how Postgres quotes an input it
+ * refuses, or a part of it) and without any text parameter it repeats.
+ */
+function scrubMessage(error: unknown, params: readonly unknown[]): string {
+  let message = (error instanceof Error ? error.message : String(error)).replace(
+    /:\s*".*"/s,
+    ': "[value]"',
+  );
+  for (const param of params.flat()) {
+    if (typeof param === "string" && param.length >= 4)
+      message = message.replaceAll(param, "[value]");
+  }
+  return message.length > 500 ? `${message.slice(0, 500)}…` : message;
 }
 
 /** Converts an `int8` text value, refusing values JavaScript cannot hold exactly. */

@@ -10,22 +10,31 @@ export interface NewDelivery {
   readonly installationId: number | null;
   /** `repo_id#number` when the event concerns one ticket; deliveries of one ticket run one at a time. */
   readonly ticketKey: string | null;
-  /** The raw JSON body, as GitHub signed it. */
-  readonly payload: string;
+  /**
+   * The body exactly as GitHub signed it, kept as bytes: JSON may hold a NUL
+   * (`\u0000`), which neither jsonb nor text can.
+   */
+  readonly body: Uint8Array;
+  /** Why the delivery is refused unread (stored as given up, with the reason); absent: to process. */
+  readonly refused?: string;
 }
 
 export interface ClaimedDelivery {
   readonly id: string;
   readonly event: string;
-  readonly payload: unknown;
+  /** The body GitHub signed (rows stored before bodies were kept: their jsonb payload, as JSON). */
+  readonly body: Buffer;
   readonly attempts: number;
 }
 
 /** Stores a delivery once; returns false when this delivery id was seen before. */
 export async function recordDelivery(sql: Sql, delivery: NewDelivery): Promise<boolean> {
   const { rowCount } = await sql.query(
-    `INSERT INTO webhook_deliveries (id, event, action, installation_id, ticket_key, payload)
-     VALUES ($1::text, $2::text, $3::text, $4::bigint, $5::text, $6::jsonb)
+    `INSERT INTO webhook_deliveries (id, event, action, installation_id, ticket_key, body,
+                                     state, last_error, processed_at)
+     VALUES ($1::text, $2::text, $3::text, $4::bigint, $5::text, $6::bytea,
+             CASE WHEN $7::text IS NULL THEN 'pending' ELSE 'failed' END, $7::text,
+             CASE WHEN $7::text IS NOT NULL THEN now() END)
      ON CONFLICT (id) DO NOTHING`,
     [
       delivery.id,
@@ -33,7 +42,8 @@ export async function recordDelivery(sql: Sql, delivery: NewDelivery): Promise<b
       delivery.action,
       delivery.installationId,
       delivery.ticketKey,
-      delivery.payload,
+      delivery.body,
+      delivery.refused?.slice(0, 2000) ?? null,
     ],
   );
   return rowCount === 1;
@@ -51,7 +61,12 @@ export async function claimDeliveries(
   limit: number,
   leaseMs: number,
 ): Promise<ClaimedDelivery[]> {
-  const { rows } = await sql.query<ClaimedDelivery>(
+  const { rows } = await sql.query<{
+    id: string;
+    event: string;
+    body: Uint8Array;
+    attempts: number;
+  }>(
     `WITH due AS (
        SELECT d.id FROM webhook_deliveries d
         WHERE d.state = 'pending'
@@ -68,10 +83,11 @@ export async function claimDeliveries(
         SET locked_until = now() + $2::int * interval '1 millisecond',
             attempts = w.attempts + 1
        FROM due WHERE w.id = due.id
-     RETURNING w.id, w.event, w.payload, w.attempts`,
+     RETURNING w.id, w.event, coalesce(w.body, convert_to(w.payload::text, 'UTF8')) AS body,
+               w.attempts`,
     [limit, leaseMs],
   );
-  return rows;
+  return rows.map((r) => ({ ...r, body: Buffer.from(r.body) }));
 }
 
 export async function completeDelivery(sql: Sql, id: string): Promise<void> {

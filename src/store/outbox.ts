@@ -1,4 +1,4 @@
-import type { Sql } from "#src/store/db.js";
+import { type Sql, storableJson } from "#src/store/db.js";
 import type { SideEffect } from "#src/tickets/notices.js";
 
 export interface NewSideEffect {
@@ -24,7 +24,11 @@ export interface ClaimedSideEffect {
   readonly ageMs: number;
 }
 
-/** Queues a side effect, once per dedupe key. Call it in the state change's transaction. */
+/**
+ * Queues a side effect, once per dedupe key. Call it in the state change's
+ * transaction. Text in it (a reason quoted from the ticket) is stored with
+ * NUL replaced (see `storableJson`).
+ */
 export async function enqueue(sql: Sql, item: NewSideEffect): Promise<void> {
   await sql.query(
     `INSERT INTO outbox (installation_id, ticket_id, kind, dedupe_key, audit_event_id, payload)
@@ -36,7 +40,7 @@ export async function enqueue(sql: Sql, item: NewSideEffect): Promise<void> {
       item.effect.kind,
       item.dedupeKey,
       item.auditEventId,
-      JSON.stringify(item.effect),
+      storableJson(item.effect),
     ],
   );
 }
@@ -96,7 +100,7 @@ export async function completeOutbox(sql: Sql, id: number, result: unknown): Pro
     `UPDATE outbox SET state = 'done', done_at = now(), locked_until = NULL, last_error = NULL,
             result = $2::jsonb
       WHERE id = $1::bigint`,
-    [id, JSON.stringify(result ?? null)],
+    [id, storableJson(result ?? null)],
   );
 }
 

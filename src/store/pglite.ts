@@ -6,9 +6,11 @@ import {
   type Db,
   INT8_OID,
   parseInt8,
+  QueryError,
   type QueryResult,
   type Sql,
   type Statement,
+  storableParams,
 } from "#src/store/db.js";
 
 /**
@@ -32,7 +34,11 @@ export async function openPglite(dataDir?: string): Promise<Db> {
   return wrapPglite(pglite, releaseLock);
 }
 
-/** Wraps an open PGlite in the `Db` interface; `onClose` runs after it closes. */
+/**
+ * Wraps an open PGlite in the `Db` interface; `onClose` runs after it closes.
+ * Its errors carry the statement's parameters (`params`); they are thrown as
+ * `QueryError`s, which do not.
+ */
 export function wrapPglite(pglite: PGlite, onClose: () => void = () => {}): Db {
   let closed = false;
   const wrap = (target: Pick<PGlite, "query" | "exec">): Sql => ({
@@ -41,17 +47,38 @@ export function wrapPglite(pglite: PGlite, onClose: () => void = () => {}): Db {
       params?: readonly unknown[],
     ): Promise<QueryResult<Row>> {
       const sql = typeof text === "string" ? text : text.text;
-      const result = await target.query<Row>(sql, params as unknown[] | undefined);
-      return { rows: result.rows, rowCount: result.affectedRows || result.rows.length };
+      try {
+        const result = await target.query<Row>(sql, storableParams(params));
+        return { rows: result.rows, rowCount: result.affectedRows || result.rows.length };
+      } catch (error) {
+        throw new QueryError(error, sql, params);
+      }
     },
     async exec(text: string): Promise<void> {
-      await target.exec(text);
+      try {
+        await target.exec(text);
+      } catch (error) {
+        throw new QueryError(error, text);
+      }
     },
   });
   return {
     kind: "pglite",
     ...wrap(pglite),
-    transaction: (fn) => pglite.transaction((tx) => fn(wrap(tx))),
+    async transaction(fn) {
+      // What `fn` throws passes as it is; a failing BEGIN or COMMIT (a deferred trigger) is scrubbed.
+      const thrown: unknown[] = [];
+      try {
+        return await pglite.transaction((tx) =>
+          fn(wrap(tx)).catch((error: unknown) => {
+            thrown.push(error);
+            throw error;
+          }),
+        );
+      } catch (error) {
+        throw thrown.includes(error) ? error : new QueryError(error, "COMMIT");
+      }
+    },
     async listen(channel, onNotify) {
       // In-process: notifications cannot be lost, so there is never a resync.
       const unlisten = await pglite.listen(channel, onNotify);

@@ -5,9 +5,11 @@ import {
   INT8_OID,
   type ListenOptions,
   parseInt8,
+  QueryError,
   type QueryResult,
   type Sql,
   type Statement,
+  storableParams,
   type Unlisten,
 } from "#src/store/db.js";
 
@@ -45,22 +47,42 @@ export function openPostgres(url: string, options: PostgresOptions = {}): Db {
   pool.on("error", (error) => options.log?.warn({ err: error }, "idle database connection lost"));
   const listener = new Listener(config, options.log);
 
+  // pg's errors quote parameters (`detail`, `where`, the message): thrown as `QueryError`s instead.
   const wrap = (client: pg.Pool | pg.PoolClient): Sql => ({
     async query<Row>(
       text: string | Statement,
       params?: readonly unknown[],
     ): Promise<QueryResult<Row>> {
-      const values = params as unknown[] | undefined;
-      const result =
-        typeof text === "string"
-          ? await client.query(text, values)
-          : await client.query({ name: text.name, text: text.text, ...(values ? { values } : {}) });
-      return { rows: result.rows as Row[], rowCount: result.rowCount ?? 0 };
+      const values = storableParams(params);
+      try {
+        const result =
+          typeof text === "string"
+            ? await client.query(text, values)
+            : await client.query({
+                name: text.name,
+                text: text.text,
+                ...(values ? { values } : {}),
+              });
+        return { rows: result.rows as Row[], rowCount: result.rowCount ?? 0 };
+      } catch (error) {
+        throw new QueryError(error, typeof text === "string" ? text : text.text, params);
+      }
     },
     async exec(text: string): Promise<void> {
-      await client.query(text);
+      try {
+        await client.query(text);
+      } catch (error) {
+        throw new QueryError(error, text);
+      }
     },
   });
+  const control = async (client: pg.PoolClient, statement: "BEGIN" | "COMMIT") => {
+    try {
+      await client.query(statement);
+    } catch (error) {
+      throw new QueryError(error, statement);
+    }
+  };
 
   return {
     kind: "postgres",
@@ -68,9 +90,9 @@ export function openPostgres(url: string, options: PostgresOptions = {}): Db {
     async transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T> {
       const client = await pool.connect();
       try {
-        await client.query("BEGIN");
+        await control(client, "BEGIN");
         const result = await fn(wrap(client));
-        await client.query("COMMIT");
+        await control(client, "COMMIT");
         client.release();
         return result;
       } catch (error) {

@@ -1,3 +1,4 @@
+import type { KeyObject } from "node:crypto";
 import { sealedEvent } from "#src/audit/append.js";
 import type { GitHub } from "#src/github/api.js";
 import {
@@ -19,13 +20,25 @@ import { recordComment } from "#src/store/ticket-comments.js";
 import { getTicketById, setCheckRun } from "#src/store/tickets.js";
 import { usageOf } from "#src/store/usage.js";
 import type { Notice, SideEffect } from "#src/tickets/notices.js";
-import { hasMarker, renderCheck, renderNotice } from "#src/tickets/render.js";
+import { hasMarker, markerOf, renderCheck, renderNotice } from "#src/tickets/render.js";
+
+/** Who hallpass is on GitHub: what tells its own comments and check runs from copies. */
+export interface AppIdentity {
+  /** The App's id: `performed_via_github_app.id` of its comments, `app.id` of its check runs. */
+  readonly id: number;
+  /** The App's slug: its comments are by the bot account `<slug>[bot]`. */
+  readonly slug: string;
+}
 
 export interface OutboxWorkerOptions {
   readonly db: Db;
   readonly log: Logger;
   /** An installation's client (production: `(id) => probot.auth(id)`). */
   readonly github: (installationId: number) => Promise<GitHub>;
+  /** The App's identity (production: `GET /app`, once); asked only when an earlier attempt is looked for. */
+  readonly identity: () => Promise<AppIdentity>;
+  /** The key of the comments' hidden markers (derived from the master key, see `deriveKey`). */
+  readonly markerKey: KeyObject;
   readonly idleMs?: number;
   /** Attempts before a side effect is given up (state `dead`). Default 10. */
   readonly maxAttempts?: number;
@@ -39,6 +52,25 @@ export interface OutboxWorkerOptions {
    * a second. Default 1 s.
    */
   readonly usageSettleMs?: number;
+}
+
+/**
+ * The App's identity from `GET /app` (with the App's JWT), asked once; a
+ * failed ask is asked again the next time.
+ */
+export function appIdentity(app: () => Promise<GitHub>): () => Promise<AppIdentity> {
+  let known: Promise<AppIdentity> | null = null;
+  return () => {
+    known ??= (async () => {
+      const { data } = await (await app()).rest.apps.getAuthenticated();
+      if (!data?.slug) throw new Error("GET /app did not name the App");
+      return { id: data.id, slug: data.slug };
+    })().catch((error: unknown) => {
+      known = null;
+      throw error;
+    });
+    return known;
+  };
 }
 
 /** The name of the check run hallpass keeps on a pull request's head commit. */
@@ -56,6 +88,8 @@ interface Deps {
   readonly db: Db;
   readonly log: Logger;
   readonly github: (installationId: number) => Promise<GitHub>;
+  readonly identity: () => Promise<AppIdentity>;
+  readonly markerKey: KeyObject;
   readonly usageSettleMs?: number;
 }
 
@@ -68,7 +102,9 @@ interface Deps {
  * At most once: a row claimed again (after a failure, or after a crash whose
  * lease ran out) first looks on GitHub for what an earlier attempt may have
  * done — a comment carrying its marker, a check run carrying its ticket —
- * and records that instead of doing it twice.
+ * and records that instead of doing it twice. Only what the App itself
+ * wrote counts: a copy by anyone else, marker and all, is not adopted (it
+ * would then be recorded, and guarded against tampering, as hallpass's).
  */
 export function startOutboxWorker(options: OutboxWorkerOptions): Loop {
   const policy: RetryPolicy = {
@@ -117,7 +153,7 @@ async function attempt(deps: Deps, policy: RetryPolicy, item: ClaimedSideEffect)
 
 /**
  * 1. Render with the sealed audit event (committed with the row, so sealed).
- * 2. On a repeated attempt, look for a comment already carrying the marker.
+ * 2. On a repeated attempt, look for the App's own comment carrying the marker.
  * 3. Otherwise post; then remember the comment and complete the row, together.
  */
 async function comment(
@@ -129,10 +165,14 @@ async function comment(
   const audit = item.auditEventId ? await sealedEvent(deps.db, item.auditEventId) : null;
   if (item.auditEventId && !audit)
     throw new Error(`audit event ${item.auditEventId} is not sealed yet`);
-  const body = renderNotice(await withUsage(deps, item, effect.notice), audit, item.dedupeKey);
+  const marker = markerOf(deps.markerKey, item.dedupeKey);
+  const body = renderNotice(await withUsage(deps, item, effect.notice), audit, marker);
   const gh = await deps.github(item.installationId);
   const target = { owner: effect.repo.owner, repo: effect.repo.name, issue_number: effect.number };
-  let posted = item.attempts > 1 ? await findMarked(gh, target, item.dedupeKey) : null;
+  let posted =
+    item.attempts > 1
+      ? await findMarked(gh, target, await deps.identity(), [marker, item.dedupeKey])
+      : null;
   if (posted)
     log.info({ commentId: posted.id }, "comment was posted by an earlier attempt; recording it");
   posted ??= (await gh.rest.issues.createComment({ ...target, body })).data;
@@ -164,20 +204,48 @@ async function withUsage(deps: Deps, item: ClaimedSideEffect, notice: Notice): P
   return { ...notice, usage: await usageOf(deps.db, notice.grantId) };
 }
 
-/** Our comment carrying the marker, if an earlier attempt posted it. */
+/**
+ * The App's own comment carrying one of the markers (this version's, then
+ * the dedupe key older versions wrote), if an earlier attempt posted it.
+ */
 async function findMarked(
   gh: GitHub,
   target: { owner: string; repo: string; issue_number: number },
-  marker: string,
+  self: AppIdentity,
+  markers: readonly string[],
 ): Promise<{ id: number; body?: string | undefined } | null> {
   for await (const page of gh.paginate.iterator(gh.rest.issues.listComments, {
     ...target,
     per_page: 100,
   })) {
-    const found = page.data.find((c) => c.user?.type === "Bot" && hasMarker(c.body ?? "", marker));
+    const found = page.data.find(
+      (c) => isOwnComment(c, self) && markers.some((m) => hasMarker(c.body ?? "", m)),
+    );
     if (found) return found;
   }
   return null;
+}
+
+/**
+ * Whether the App's bot account wrote the comment. The login decides: an
+ * App's user-to-server token (hallpass's own, held by a person) also names
+ * the App in `performed_via_github_app`, but writes as that person.
+ */
+function isOwnComment(
+  comment: {
+    readonly user?: { readonly login: string; readonly type: string } | null;
+    readonly performed_via_github_app?: { readonly id: number } | null;
+  },
+  self: AppIdentity,
+): boolean {
+  const { user } = comment;
+  if (user?.type !== "Bot" || user.login.toLowerCase() !== botLogin(self)) return false;
+  const app = comment.performed_via_github_app;
+  return !app || app.id === self.id;
+}
+
+function botLogin(self: AppIdentity): string {
+  return `${self.slug}[bot]`.toLowerCase();
 }
 
 /**
@@ -204,7 +272,7 @@ async function checkRun(
   };
   let runId = await currentRun(gh, repo, ticket.checkRunId, effect.headSha);
   if (runId === null && item.attempts > 1)
-    runId = await runOfTicket(gh, repo, effect.headSha, item.ticketId);
+    runId = await runOfTicket(gh, repo, effect.headSha, item.ticketId, await deps.identity());
   if (runId !== null) {
     await gh.rest.checks.update({ ...repo, check_run_id: runId, ...fields });
   } else {
@@ -242,12 +310,16 @@ async function currentRun(
   }
 }
 
-/** A check run an earlier attempt created but did not get to record (it carries the ticket id). */
+/**
+ * A check run an earlier attempt created but did not get to record: the
+ * App's own, carrying the ticket id (which other Apps can read and copy).
+ */
 async function runOfTicket(
   gh: GitHub,
   repo: { owner: string; repo: string },
   headSha: string,
   ticketId: string,
+  self: AppIdentity,
 ): Promise<number | null> {
   const { data } = await gh.rest.checks.listForRef({
     ...repo,
@@ -256,7 +328,9 @@ async function runOfTicket(
     filter: "all",
     per_page: 100,
   });
-  return data.check_runs.find((r) => r.external_id === ticketId)?.id ?? null;
+  return (
+    data.check_runs.find((r) => r.app?.id === self.id && r.external_id === ticketId)?.id ?? null
+  );
 }
 
 async function closeIssue(

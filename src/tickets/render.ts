@@ -1,3 +1,4 @@
+import { createHmac, type KeyObject } from "node:crypto";
 import { block, code, inline, isGitHubLogin, person, plain } from "#src/tickets/escape.js";
 import type { Notice, SideEffect, Terms } from "#src/tickets/notices.js";
 import { usageInstructions, usageSummary } from "#src/tickets/render-usage.js";
@@ -16,6 +17,16 @@ export interface AuditRef {
 export function markerComment(marker: string): string {
   const safe = marker.replace(/[^A-Za-z0-9._:/@+=-]/g, "_").replace(/-{2,}/g, "-");
   return `<!-- hallpass:${safe} -->`;
+}
+
+/**
+ * The marker of a side effect: an HMAC of its dedupe key under a server
+ * key, so that nobody without the key can write it into a comment of their
+ * own before hallpass posts (dedupe keys themselves can be guessed).
+ * Markers before this were the dedupe key itself.
+ */
+export function markerOf(key: KeyObject, dedupeKey: string): string {
+  return `v2.${createHmac("sha256", key).update(dedupeKey, "utf8").digest("hex").slice(0, 40)}`;
 }
 
 /** Whether a comment body is the one posted with this marker (it is always the first line). */

@@ -1,6 +1,11 @@
+import { inspect } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { notify } from "#src/store/db.js";
+import { HallpassError } from "#src/errors.js";
+import { notify, QueryError } from "#src/store/db.js";
 import { backends, createTestDb, type TestDb } from "../support/db.js";
+import { captureLogger } from "../support/log.js";
+
+const SECRET = "hunter2-s3cr3t-payload";
 
 describe.each(backends)("database interface on %s", (backend) => {
   let db: TestDb;
@@ -89,5 +94,52 @@ describe.each(backends)("database interface on %s", (backend) => {
 
   it("answers a ping", async () => {
     await expect(db.ping()).resolves.toBeUndefined();
+  });
+
+  it("stores text holding a NUL with U+FFFD, in text and text[] parameters", async () => {
+    await db.query("INSERT INTO items (id, tags, note) VALUES (7, $1::text[], $2::text)", [
+      ["a\u0000b"],
+      "x\u0000y",
+    ]);
+    const { rows } = await db.query("SELECT tags, note FROM items WHERE id = 7");
+    expect(rows).toEqual([{ tags: ["a\uFFFDb"], note: "x\uFFFDy" }]);
+  });
+
+  describe("a failing statement's error", () => {
+    const failures: Array<[string, string, unknown[]]> = [
+      ["a jsonb payload with a NUL", "SELECT $1::jsonb", [`{"body":"\\u0000 ${SECRET}"}`]],
+      ["a value of the wrong type", "SELECT $1::uuid", [SECRET]],
+      ["an array element of the wrong type", "SELECT $1::int[]", [`{1,${SECRET}}`]],
+      [
+        "a duplicate key",
+        "INSERT INTO items (id, note) VALUES (1, $1::text), (1, $1::text)",
+        [SECRET],
+      ],
+      ["a failure in a transaction", "SELECT $1::uuid", [SECRET]],
+    ];
+
+    it.each(failures)(
+      "on %s carries no parameter, in the error or its log line",
+      async (name, text, params) => {
+        const error = await (name.includes("transaction")
+          ? db.transaction((tx) => tx.query(text, params))
+          : db.query(text, params)
+        ).then(
+          () => null,
+          (e: unknown) => e,
+        );
+        expect(error).toBeInstanceOf(QueryError);
+        expect(error).toMatchObject({ code: expect.stringMatching(/^[0-9A-Z]{5}$/), query: text });
+        expect(JSON.stringify(error)).not.toContain("s3cr3t");
+        expect(inspect(error, { depth: 10 })).not.toContain("s3cr3t");
+
+        // Logged as the server logs it: directly, and as the cause of an error of ours.
+        const { log, text: logged } = captureLogger("debug");
+        log.error({ err: error }, "query failed");
+        log.error({ err: new HallpassError("INTERNAL", "wrapped", { cause: error }) }, "wrapped");
+        expect(logged()).toContain((error as QueryError).code);
+        expect(logged()).not.toContain("s3cr3t");
+      },
+    );
   });
 });

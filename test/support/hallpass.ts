@@ -3,7 +3,7 @@
  * a test database, with its GitHub App pointed at the local GitHub simulator
  * (as a GitHub Enterprise Server), and a clock the test moves.
  */
-import { randomUUID } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -86,6 +86,8 @@ export async function startHallpass(options: HallpassOptions): Promise<Hallpass>
     ...sim.appEnv(SECRET),
     HALLPASS_CONFIG: operatorFile,
     HALLPASS_URL: "https://hallpass.example.test",
+    // Else the outbox's marker key would come from a key file under the working directory.
+    HALLPASS_MASTER_KEY: randomBytes(32).toString("base64"),
     ...options.env,
   };
   const config = loadConfig(cleanEnv(env));

@@ -1,12 +1,15 @@
+import { randomBytes } from "node:crypto";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { sealedEvent } from "#src/audit/append.js";
+import type { GitHub } from "#src/github/api.js";
 import type { Loop } from "#src/loop.js";
+import { deriveKey } from "#src/secret.js";
 import { claimOutbox } from "#src/store/outbox.js";
 import { sha256Hex } from "#src/store/ticket-comments.js";
 import { getTicketById, type Ticket } from "#src/store/tickets.js";
 import type { Notice, SideEffect } from "#src/tickets/notices.js";
-import { startOutboxWorker } from "#src/tickets/outbox-worker.js";
-import { markerComment, renderNotice } from "#src/tickets/render.js";
+import { appIdentity, startOutboxWorker } from "#src/tickets/outbox-worker.js";
+import { markerComment, markerOf, renderNotice } from "#src/tickets/render.js";
 import { createTestDb, primaryBackend, type TestDb } from "../support/db.js";
 import { captureLogger } from "../support/log.js";
 import {
@@ -19,6 +22,8 @@ import {
 } from "../support/outbox.js";
 
 const SECRET_REASON = "refund for order 5521, customer Jane Roe";
+const MARKER_KEY = deriveKey(randomBytes(32), "outbox-marker");
+const marker = (dedupeKey: string) => markerOf(MARKER_KEY, dedupeKey);
 
 let world: GitHubWorld;
 let db: TestDb;
@@ -49,6 +54,8 @@ function start(options: { maxAttempts?: number } = {}): void {
     db,
     log: logs.log,
     github: world.github,
+    identity: appIdentity(() => world.probot.auth() as Promise<GitHub>),
+    markerKey: MARKER_KEY,
     idleMs: 20,
     retryBaseMs: 20,
     ...options,
@@ -93,7 +100,9 @@ describe("outbox worker: comments", () => {
     expect(comments).toHaveLength(1);
     const [posted] = comments;
     expect(posted?.author).toBe("hallpass[bot]");
-    expect(posted?.body.startsWith(`${markerComment(dedupeKey)}\n`)).toBe(true);
+    expect(posted?.body.startsWith(`${markerComment(marker(dedupeKey))}\n`)).toBe(true);
+    // The marker is an HMAC of the dedupe key, not the key itself.
+    expect(posted?.body).not.toContain(dedupeKey);
     expect(posted?.body).toContain(`audit event #&#8203;${sealed?.seq}`);
     expect(posted?.body).toContain(`<code>${sealed?.hash}</code>`);
     expect(row).toMatchObject({ attempts: 1, result: { commentId: posted?.id } });
@@ -128,7 +137,7 @@ describe("outbox worker: comments", () => {
     const { dedupeKey, eventId } = await queueEffect(db, ticket, commentOn(ticket, notice));
     // The crashed process: it claimed the row (lease now over) and posted before dying.
     expect(await claimOutbox(db, 10, 1)).toHaveLength(1);
-    const body = renderNotice(notice, await sealedEvent(db, eventId), dedupeKey);
+    const body = renderNotice(notice, await sealedEvent(db, eventId), marker(dedupeKey));
     const before = world.sim.comment(REPO, ticket.number, { author: world.sim.app.bot, body });
     world.sim.comment(REPO, ticket.number, {
       author: "mallory",
@@ -150,23 +159,74 @@ describe("outbox worker: comments", () => {
     expect(rows).toHaveLength(1);
   });
 
-  it("does not take someone else's comment carrying the marker for its own", async () => {
+  it("recognises its own comment with the marker an older version wrote (the dedupe key)", async () => {
     const ticket = await issueTicket();
     const notice = denied();
     const { dedupeKey, eventId } = await queueEffect(db, ticket, commentOn(ticket, notice));
     expect(await claimOutbox(db, 10, 1)).toHaveLength(1);
-    const spoof = renderNotice(notice, await sealedEvent(db, eventId), dedupeKey);
-    world.sim.comment(REPO, ticket.number, { author: "mallory", body: spoof });
+    const body = renderNotice(notice, await sealedEvent(db, eventId), dedupeKey);
+    const before = world.sim.comment(REPO, ticket.number, { author: world.sim.app.bot, body });
     await new Promise((resolve) => setTimeout(resolve, 10));
 
     start();
-    await settled(dedupeKey);
+    const row = await settled(dedupeKey);
+    expect(row).toMatchObject({ attempts: 2, result: { commentId: before.id } });
+    expect(world.sim.requests({ method: "POST", path: commentsPath(ticket) })).toHaveLength(0);
+  });
+
+  it.each([
+    ["another App's bot", "forger[bot]"],
+    ["a person", "mallory"],
+  ])("does not take a copy by %s carrying its marker for its own", async (_who, author) => {
+    const ticket = await issueTicket();
+    const notice: Notice = {
+      kind: "granted",
+      terms: {
+        resource: "payments-api",
+        scopes: ["refund"],
+        permissions: ["POST /v1/refunds"],
+        durationSeconds: 3600,
+        start: null,
+        reason: "forged",
+      },
+      requester: "mallory",
+      approvers: ["bob"],
+      decision: "approvals",
+      rule: null,
+      reviewBy: null,
+      startsAt: "2025-03-04T10:00:00.000Z",
+      endsAt: "2025-03-04T11:00:00.000Z",
+      ticketRef: `${REPO}#${ticket.number}`,
+      ticketKind: "issue",
+      serverUrl: "https://hallpass.example.test",
+    };
+    const { dedupeKey, eventId } = await queueEffect(db, ticket, commentOn(ticket, denied()));
+    // The first attempt failed after GitHub took the comment, or an attempt crashed:
+    // the row is claimed again, and the forger wrote first, with the marker
+    // (this version's and the one older versions wrote) copied.
+    expect(await claimOutbox(db, 10, 1)).toHaveLength(1);
+    const sealed = await sealedEvent(db, eventId);
+    const forgeries = [marker(dedupeKey), dedupeKey].map((m) =>
+      world.sim.comment(REPO, ticket.number, { author, body: renderNotice(notice, sealed, m) }),
+    );
+    expect(forgeries[0]?.body).toContain("✅ Access granted");
+    await new Promise((resolve) => setTimeout(resolve, 10));
+
+    start();
+    const row = await settled(dedupeKey);
     expect(world.sim.requests({ method: "GET", path: commentsPath(ticket) })).toHaveLength(1);
     expect(world.sim.requests({ method: "POST", path: commentsPath(ticket) })).toHaveLength(1);
-    expect(world.sim.commentsOn(REPO, ticket.number).map((c) => c.author)).toEqual([
-      "mallory",
-      "hallpass[bot]",
-    ]);
+    const comments = world.sim.commentsOn(REPO, ticket.number);
+    expect(comments.map((c) => c.author)).toEqual([author, author, "hallpass[bot]"]);
+    const real = comments[2];
+    expect(real?.body).toContain("⛔ Access request denied");
+    expect(row.result).toEqual({ commentId: real?.id });
+    // Only the real comment is remembered as hallpass's (and guarded against tampering).
+    const { rows } = await db.query<{ comment_id: number }>(
+      "SELECT comment_id FROM ticket_comments WHERE ticket_id = $1::uuid",
+      [ticket.id],
+    );
+    expect(rows.map((r) => r.comment_id)).toEqual([real?.id]);
   });
 
   it("retries server errors with backoff: 500 twice, then posted once", async () => {

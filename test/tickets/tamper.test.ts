@@ -1,8 +1,14 @@
+import { randomBytes } from "node:crypto";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { sealedEvent } from "#src/audit/append.js";
+import type { GitHub } from "#src/github/api.js";
 import type { Loop } from "#src/loop.js";
+import { deriveKey } from "#src/secret.js";
+import { claimOutbox } from "#src/store/outbox.js";
 import { getComment, sha256Hex } from "#src/store/ticket-comments.js";
 import type { Ticket } from "#src/store/tickets.js";
-import { startOutboxWorker } from "#src/tickets/outbox-worker.js";
+import { appIdentity, startOutboxWorker } from "#src/tickets/outbox-worker.js";
+import { markerOf, renderNotice } from "#src/tickets/render.js";
 import { type CommentChange, handleCommentChange } from "#src/tickets/tamper.js";
 import { createTestDb, primaryBackend, type TestDb } from "../support/db.js";
 import { issueCommentEvent } from "../support/github/webhooks.js";
@@ -20,6 +26,17 @@ let world: GitHubWorld;
 let db: TestDb;
 let worker: Loop;
 const { log } = captureLogger("silent");
+const markerKey = deriveKey(randomBytes(32), "outbox-marker");
+const startWorker = () =>
+  startOutboxWorker({
+    db,
+    log,
+    github: world.github,
+    identity: appIdentity(() => world.probot.auth() as Promise<GitHub>),
+    markerKey,
+    idleMs: 20,
+    retryBaseMs: 20,
+  });
 
 beforeAll(async () => {
   world = await startGitHubWorld();
@@ -28,7 +45,7 @@ afterAll(() => world.sim.close());
 
 beforeEach(async () => {
   db = await createTestDb(primaryBackend);
-  worker = startOutboxWorker({ db, log, github: world.github, idleMs: 20, retryBaseMs: 20 });
+  worker = startWorker();
 });
 
 afterEach(async () => {
@@ -53,7 +70,9 @@ async function postedComment(): Promise<{ ticket: Ticket; commentId: number; bod
     number: ticket.number,
     notice: { kind: "denied", by: "bob", reason: "not during the freeze" },
   });
-  await expect.poll(async () => (await outboxRow(db, dedupeKey))?.state).toBe("done");
+  await expect
+    .poll(async () => (await outboxRow(db, dedupeKey))?.state, { timeout: 10_000 })
+    .toBe("done");
   const [comment] = world.sim.commentsOn(REPO, ticket.number);
   if (!comment) throw new Error("not posted");
   return { ticket, commentId: comment.id, body: comment.body };
@@ -104,7 +123,9 @@ describe("handleCommentChange", () => {
     ]);
     expect((await getComment(db, commentId))?.tamperedAt).toBeInstanceOf(Date);
 
-    await expect.poll(() => world.sim.commentsOn(REPO, ticket.number).length).toBe(2);
+    await expect
+      .poll(() => world.sim.commentsOn(REPO, ticket.number).length, { timeout: 10_000 })
+      .toBe(2);
     const notice = world.sim.commentsOn(REPO, ticket.number)[1];
     expect(notice?.author).toBe("hallpass[bot]");
     expect(notice?.body).toContain("### 🕵️ An audit comment was edited");
@@ -128,7 +149,9 @@ describe("handleCommentChange", () => {
     const events = await tamperEvents(ticket);
     expect(events).toHaveLength(1);
     expect(events[0]?.data).toMatchObject({ action: "deleted", new_sha256: null });
-    await expect.poll(() => world.sim.commentsOn(REPO, ticket.number).length).toBe(1);
+    await expect
+      .poll(() => world.sim.commentsOn(REPO, ticket.number).length, { timeout: 10_000 })
+      .toBe(1);
     expect(world.sim.commentsOn(REPO, ticket.number)[0]?.body).toContain(
       "An audit comment was deleted",
     );
@@ -152,5 +175,49 @@ describe("handleCommentChange", () => {
     expect(await handleCommentChange({ db, log }, change("edited", commentId))).toBe(false);
     expect(await tamperEvents(ticket)).toEqual([]);
     expect((await getComment(db, commentId))?.tamperedAt).toBeNull();
+  });
+
+  it("does not guard a copy of hallpass's comment by someone else, marker and all", async () => {
+    await worker.stop();
+    const issue = world.sim.openIssue(REPO, { author: "alice", body: "x", labels: ["hallpass"] });
+    const ticket = await storeTicket(db, world, issue.number);
+    const notice = { kind: "denied", by: "bob", reason: "not during the freeze" } as const;
+    const { dedupeKey, eventId } = await queueEffect(db, ticket, {
+      kind: "comment",
+      repo: world.repo,
+      number: ticket.number,
+      notice,
+    });
+    // An attempt claimed the row and failed; before the next one, another App's
+    // bot posts what hallpass would have, with the marker copied.
+    expect(await claimOutbox(db, 10, 1)).toHaveLength(1);
+    const body = renderNotice(
+      notice,
+      await sealedEvent(db, eventId),
+      markerOf(markerKey, dedupeKey),
+    );
+    const forgery = world.sim.comment(REPO, ticket.number, { author: "forger[bot]", body });
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    worker = startWorker();
+    await expect
+      .poll(async () => (await outboxRow(db, dedupeKey))?.state, { timeout: 10_000 })
+      .toBe("done");
+    const real = world.sim.commentsOn(REPO, ticket.number)[1];
+    expect(real?.author).toBe("hallpass[bot]");
+    expect(await getComment(db, forgery.id)).toBeNull();
+
+    // A maintainer removing the forgery is no tampering: nothing is re-posted.
+    world.sim.deleteComment(forgery.id);
+    expect(await handleCommentChange({ db, log }, change("deleted", forgery.id, "bob"))).toBe(
+      false,
+    );
+    expect(await tamperEvents(ticket)).toEqual([]);
+    const { rows } = await db.query("SELECT 1 FROM outbox WHERE dedupe_key LIKE 'tamper/%'");
+    expect(rows).toEqual([]);
+    // The real comment stays guarded.
+    world.sim.deleteComment(real?.id ?? 0);
+    expect(
+      await handleCommentChange({ db, log }, change("deleted", real?.id ?? 0, "mallory")),
+    ).toBe(true);
   });
 });
