@@ -2,6 +2,7 @@ import type { GitHub } from "#src/github/api.js";
 import type { Logger } from "#src/log.js";
 import { type Loop, startLoop } from "#src/loop.js";
 import type { Db } from "#src/store/db.js";
+import { releaseLease, takeLease } from "#src/store/leases.js";
 
 export interface RedeliveryOptions {
   readonly db: Db;
@@ -15,6 +16,8 @@ export interface RedeliveryOptions {
 }
 
 const WINDOW_MS = 6 * 60 * 60 * 1000;
+/** A replica that died mid-pass holds the lease no longer than this. */
+export const LEASE_MS = 10 * 60 * 1000;
 
 /**
  * Finds webhook deliveries GitHub made that never reached hallpass (the
@@ -23,18 +26,18 @@ const WINDOW_MS = 6 * 60 * 60 * 1000;
  * whatever GitHub recorded: the table holds every verified delivery any
  * replica received, those it refused (not a JSON object) too, so a refused
  * one is not asked for again and again. One replica at a time does it
- * (advisory lock).
+ * (a lease, given back at the end or after {@link LEASE_MS}).
  *
  * @returns how many redeliveries were requested
  */
 export async function redeliverMissed(options: RedeliveryOptions): Promise<number> {
   const { db } = options;
   const since = (options.now?.() ?? new Date()).getTime() - (options.windowMs ?? WINDOW_MS);
-  return db.transaction(async (tx) => {
-    const { rows } = await tx.query<{ locked: boolean }>(
-      "SELECT pg_try_advisory_xact_lock(hashtextextended('hallpass.redeliver.' || current_schema(), 0)) AS locked",
-    );
-    if (!rows[0]?.locked) return 0;
+  // A lease, not a lock: GitHub may take long to answer (or not at all), and
+  // no database lock or transaction may be held while it does.
+  const lease = await takeLease(db, "redeliver", LEASE_MS);
+  if (!lease) return 0;
+  try {
     const gh = await options.app();
     // Newest first: stop at the window's start. Keep the newest attempt per GUID.
     const latest = new Map<string, { id: number; ok: boolean }>();
@@ -56,7 +59,7 @@ export async function redeliverMissed(options: RedeliveryOptions): Promise<numbe
       if (older) break;
     }
     if (latest.size === 0) return 0;
-    const known = await tx.query<{ id: string }>(
+    const known = await db.query<{ id: string }>(
       "SELECT id FROM webhook_deliveries WHERE id = ANY($1::text[])",
       [[...latest.keys()]],
     );
@@ -74,7 +77,9 @@ export async function redeliverMissed(options: RedeliveryOptions): Promise<numbe
       requested++;
     }
     return requested;
-  });
+  } finally {
+    await releaseLease(db, lease).catch(() => {});
+  }
 }
 
 /** Looks for missed deliveries at start and then every `intervalMs` (default 5 minutes). */

@@ -41,4 +41,32 @@ describe("missed webhook deliveries", () => {
     // Now known: asking again replays nothing.
     expect(await redeliverMissed({ db: h.db, log: h.server.log, app })).toBe(0);
   });
+
+  it("holds nothing in the database while GitHub is slow to list deliveries", async () => {
+    const hold = h.sim.holdNext({ method: "GET", path: "/app/hook/deliveries" });
+    const pass = redeliverMissed({ db: h.db, log: h.server.log, app });
+    await hold.reached;
+    try {
+      // Webhooks are taken in and processed meanwhile (on the embedded
+      // database a transaction held across the call stalled every query)...
+      const issue = h.sim.openIssue("acme/payments", {
+        author: "alice",
+        body: requestBody(),
+        labels: ["hallpass"],
+      });
+      await h.deliver(issuesEvent(h.sim, "opened", issue));
+      expect((await h.grants(issue.number))[0]?.state).toBe("pending");
+      // ...and another replica's pass does not start a second one.
+      expect(await redeliverMissed({ db: h.db, log: h.server.log, app })).toBe(0);
+    } finally {
+      hold.release();
+    }
+    expect(await pass).toBe(0);
+    // The lease was given back: the next pass runs.
+    const next = h.sim.holdNext({ method: "GET", path: "/app/hook/deliveries" });
+    const again = redeliverMissed({ db: h.db, log: h.server.log, app });
+    await next.reached;
+    next.release();
+    expect(await again).toBe(0);
+  });
 });
