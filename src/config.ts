@@ -2,6 +2,7 @@ import { createPrivateKey } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
+import { isLoopback } from "#src/cli/server-url.js";
 import { HallpassError } from "#src/errors.js";
 import { parseDuration } from "#src/rules/duration.js";
 
@@ -47,8 +48,23 @@ export interface Config {
     /** Web URL, e.g. for links to tickets. */
     readonly webUrl: string;
     readonly enterpriseHost: string | null;
+    /** The organization the setup flow registers the App under (`GH_ORG`); null: the person's account. */
+    readonly org: string | null;
+    /**
+     * The GitHub App's OAuth client (`GITHUB_CLIENT_ID`, `GITHUB_CLIENT_SECRET`,
+     * which the setup flow writes to `.env`): `hallpass login` asks for user
+     * tokens of this client, and `POST /v1/token` checks with GitHub that a
+     * token was issued to it. Null when not configured. The secret is never logged.
+     */
+    readonly client: { readonly id: string; readonly secret: string } | null;
   };
   readonly oidc: { readonly issuer: string; readonly audience: string };
+  /**
+   * A smee.io channel (`WEBHOOK_PROXY_URL`) for local development: the setup
+   * flow registers it as the webhook URL and the server forwards its
+   * deliveries to itself. Null: GitHub delivers to `publicUrl`.
+   */
+  readonly webhookProxyUrl: string | null;
 }
 
 /** Variables whose values must never be echoed, even in an error. */
@@ -57,6 +73,7 @@ const SECRET_VARIABLES = new Set([
   "WEBHOOK_SECRET",
   "HALLPASS_MASTER_KEY",
   "DATABASE_URL",
+  "GITHUB_CLIENT_SECRET",
 ]);
 
 const optionalText = z
@@ -145,6 +162,25 @@ const envSchema = z.object({
       .optional(),
   ),
   GHE_PROTOCOL: optionalText.pipe(z.enum(["https", "http"]).default("https")),
+  GH_ORG: optionalText.pipe(
+    z
+      .string()
+      .regex(/^[A-Za-z0-9](?:-?[A-Za-z0-9]){0,38}$/, "must be an organization's login")
+      .optional(),
+  ),
+  WEBHOOK_PROXY_URL: optionalText.pipe(httpUrl.optional()),
+  GITHUB_CLIENT_ID: optionalText.pipe(
+    z
+      .string()
+      .regex(/^[A-Za-z0-9._-]{1,100}$/, "must be the GitHub App's client id (such as Iv23li...)")
+      .optional(),
+  ),
+  GITHUB_CLIENT_SECRET: optionalText.pipe(
+    z
+      .string()
+      .regex(/^[\x21-\x7e]{1,255}$/, "must be the GitHub App's client secret")
+      .optional(),
+  ),
 });
 
 /** Thrown when the environment is invalid; `message` is one line per bad variable. */
@@ -185,6 +221,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (production && !e.HALLPASS_URL) {
     problems.push("HALLPASS_URL: required in production (the public URL tokens are issued by)");
   }
+  if (production && e.HALLPASS_URL && !isHttpsOrLoopback(e.HALLPASS_URL)) {
+    problems.push(
+      `HALLPASS_URL: must be https:// in production, as GitHub delivers webhooks there and tokens name it their issuer; http:// only for localhost (got ${JSON.stringify(e.HALLPASS_URL)})`,
+    );
+  }
+  if (production && e.WEBHOOK_PROXY_URL) {
+    problems.push(
+      "WEBHOOK_PROXY_URL: for local development only; in production GitHub delivers webhooks to HALLPASS_URL (anyone who knows a smee.io channel's URL can read its deliveries)",
+    );
+  }
   if (!e.HALLPASS_MASTER_KEY && (production || e.DATABASE_URL)) {
     problems.push(
       "HALLPASS_MASTER_KEY: required with DATABASE_URL or in production (32 bytes, e.g. `openssl rand -base64 32`)",
@@ -220,6 +266,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       "HALLPASS_PROXY_URL: required in production with PROXY_PORT (the URL callers reach the proxy at)",
     );
   }
+  if ((e.GITHUB_CLIENT_ID === undefined) !== (e.GITHUB_CLIENT_SECRET === undefined)) {
+    problems.push(
+      `${e.GITHUB_CLIENT_ID === undefined ? "GITHUB_CLIENT_ID" : "GITHUB_CLIENT_SECRET"}: missing; GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET are set together`,
+    );
+  }
   const maxStaleness = e.PROXY_MAX_STALENESS ?? 5;
   const resync = e.PROXY_RESYNC_INTERVAL ?? 30;
   if (maxStaleness > 600) problems.push("PROXY_MAX_STALENESS: at most 10m (got more)");
@@ -243,8 +294,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     masterKey: e.HALLPASS_MASTER_KEY ?? null,
     operatorConfigPath,
     app,
-    github: { apiUrl, webUrl, enterpriseHost: e.GHE_HOST ?? null },
+    github: {
+      apiUrl,
+      webUrl,
+      enterpriseHost: e.GHE_HOST ?? null,
+      org: e.GH_ORG ?? null,
+      client:
+        e.GITHUB_CLIENT_ID && e.GITHUB_CLIENT_SECRET
+          ? Object.freeze({ id: e.GITHUB_CLIENT_ID, secret: e.GITHUB_CLIENT_SECRET })
+          : null,
+    },
     oidc: { issuer, audience },
+    webhookProxyUrl: e.WEBHOOK_PROXY_URL ?? null,
   } satisfies Config);
 }
 
@@ -308,6 +369,11 @@ function readPrivateKey(
     problems.push(`${name}: not a PEM private key (as downloaded from the GitHub App settings)`);
     return null;
   }
+}
+
+function isHttpsOrLoopback(url: string): boolean {
+  const { protocol, hostname } = new URL(url);
+  return protocol === "https:" || isLoopback(hostname);
 }
 
 function decodeKey(value: string): Buffer | null {

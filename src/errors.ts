@@ -43,6 +43,11 @@ const registry = {
   RESOURCE_NOT_BOUND: { status: 403, public: "resource not bound to this repository" },
   // People's tokens (POST /v1/token): the GitHub user token they present.
   GITHUB_TOKEN_INVALID: { status: 401, public: "GitHub token not accepted" },
+  // 401: no GitHub token can be accepted until the operator configures how to check them.
+  PEOPLE_NOT_CONFIGURED: { status: 401, public: "this server cannot check GitHub tokens" },
+  PEOPLE_NOT_ALLOWED: { status: 403, public: "this grant gives people no tokens" },
+  PULL_REQUEST_FORK: { status: 403, public: "pull request comes from a fork" },
+  PULL_REQUEST_COMMIT: { status: 403, public: "pull request is not at the approved commit" },
   GITHUB_UNAVAILABLE: { status: 503, public: "GitHub unavailable" },
   INVALID_CLIENT: { status: 401, public: "client authentication failed" },
   OIDC_MALFORMED: { status: 401, public: "ID token malformed" },

@@ -2,6 +2,8 @@ import { type SpawnOptions, spawn, spawnSync } from "node:child_process";
 import { constants } from "node:os";
 import { parseArgs } from "node:util";
 import type { Output } from "#src/cli/audit.js";
+import { loginsPath, readLogin } from "#src/cli/logins.js";
+import { resolveServerUrl } from "#src/cli/server-url.js";
 import { PERSON_TOKEN_PATH } from "#src/tokens/metadata.js";
 import { TICKET_REF } from "#src/tokens/people.js";
 
@@ -13,11 +15,14 @@ export const TOKEN_USAGE = `usage: hallpass token <owner/repo#N> [--scope S]... 
 
   --scope S      only some of the grant's scopes (repeat for several)
   --resource R   the resource you expect; refused if the grant is for another
-  --url URL      the hallpass server (default: HALLPASS_URL)
+  --url URL      the hallpass server (default: HALLPASS_URL of the environment;
+                 no .env file is read); https://, or http:// for localhost only
 
-  Your GitHub token comes from GH_TOKEN, else GITHUB_TOKEN, else \`gh auth token\`
-  when the GitHub CLI is installed. It is sent to the hallpass server only,
-  which asks GitHub who you are; it is never printed.
+  Your GitHub token comes from GH_TOKEN, else GITHUB_TOKEN, else the login
+  \`hallpass login\` kept for the server, else \`gh auth token\` when the GitHub
+  CLI is installed. Servers take only tokens of their own GitHub App (hallpass
+  login) unless their operator accepts others. The token is sent to the
+  hallpass server only, which asks GitHub who you are; it is never printed.
 `;
 
 const REQUEST_TIMEOUT_MS = 30_000;
@@ -27,7 +32,7 @@ const FORWARDED = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 export interface TokenCommandDeps {
   readonly env: NodeJS.ProcessEnv;
   /** `gh auth token`, or null when the GitHub CLI is not there or not logged in. */
-  readonly ghAuthToken?: () => string | null;
+  readonly ghAuthToken?: (env: NodeJS.ProcessEnv) => string | null;
 }
 
 /**
@@ -71,21 +76,17 @@ export async function tokenCommand(
     return 2;
   }
   if (!TICKET_REF.test(ticket)) return fail(`${JSON.stringify(ticket)} is not owner/repo#N`, 2);
-  const server = parseServerUrl(values.url ?? deps.env.HALLPASS_URL);
-  if (!server) {
-    return fail(
-      (values.url ?? deps.env.HALLPASS_URL)
-        ? "the server URL must be an http(s) URL"
-        : "no server: pass --url or set HALLPASS_URL",
-      2,
-    );
-  }
-  const github = githubToken(deps);
+  const resolved = resolveServerUrl(values.url, deps.env);
+  if (!resolved.ok) return fail(resolved.message, 2);
+  const server = resolved.server.url;
+  const from = `${server} (from ${resolved.server.source})`;
+  const github = await githubToken(deps, server);
   if (!github) {
     return fail(
-      "no GitHub token: set GH_TOKEN (or GITHUB_TOKEN), or log in with the GitHub CLI (gh auth login)",
+      `no GitHub token: run hallpass login --url ${server}, or set GH_TOKEN (or GITHUB_TOKEN)`,
     );
   }
+  if ("refused" in github) return fail(github.refused);
 
   let response: Response;
   try {
@@ -101,16 +102,18 @@ export async function tokenCommand(
         ...(values.scope ? { scopes: values.scope } : {}),
         ...(values.resource ? { resource: values.resource } : {}),
       }),
+      // The GitHub token goes to this URL and no other.
+      redirect: "error",
       signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
     });
   } catch (error) {
-    return fail(`cannot reach the hallpass server at ${server}: ${networkReason(error)}`);
+    return fail(`cannot reach the hallpass server at ${from}: ${networkReason(error)}`);
   }
   const body = (await response.json().catch(() => null)) as Record<string, unknown> | null;
-  if (!response.ok) return fail(refusalMessage(response, body, server, github.source));
+  if (!response.ok) return fail(refusalMessage(response, body, from, github.source));
   const token = typeof body?.token === "string" ? body.token : null;
   const expiresAt = typeof body?.expires_at === "string" ? body.expires_at : null;
-  if (!token || !expiresAt) return fail(`the server at ${server} answered without a token`);
+  if (!token || !expiresAt) return fail(`the server at ${from} answered without a token`);
 
   if (command.length === 0) {
     out.stdout.write(`${token}\n`);
@@ -123,18 +126,39 @@ export async function tokenCommand(
   );
 }
 
-function githubToken(deps: TokenCommandDeps): { token: string; source: string } | null {
+/**
+ * The person's GitHub token: GH_TOKEN, GITHUB_TOKEN, the server's login
+ * (`hallpass login`), `gh auth token`, first found. A login past its expiry
+ * is refused with what to do rather than sent.
+ */
+async function githubToken(
+  deps: TokenCommandDeps,
+  server: string,
+): Promise<{ token: string; source: string } | { refused: string } | null> {
   for (const name of ["GH_TOKEN", "GITHUB_TOKEN"]) {
     const value = deps.env[name]?.trim();
     if (value) return { token: value, source: name };
   }
-  const fromGh = (deps.ghAuthToken ?? ghAuthToken)();
+  const stored = await readLogin(deps.env, server);
+  if (stored) {
+    if (stored.expiresAt && stored.expiresAt <= new Date()) {
+      return {
+        refused: `your login to ${server} expired at ${stored.expiresAt.toISOString()}: run hallpass login --url ${server}`,
+      };
+    }
+    return { token: stored.token, source: `hallpass login (${loginsPath(deps.env)})` };
+  }
+  const fromGh = (deps.ghAuthToken ?? ghAuthToken)(deps.env);
   return fromGh ? { token: fromGh, source: "gh auth token" } : null;
 }
 
-/** The GitHub CLI's token for its default host (GH_HOST), if it is installed and logged in. */
-export function ghAuthToken(): string | null {
+/**
+ * The GitHub CLI's token for its default host (GH_HOST), if it is installed
+ * (on the PATH of `env`) and logged in.
+ */
+export function ghAuthToken(env: NodeJS.ProcessEnv): string | null {
   const result = spawnSync("gh", ["auth", "token"], {
+    env,
     encoding: "utf8",
     timeout: 10_000,
     stdio: ["ignore", "pipe", "ignore"],
@@ -143,22 +167,11 @@ export function ghAuthToken(): string | null {
   return result.stdout.trim() || null;
 }
 
-function parseServerUrl(text: string | undefined): string | null {
-  if (!text) return null;
-  try {
-    const url = new URL(text);
-    if (url.protocol !== "https:" && url.protocol !== "http:") return null;
-    return url.href.replace(/\/+$/, "");
-  } catch {
-    return null;
-  }
-}
-
 /** One line saying what to do, from the server's answer (its 4xx messages say which check failed). */
 function refusalMessage(
   response: Response,
   body: Record<string, unknown> | null,
-  server: string,
+  from: string,
   source: string,
 ): string {
   const code = typeof body?.error === "string" ? body.error : `HTTP ${response.status}`;
@@ -166,12 +179,17 @@ function refusalMessage(
   switch (code) {
     case "GITHUB_TOKEN_INVALID":
       return `${message} (the token came from ${source})`;
+    case "PEOPLE_NOT_CONFIGURED":
+      return `${message} (the server at ${from})`;
     case "RATE_LIMITED":
       return `${message}`;
     default:
-      return response.status >= 500
-        ? `the server at ${server} failed (${code}: ${message}); try again later`
-        : message;
+      if (response.status >= 500) {
+        return `the server at ${from} failed (${code}: ${message}); try again later`;
+      }
+      return typeof body?.error === "string"
+        ? message
+        : `the server at ${from} answered ${code} (is it a hallpass server?)`;
   }
 }
 

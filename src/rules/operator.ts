@@ -38,10 +38,17 @@ import {
  *       value: env:PAYMENTS_API_TOKEN
  *       prefix: "Bearer "
  *     introspection_secret: file:/run/secrets/payments-introspection
+ * accept_other_github_tokens: false  # people's tokens: only user tokens of the App (hallpass login)
  * ```
  */
 export interface OperatorConfig {
   readonly resources: ReadonlyMap<string, OperatorResource>;
+  /**
+   * `POST /v1/token` also takes GitHub tokens not issued to hallpass's own
+   * App (personal access tokens, `gh auth token`), asking `GET /user` whose
+   * they are. Absent or false: only user tokens of the App, checked with GitHub.
+   */
+  readonly acceptOtherGitHubTokens?: boolean;
 }
 
 export interface OperatorResource {
@@ -124,9 +131,12 @@ const RESERVED_HEADERS: ReadonlySet<string> = new Set([
   "proxy-connection",
 ]);
 
-/** Parses and validates the operator config file. Never throws; errors name key path and line. */
+/**
+ * Parses and validates the operator config file. Never throws; errors name
+ * key path and line, and a YAML error's excerpt shows no value.
+ */
 export function parseOperatorYaml(text: string, file: string): OperatorConfigResult {
-  const loaded = loadYaml(text, file, OPERATOR_MAX_CHARS);
+  const loaded = loadYaml(text, file, OPERATOR_MAX_CHARS, { hideValues: true });
   if (!loaded.ok) return { ok: false, errors: loaded.errors };
   return validate(loaded.value, file, loaded.locate);
 }
@@ -157,9 +167,10 @@ export function parseSecretRef(text: string): SecretRef | null {
 
 const id = z.int().min(1).max(Number.MAX_SAFE_INTEGER);
 
-const repoName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9-]{0,38}\/[A-Za-z0-9._-]{1,100}$/, {
-  error: "expected owner/repo",
-});
+/** `owner/repo`, as GitHub allows the two names. */
+export const REPOSITORY_NAME = /^[A-Za-z0-9][A-Za-z0-9-]{0,38}\/[A-Za-z0-9._-]{1,100}$/;
+
+const repoName = z.string().regex(REPOSITORY_NAME, { error: "expected owner/repo" });
 
 const duration = durationField;
 const pattern = patternField;
@@ -290,6 +301,7 @@ const operatorSchema = z
         }),
         resource,
       ),
+      accept_other_github_tokens: z.boolean().default(false),
     },
     {
       error: (issue) =>
@@ -328,7 +340,7 @@ const operatorSchema = z
         introspectionSecret: r.introspection_secret ?? null,
       });
     }
-    return { resources };
+    return { resources, acceptOtherGitHubTokens: raw.accept_other_github_tokens };
   })
   .superRefine((config, ctx) => {
     // A token for one resource must never be accepted by another's API.
@@ -354,7 +366,7 @@ function knownKeys(path: KeyPath): readonly string[] {
   const shape = path.map((step, i) => (i === 1 && path[0] === "resources" ? "*" : step));
   switch (shape.join("/")) {
     case "":
-      return ["resources"];
+      return ["resources", "accept_other_github_tokens"];
     case "resources/*":
       return Object.keys(resource.shape);
     case "resources/*/repository":

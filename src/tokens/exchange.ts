@@ -17,7 +17,7 @@ import type { MintedToken, MintInput, TokenResponse } from "#src/tokens/mint.js"
 import { tokenResponse } from "#src/tokens/mint.js";
 import { type ActionsClaims, idTokenUse, type OidcVerifier } from "#src/tokens/oidc.js";
 import { checkPullRequestRun } from "#src/tokens/pull-request-run.js";
-import { auditRefusal } from "#src/tokens/refusal.js";
+import { auditRefusal, isRefusal, type RecentRefusals } from "#src/tokens/refusal.js";
 import type { RepoFacts } from "#src/tokens/repo-facts.js";
 
 /** The body of `POST /v1/exchange`. */
@@ -42,6 +42,8 @@ export interface ExchangeDeps {
   readonly now: () => Date;
   /** Tickets with an active grant, remembered briefly; absent: every exchange reads its ticket. */
   readonly activeGrants?: ActiveGrants;
+  /** Refusals audited lately; absent: every refusal is audited, a replayed ID token's too. */
+  readonly refusals?: RecentRefusals;
 }
 
 export interface ExchangeOptions {
@@ -62,7 +64,9 @@ export function runSubject(claims: ActionsClaims): string {
 /**
  * Exchanges a GitHub Actions ID token for an access token (SPEC §4). Each
  * check that fails refuses with its own code; every refusal is audited
- * (`token.refused`, with the check, repository id and run id).
+ * once (`token.refused`, with the check, repository id and run id): by the
+ * mint when the mint refuses, and once per ID token and code when the same
+ * ID token is refused again (`refusals`).
  *
  * a. The ID token verifies (`OIDC_*`); the run's repository is charged its rate limit.
  * b. Its event and ref lead to one ticket of this repository (by id and
@@ -130,6 +134,7 @@ export async function exchange(
         },
       },
       deps.now(),
+      deps.refusals ? { recent: deps.refusals, credential: idToken } : undefined,
     );
     throw error;
   };
@@ -150,6 +155,7 @@ export async function exchange(
   try {
     return tokenResponse(await deps.mint(input));
   } catch (error) {
+    if (isRefusal(error) && error.code !== "BAD_REQUEST") deps.refusals?.first(idToken, error.code);
     const found = seen.found;
     const grantChanged =
       isHallpassError(error, "GRANT_NOT_ACTIVE") ||
@@ -157,10 +163,11 @@ export async function exchange(
       isHallpassError(error, "SCOPE_NOT_GRANTED");
     if (!claims || !found || !grantChanged) throw error;
     // The grant changed since the ticket was read (revoked, replaced): forget it,
-    // and when it was remembered, check again on a fresh read.
+    // and when it was remembered, check again on a fresh read. That check
+    // refusing too is the same refusal, which the mint has audited.
     deps.activeGrants?.forget(found.ticket.repoId, found.ticket.number);
     if (!seen.remembered) throw error;
-    input = await checkRun(deps, facts, claims, request, seen, false).catch(refused);
+    input = await checkRun(deps, facts, claims, request, seen, false);
     return tokenResponse(await deps.mint(input));
   }
 }

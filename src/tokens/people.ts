@@ -1,9 +1,10 @@
 import { z } from "zod";
 import { type ErrorCode, HallpassError } from "#src/errors.js";
 import type { Logger } from "#src/log.js";
-import { checkActive, checkScopes, isBound } from "#src/rules/grant-use.js";
+import { checkActive, checkScopes, isBound, type UseRefusal } from "#src/rules/grant-use.js";
 import type { OperatorConfig } from "#src/rules/operator.js";
-import { RESOURCE_NAME, SCOPE_NAME } from "#src/rules/policy.js";
+import { type ActionsConstraints, RESOURCE_NAME, SCOPE_NAME } from "#src/rules/policy.js";
+import { parseConstraints } from "#src/rules/workflow-run.js";
 import type { Db } from "#src/store/db.js";
 import { type TicketGrant, ticketGrantsByName } from "#src/store/grants.js";
 import type { GitHubUser, GitHubUsers } from "#src/tokens/github-users.js";
@@ -14,6 +15,7 @@ import {
   tokenResponse,
 } from "#src/tokens/mint.js";
 import { auditRefusal } from "#src/tokens/refusal.js";
+import type { RepoFacts } from "#src/tokens/repo-facts.js";
 
 /** `owner/repo#N`, as people write a ticket. */
 export const TICKET_REF =
@@ -37,6 +39,8 @@ export interface PeopleDeps {
   readonly log: Logger;
   readonly operator: OperatorConfig;
   readonly users: GitHubUsers;
+  /** GitHub reads through the App (a pull request's head now); null without the App. */
+  readonly facts: RepoFacts | null;
   readonly mint: (input: MintInput) => Promise<MintedToken>;
   readonly now: () => Date;
 }
@@ -49,16 +53,23 @@ export interface PersonTokenOptions {
 /**
  * Mints a token for a person's own grant (SPEC §4, the CLI's path):
  *
- * 1. Ask GitHub whose token it is (`GET /user`, cached briefly by the
- *    token's hash); charge that person's rate limit.
+ * 1. Ask GitHub whose token it is: a user token of hallpass's own App
+ *    (`GitHubUsers`, cached briefly by the token's hash); charge that
+ *    person's rate limit.
  * 2. Find the ticket by `owner/repo` and number among those whose grant
  *    that person (by id) requested. Another person's grant, a ticket without
  *    one, and no ticket at all are one answer: GRANT_NOT_FOUND.
  * 3. The operator still binds the grant's resource to the ticket's
  *    repository (by id: a reused name gets nothing), and it is the resource
  *    asked for, if one was.
- * 4. The grant is active now; the scopes asked for narrow it.
- * 5. Mint with `sub` = `github:<login>`, channel `cli`.
+ * 4. The grant is active now and gives people tokens: a pull request's
+ *    grant (bound to its reviewed commit and to CI) and a grant whose policy
+ *    has `actions` rules only when the policy sets `people: true`
+ *    (`PEOPLE_NOT_ALLOWED`). The scopes asked for narrow it.
+ * 5. A pull request's grant: the pull request, as GitHub has it now, is not
+ *    from a fork unless `actions.allow_forks` (`PULL_REQUEST_FORK`), and its
+ *    head is the approved commit (`PULL_REQUEST_COMMIT`).
+ * 6. Mint with `sub` = `github:<login>`, channel `cli`.
  *
  * Every refusal is audited (`token.refused`), with the person when known.
  */
@@ -91,6 +102,7 @@ export async function personToken(
           resource: request.resource ?? null,
           user_id: user?.id ?? null,
           repository_id: chosen?.ticket.repoId ?? null,
+          ticket_kind: chosen?.ticket.kind ?? null,
         },
       },
       deps.now(),
@@ -100,7 +112,7 @@ export async function personToken(
   return tokenResponse(await deps.mint(input));
 }
 
-/** Steps 2 to 4; `seen` keeps the ticket chosen, for the audit of a refusal. */
+/** Steps 2 to 5; `seen` keeps the ticket chosen, for the audit of a refusal. */
 async function checkPerson(
   deps: PeopleDeps,
   user: GitHubUser,
@@ -142,14 +154,92 @@ async function checkPerson(
   }
   const inactive = checkActive(grant, ref, deps.now());
   if (inactive) throw refuse(inactive.code, inactive.message);
+  const constraints = parseConstraints(grant.constraints);
+  if (!constraints) {
+    throw new HallpassError("INTERNAL", `grant ${grant.id}: constraints do not parse`);
+  }
+  const notForPeople = checkPeople(chosen.ticket.kind, constraints, ref);
+  if (notForPeople) throw refuse(notForPeople.code, notForPeople.message);
   const wider = checkScopes(grant.scopes, request.scopes);
   if (wider) throw refuse(wider.code, wider.message);
+  if (chosen.ticket.kind === "pull_request") {
+    await checkPullHead(deps.facts, chosen.ticket, grant.approvedCommit, constraints, ref);
+  }
   return {
     grantId: grant.id,
     subject: `github:${user.login}`,
     channel: "cli",
     ...(request.scopes ? { scopes: request.scopes } : {}),
   };
+}
+
+/**
+ * Whether a grant gives people tokens at all. A pull request's approval is
+ * of its reviewed commit, for its CI runs; a policy's `actions` rules say
+ * which runs may use a grant. A person's token escapes both, so either
+ * needs the policy's `people: true`.
+ */
+export function checkPeople(
+  kind: TicketGrant["ticket"]["kind"],
+  constraints: ActionsConstraints,
+  ref: string,
+): UseRefusal | null {
+  if (constraints.people) return null;
+  const optIn = "people get its tokens only when the resource's policy sets people: true";
+  if (kind === "pull_request") {
+    return {
+      code: "PEOPLE_NOT_ALLOWED",
+      message: `${ref} is a pull request: its grant is for its CI runs at the approved commit (the hallpass Action); ${optIn}`,
+    };
+  }
+  const rules = [
+    constraints.environments ? "environments" : null,
+    constraints.jobWorkflowRefs ? "job_workflow_refs" : null,
+    constraints.runnerEnvironment ? "runner_environment" : null,
+  ].filter((rule) => rule !== null);
+  if (rules.length === 0) return null;
+  return {
+    code: "PEOPLE_NOT_ALLOWED",
+    message: `the grant on ${ref} is for the CI runs its policy's actions rules allow (${rules.map((r) => `actions.${r}`).join(", ")}); ${optIn}`,
+  };
+}
+
+/**
+ * A pull request's grant, for a person: the pull request as GitHub has it
+ * now (never cached) is not from a fork, unless the policy allows forks (the
+ * ticket's recorded head repository counts too), and its head is the commit
+ * that was approved.
+ */
+async function checkPullHead(
+  facts: RepoFacts | null,
+  ticket: TicketGrant["ticket"],
+  approved: string | null,
+  constraints: ActionsConstraints,
+  ref: string,
+): Promise<void> {
+  if (!approved)
+    throw refuse("PULL_REQUEST_COMMIT", `the grant on ${ref} recorded no approved commit`);
+  if (!facts) {
+    throw new HallpassError(
+      "NOT_READY",
+      "people's tokens for pull requests need the GitHub App: set APP_ID, PRIVATE_KEY and WEBHOOK_SECRET",
+    );
+  }
+  const pull = await facts.pullHead(ticket.installationId, ticket.repoId, ticket.number);
+  if (!pull) throw refuse("TICKET_NOT_FOUND", `GitHub has no pull request ${ref}`);
+  const fork = ticket.headRepoId !== ticket.repoId || pull.headRepoId !== ticket.repoId;
+  if (fork && !constraints.allowForks) {
+    throw refuse(
+      "PULL_REQUEST_FORK",
+      `${ref} comes from a fork: its grant gives no token unless the policy sets actions.allow_forks`,
+    );
+  }
+  if (pull.headSha !== approved) {
+    throw refuse(
+      "PULL_REQUEST_COMMIT",
+      `${ref} is at ${pull.headSha.slice(0, 12)}, but ${approved.slice(0, 12)} was approved: commits pushed after approval need a new approval`,
+    );
+  }
 }
 
 function refuse(code: ErrorCode, message: string): HallpassError {

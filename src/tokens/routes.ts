@@ -5,21 +5,24 @@ import { exchangeRequest } from "#src/tokens/exchange.js";
 import { authenticateResource, type IntrospectionSecrets } from "#src/tokens/introspect.js";
 import {
   buildJwks,
+  buildLoginMetadata,
   buildMetadata,
   EXCHANGE_PATH,
   INTROSPECTION_PATH,
   JWKS_CACHE_CONTROL,
   JWKS_PATH,
+  LOGIN_PATH,
   METADATA_PATH,
   PERSON_TOKEN_PATH,
   RELEASE_PATH,
 } from "#src/tokens/metadata.js";
 import { personTokenRequest } from "#src/tokens/people.js";
 import { TokenBuckets } from "#src/tokens/rate-limit.js";
+import { isRefusal } from "#src/tokens/refusal.js";
 import type { TokenService } from "#src/tokens/service.js";
 
 export interface TokenRoutesDeps {
-  readonly config: Pick<Config, "publicUrl">;
+  readonly config: Pick<Config, "publicUrl" | "github">;
   /** The running service; throws NOT_READY (503) until the database is ready. */
   readonly service: () => TokenService;
   /** Introspection secrets of the resources (from the operator config). */
@@ -34,9 +37,10 @@ export interface RateLimits {
   /** `POST /v1/token`, by the person's GitHub user id. */
   readonly perUser?: number;
   /**
-   * Both, by client address: requests whose ID token or GitHub token is
-   * refused. Each refusal is audited, and the audit log is one chain: past
-   * this, a client sending bad credentials is answered 429 unread.
+   * Both, and introspection, by client address: refused requests (a
+   * credential refused, a valid ID token refused for its run, a wrong
+   * introspection secret). Each refused token request is audited, and the
+   * audit log is one chain: past this, the address is answered 429 unread.
    */
   readonly refusedPerAddress?: number;
 }
@@ -55,23 +59,25 @@ const FORM_BODY_LIMIT = 32 * 1024;
  *
  * - `GET /.well-known/jwks.json`: every key that may still verify a live token.
  * - `GET /.well-known/openid-configuration`: issuer and endpoints, for standard JWT middleware.
- * - `POST /introspect` (RFC 7662): HTTP Basic as the resource, form `token=...`.
+ * - `POST /introspect` (RFC 7662): HTTP Basic as the resource, form `token=...`;
+ *   a wrong secret spends the address's refusals, as a refused token request does.
  * - `POST /v1/release`: `Authorization: Bearer <token>` gives the token back.
  * - `POST /v1/exchange`: `Authorization: Bearer <GitHub Actions ID token>`,
  *   JSON `{resource, scopes?, ticket?}`; rate-limited by repository.
  * - `POST /v1/token`: `Authorization: Bearer <GitHub user token>`, JSON
  *   `{ticket: "owner/repo#N", scopes?, resource?}`; rate-limited by person.
+ * - `GET /v1/login`: the App's client id and GitHub's URLs, for `hallpass login`.
  *
  * Both token requests answer `{token, expires_at, grant, scopes}`, or 429
- * with `retry-after` (seconds) past the limit, or past the refused
- * credentials an address may send.
+ * with `retry-after` (seconds) past the limit, or (as introspection does)
+ * past the refusals an address may have.
  */
 export function tokenRoutes(deps: TokenRoutesDeps): FastifyPluginAsync {
   const limits = { ...DEFAULT_RATE_LIMITS, ...deps.rateLimits };
   const perRepository = new TokenBuckets({ perMinute: limits.perRepository });
   const perUser = new TokenBuckets({ perMinute: limits.perUser });
   const refusedPerAddress = new TokenBuckets({ perMinute: limits.refusedPerAddress });
-  /** Runs a token request unless its address spent its refusals; a refused credential spends one. */
+  /** Runs a request unless its address spent its refusals; a refusal (`isRefusal`) spends one. */
   const guarded = async <T>(
     address: string,
     retryAfter: (s: number) => void,
@@ -88,7 +94,7 @@ export function tokenRoutes(deps: TokenRoutesDeps): FastifyPluginAsync {
     try {
       return await request();
     } catch (error) {
-      if (error instanceof HallpassError && error.status === 401) refusedPerAddress.take(address);
+      if (isRefusal(error)) refusedPerAddress.take(address);
       throw error;
     }
   };
@@ -116,6 +122,12 @@ export function tokenRoutes(deps: TokenRoutesDeps): FastifyPluginAsync {
       return buildMetadata(deps.config.publicUrl);
     });
 
+    app.get(LOGIN_PATH, async (_request, reply) => {
+      const login = buildLoginMetadata(deps.config.github);
+      reply.header("cache-control", JWKS_CACHE_CONTROL);
+      return login;
+    });
+
     app.get(JWKS_PATH, async (_request, reply) => {
       const keys = await deps.service().verifier.jwks();
       reply.header("cache-control", JWKS_CACHE_CONTROL);
@@ -124,13 +136,12 @@ export function tokenRoutes(deps: TokenRoutesDeps): FastifyPluginAsync {
 
     app.post(INTROSPECTION_PATH, async (request, reply) => {
       const service = deps.service();
-      const resource = authenticateResource(
-        request.headers.authorization,
-        deps.introspectionSecrets,
-      );
-      const token = formToken(request.body);
       reply.header("cache-control", "no-store");
-      return service.introspect(resource, token);
+      const retryAfter = (s: number) => reply.header("retry-after", String(s));
+      const resource = await guarded(request.ip, retryAfter, async () =>
+        authenticateResource(request.headers.authorization, deps.introspectionSecrets),
+      );
+      return service.introspect(resource, formToken(request.body));
     });
 
     app.post(RELEASE_PATH, async (request, reply) => {

@@ -29,6 +29,7 @@ import {
   type PersonTokenRequest,
   personToken,
 } from "#src/tokens/people.js";
+import { RecentRefusals } from "#src/tokens/refusal.js";
 import { type ReleaseOutcome, release } from "#src/tokens/release.js";
 import {
   type InstallationClient,
@@ -51,7 +52,7 @@ export interface TokenServiceOptions {
   /** The App's installation clients; without them `/v1/exchange` answers NOT_READY. */
   readonly github?: InstallationClient | null;
   readonly repoFacts?: Omit<RepoFactsOptions, "now">;
-  readonly users?: Omit<GitHubUsersOptions, "apiUrl" | "now">;
+  readonly users?: Omit<GitHubUsersOptions, "apiUrl" | "client" | "acceptOtherTokens" | "now">;
   readonly activeGrants?: ActiveGrantsOptions;
 }
 
@@ -123,11 +124,20 @@ export async function startTokenService(
   };
   const unlisten: Unlisten = await db.listen(SIGNING_KEYS_CHANNEL, reload, { onResync: reload });
   const mint = createMinter({ db, keys, config, now });
-  const operator = options.operator ?? { resources: new Map() };
+  const operator: OperatorConfig = options.operator ?? { resources: new Map() };
   const facts = options.github ? new RepoFacts(options.github, options.repoFacts) : null;
-  const users = new GitHubUsers({ ...options.users, apiUrl: config.github.apiUrl });
-  const tokenLog = log.child({ name: "tokens" });
+  const users = new GitHubUsers({
+    ...options.users,
+    apiUrl: config.github.apiUrl,
+    client: config.github.client ?? null,
+    acceptOtherTokens: operator.acceptOtherGitHubTokens === true,
+  });
+  if (users.unconfigured) {
+    log.warn(`people's tokens (POST /v1/token) are refused: ${users.unconfigured}`);
+  }
+  const tokenLog = log.child({ component: "tokens" });
   const activeGrants = new ActiveGrants(options.activeGrants);
+  const refusals = new RecentRefusals();
 
   const service: TokenService = {
     db,
@@ -141,14 +151,14 @@ export async function startTokenService(
     mint,
     exchange: (idToken, request, exchangeOptions) =>
       exchange(
-        { db, log: tokenLog, oidc, operator, facts, mint, now, activeGrants },
+        { db, log: tokenLog, oidc, operator, facts, mint, now, activeGrants, refusals },
         idToken,
         request,
         exchangeOptions,
       ),
     personToken: (githubToken, request, personOptions) =>
       personToken(
-        { db, log: tokenLog, operator, users, mint, now },
+        { db, log: tokenLog, operator, users, facts, mint, now },
         githubToken,
         request,
         personOptions,

@@ -27,6 +27,13 @@ export interface VerifiedAccessToken {
 
 /** Longest hallpass token accepted, in characters; real ones are about 1 KB. */
 const MAX_TOKEN_LENGTH = 16_384;
+/**
+ * A compact JWS and nothing else. jose decodes base64url skipping
+ * whitespace, so `token` with a space or line break inside its signature
+ * would verify too: one token, many strings (each a miss of any cache keyed
+ * by the string).
+ */
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
 interface KeySet {
   readonly jwks: PublicJwk[];
@@ -102,6 +109,7 @@ export class AccessTokenVerifier {
     options: { readonly allowExpired?: boolean } = {},
   ): Promise<VerifiedAccessToken> {
     if (token.length > MAX_TOKEN_LENGTH) throw invalid("token too long");
+    if (!COMPACT_JWS.test(token)) throw invalid("malformed");
     const now = this.#now();
     try {
       const { payload } = await jwtVerify(token, (header) => this.#key(header.kid, now), {

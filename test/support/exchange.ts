@@ -87,6 +87,10 @@ export interface WorldOptions {
   /** Introspection secrets of the resources (none: introspection refuses every caller). */
   readonly secrets?: Record<string, Secret>;
   readonly onResponse?: (route: string, ms: number) => void;
+  /** Top-level keys of the operator config besides `resources` (`accept_other_github_tokens`). */
+  readonly operator?: Record<string, unknown>;
+  /** The server's environment on top of the simulator's (`GITHUB_CLIENT_ID: ""` unsets it). */
+  readonly env?: Record<string, string>;
 }
 
 export async function startExchangeWorld(
@@ -109,6 +113,7 @@ export async function startExchangeWorld(
   const resourceOf = (r: SimRepo) =>
     r.id === repo.id ? RESOURCE : r.id === other.id ? OTHER_RESOURCE : VAULT_RESOURCE;
   const operator = parseOperatorObject({
+    ...options.operator,
     resources: {
       [VAULT_RESOURCE]: {
         repository: { id: vault.id, owner_id: vault.ownerId, name: vault.fullName },
@@ -129,7 +134,11 @@ export async function startExchangeWorld(
   });
   if (!operator.ok) throw new Error(JSON.stringify(operator.errors));
 
-  const config = testConfig({ ...sim.appEnv(SECRET), HALLPASS_OIDC_ISSUER: issuer.url });
+  const config = testConfig({
+    ...sim.appEnv(SECRET),
+    HALLPASS_OIDC_ISSUER: issuer.url,
+    ...options.env,
+  });
   const app = config.app;
   if (!app) throw new Error("the simulator's App credentials are missing");
   const probot = await createGitHubApp(config, app, createLogger("silent"), [], {

@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { createRemoteJWKSet, jwtVerify } from "jose";
@@ -33,7 +34,12 @@ function hallpass(
   delete base.GITHUB_TOKEN;
   const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts", "token", ...args], {
     cwd: ROOT,
-    env: { ...base, ...env },
+    // No login of the person running the tests: a directory that does not exist.
+    env: {
+      ...base,
+      XDG_CONFIG_HOME: path.join(tmpdir(), `hallpass-no-login-${process.pid}`),
+      ...env,
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let stdout = "";
@@ -158,7 +164,7 @@ describe("hallpass token", () => {
     const outcome = await hallpass([ticket], { GH_TOKEN: bad, HALLPASS_URL: w.h.url });
     expect(outcome.code).toBe(1);
     expect(outcome.stderr).toMatch(
-      /GitHub did not accept the token .*\(the token came from GH_TOKEN\)\n$/,
+      /GitHub does not know this token .*run hallpass login \(the token came from GH_TOKEN\)\n$/,
     );
     noSecret(outcome, bad);
   });
@@ -170,7 +176,7 @@ describe("hallpass token", () => {
       PATH: path.dirname(process.execPath),
     });
     expect(none.code).toBe(1);
-    expect(none.stderr).toMatch(/no GitHub token: set GH_TOKEN/);
+    expect(none.stderr).toMatch(/no GitHub token: run hallpass login --url .*, or set GH_TOKEN/);
     const noServer = await hallpass([ticket], { GH_TOKEN: aliceToken });
     expect(noServer).toMatchObject({ code: 2, stdout: "" });
     expect(noServer.stderr).toMatch(/no server: pass --url or set HALLPASS_URL/);
@@ -184,7 +190,7 @@ describe("hallpass token", () => {
     const outcome = await hallpass([ticket, "--url", url], { GH_TOKEN: aliceToken });
     expect(outcome.code).toBe(1);
     expect(outcome.stderr).toBe(
-      `hallpass: cannot reach the hallpass server at ${url}: ECONNREFUSED\n`,
+      `hallpass: cannot reach the hallpass server at ${url} (from --url): ECONNREFUSED\n`,
     );
     noSecret(outcome, aliceToken);
   });

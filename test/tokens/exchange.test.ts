@@ -137,6 +137,38 @@ describe.each(backends)("POST /v1/exchange on %s", (backend) => {
       });
     });
 
+    it("is audited once when refused again and again, each new ID token again", async () => {
+      const pr = await w.prGrant();
+      // A valid ID token of a repository hallpass knows nothing of.
+      const foreign = {
+        ...w.pullRequestRun(pr.number),
+        repository: "elsewhere/app",
+        repository_id: "987654321",
+        repository_owner: "elsewhere",
+        repository_owner_id: "987654000",
+      };
+      const token = await w.idToken(foreign);
+      const before = (await refusedAudits()).length;
+      for (let i = 0; i < 3; i++) {
+        expect(await refusal(await w.exchange(body, token))).toMatchObject({
+          status: 404,
+          code: "TICKET_NOT_FOUND",
+        });
+      }
+      expect((await refusedAudits()).slice(before)).toEqual([
+        expect.objectContaining({ code: "TICKET_NOT_FOUND", repository_id: 987654321 }),
+      ]);
+      // Refused for another reason, or another ID token: audited.
+      const other = await refusal(await w.exchange({ ...body, ticket: pr.number + 1 }, token));
+      expect(other).toMatchObject({ status: 403, code: "RUN_TICKET" });
+      await w.exchange(body, await w.idToken(foreign));
+      expect((await refusedAudits()).slice(before).map((r) => r.code)).toEqual([
+        "TICKET_NOT_FOUND",
+        "RUN_TICKET",
+        "TICKET_NOT_FOUND",
+      ]);
+    });
+
     it("is used once even when replayed concurrently", async () => {
       const pr = await w.prGrant();
       const token = await prToken(pr.number);
@@ -351,6 +383,23 @@ describe.each(backends)("POST /v1/exchange on %s", (backend) => {
       const refused = await refusal(await w.exchange(body, await prToken(pr.number)));
       expect(refused).toMatchObject({ status: 403, code: "GRANT_NOT_ACTIVE" });
       expect(refused.message).toMatch(/has been revoked/);
+    });
+
+    it("audits a refusal right after a revocation once (the mint's)", async () => {
+      const pr = await w.prGrant();
+      expect((await w.exchange(body, await prToken(pr.number))).status).toBe(200);
+      await endGrant(w.h.db, pr.grantId, "revoked");
+      const before = (await refusedAudits()).length;
+      const refused = await refusal(await w.exchange(body, await prToken(pr.number)));
+      expect(refused).toMatchObject({ status: 403, code: "GRANT_NOT_ACTIVE" });
+      expect((await refusedAudits()).slice(before)).toEqual([
+        expect.objectContaining({
+          check: "grant",
+          code: "GRANT_NOT_ACTIVE",
+          grant_state: "revoked",
+          ticket_id: pr.ticketId,
+        }),
+      ]);
     });
 
     it("uses a new grant of the same ticket at once", async () => {
@@ -674,7 +723,7 @@ describe("POST /v1/exchange limits", () => {
           )
         ).rows[0]?.n;
       for (let i = 0; i < 2; i++) {
-        expect((await w.exchange({ resource: RESOURCE }, "not.a.token")).status).toBe(401);
+        expect((await w.exchange({ resource: RESOURCE }, `not.a.token${i}`)).status).toBe(401);
       }
       const limited = await w.exchange({ resource: RESOURCE }, "not.a.token");
       expect(limited.status).toBe(429);
@@ -685,6 +734,38 @@ describe("POST /v1/exchange limits", () => {
       const good = await w.idToken(w.pullRequestRun(pr.number));
       expect((await w.exchange({ resource: RESOURCE }, good)).status).toBe(429);
       expect(await audited()).toBe(2);
+    } finally {
+      await w.close();
+    }
+  });
+
+  it("counts valid ID tokens refused for their run toward the address's refusals", async () => {
+    const w = await startExchangeWorld(primaryBackend, { rateLimits: { refusedPerAddress: 3 } });
+    try {
+      const pr = await w.prGrant();
+      // Valid ID tokens of repositories hallpass knows nothing of, each new.
+      const foreign = (n: number) =>
+        w.idToken({
+          ...w.pullRequestRun(pr.number),
+          repository: `elsewhere/app${n}`,
+          repository_id: String(900_000 + n),
+          repository_owner: "elsewhere",
+          repository_owner_id: "899999",
+        });
+      for (let n = 0; n < 3; n++) {
+        expect((await w.exchange({ resource: RESOURCE }, await foreign(n))).status).toBe(404);
+      }
+      const limited = await w.exchange({ resource: RESOURCE }, await foreign(3));
+      expect(limited.status).toBe(429);
+      expect(Number(limited.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+      expect(await refusal(limited)).toMatchObject({ code: "RATE_LIMITED" });
+      const { rows } = await w.h.db.query<{ n: number }>(
+        "SELECT count(*)::int AS n FROM audit_events WHERE kind = 'token.refused'",
+      );
+      expect(rows[0]?.n).toBe(3);
+      // Requests that succeed spend nothing: the good run waits only for the refusals.
+      const good = await w.idToken(w.pullRequestRun(pr.number));
+      expect((await w.exchange({ resource: RESOURCE }, good)).status).toBe(429);
     } finally {
       await w.close();
     }

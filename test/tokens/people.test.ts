@@ -1,6 +1,10 @@
 import { createRemoteJWKSet, jwtVerify } from "jose";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "#src/config.js";
+import { parsePolicyYaml } from "#src/rules/policy.js";
+import { parseConstraints } from "#src/rules/workflow-run.js";
 import { backends, primaryBackend } from "../support/db.js";
+import { cleanEnv } from "../support/env.js";
 import {
   type ExchangeWorld,
   OTHER_RESOURCE,
@@ -9,6 +13,16 @@ import {
   VAULT_RESOURCE,
 } from "../support/exchange.js";
 import { endGrant, insertGrant } from "../support/grants.js";
+import { startHallpass } from "../support/hallpass.js";
+import {
+  grantsOf,
+  openPrTicket,
+  operatorYaml,
+  POLICY,
+  reviewPr,
+  seedAcme,
+  syncClock,
+} from "../tickets/fixtures.js";
 
 async function refusal(response: Response) {
   const body = (await response.json()) as { error: string; message: string };
@@ -26,6 +40,9 @@ describe.each(backends)("POST /v1/token on %s", (backend) => {
   });
 
   const userReads = () => w.sim.requests({ method: "GET", path: "/user" });
+  const tokenChecks = () =>
+    w.sim.requests({ method: "POST", path: `/applications/${w.sim.oauth.clientId}/token` });
+  const pullReads = () => w.sim.requests({ method: "GET", path: /\/pulls\/\d+$/ });
   const lastRefusal = async () => {
     const { rows } = await w.h.db.query<{ body: string; actor: string | null }>(
       "SELECT body, actor FROM audit_events WHERE kind = 'token.refused' ORDER BY seq DESC LIMIT 1",
@@ -34,7 +51,7 @@ describe.each(backends)("POST /v1/token on %s", (backend) => {
     return row ? { ...JSON.parse(row.body).data, actor: row.actor } : null;
   };
 
-  it("mints for the person's own active grant; GitHub is asked once", async () => {
+  it("mints for the person's own active grant; GitHub checks the App's token once", async () => {
     const issue = await w.issueGrant("alice");
     const token = w.sim.userToken("alice");
     const request = { ticket: `${w.repo.fullName}#${issue.number}` };
@@ -54,8 +71,10 @@ describe.each(backends)("POST /v1/token on %s", (backend) => {
     });
     expect(payload).not.toHaveProperty("act");
     expect((await w.personToken(request, token)).status).toBe(200);
-    expect(userReads()).toHaveLength(1);
-    expect(userReads()[0]?.auth).toBe("user");
+    // "Check a token" as the App's client, with the token in the body, never GET /user.
+    expect(tokenChecks()).toHaveLength(1);
+    expect(tokenChecks()[0]).toMatchObject({ auth: "client", body: { access_token: token } });
+    expect(userReads()).toHaveLength(0);
     // The GitHub token is nowhere in the audit log.
     const { rows } = await w.h.db.query<{ body: string }>("SELECT body FROM audit_events");
     for (const row of rows) expect(row.body).not.toContain(token);
@@ -192,6 +211,127 @@ describe.each(backends)("POST /v1/token on %s", (backend) => {
     }
   });
 
+  it("refuses any GitHub token not issued to hallpass's own App, before looking for grants", async () => {
+    const issue = await w.issueGrant("alice");
+    // A personal access token: GET /user would name alice.
+    const other = w.sim.otherUserToken("alice");
+    const refused = await refusal(
+      await w.personToken({ ticket: `${w.repo.fullName}#${issue.number}` }, other),
+    );
+    expect(refused).toMatchObject({ status: 401, code: "GITHUB_TOKEN_INVALID" });
+    expect(refused.message).toMatch(/not .*of this server's GitHub App.*run hallpass login/);
+    expect(await lastRefusal()).toMatchObject({
+      check: "github_token",
+      code: "GITHUB_TOKEN_INVALID",
+      actor: null,
+    });
+    expect(tokenChecks()).toHaveLength(1);
+    expect(userReads()).toHaveLength(0);
+  });
+
+  it("remembers no failed check: GitHub down answers 503, and the next request asks again", async () => {
+    const issue = await w.issueGrant("alice");
+    const token = w.sim.userToken("alice");
+    const request = { ticket: `${w.repo.fullName}#${issue.number}` };
+    w.sim.failNext({ method: "POST", path: /^\/applications\//, status: 502 });
+    const down = await refusal(await w.personToken(request, token));
+    expect(down).toMatchObject({ status: 503, code: "GITHUB_UNAVAILABLE" });
+    expect(down.message).not.toContain(token);
+    expect((await w.personToken(request, token)).status).toBe(200);
+    expect((await w.personToken(request, token)).status).toBe(200);
+    expect(tokenChecks()).toHaveLength(2);
+  });
+
+  it("refuses a pull request's grant unless its policy sets people: true", async () => {
+    const pr = await w.prGrant({ author: "alice" });
+    const refused = await refusal(
+      await w.personToken({ ticket: `${w.repo.fullName}#${pr.number}` }, w.sim.userToken("alice")),
+    );
+    expect(refused).toMatchObject({ status: 403, code: "PEOPLE_NOT_ALLOWED" });
+    expect(refused.message).toMatch(/is a pull request: .*people: true/);
+    expect(await lastRefusal()).toMatchObject({
+      check: "people",
+      code: "PEOPLE_NOT_ALLOWED",
+      actor: "github:alice",
+      ticket_kind: "pull_request",
+    });
+    // Refused on what the grant recorded: GitHub was not asked about the pull request.
+    expect(pullReads()).toHaveLength(0);
+  });
+
+  it("refuses a grant whose policy has actions rules unless it sets people: true", async () => {
+    for (const [constraints, rule] of [
+      [{ environments: ["production"] }, "actions.environments"],
+      [
+        { jobWorkflowRefs: ["acme/app/.github/workflows/ops.yml@refs/heads/main"] },
+        "actions.job_workflow_refs",
+      ],
+      [{ runnerEnvironment: "github-hosted" }, "actions.runner_environment"],
+    ] as const) {
+      const issue = await w.issueGrant("alice", { constraints });
+      const refused = await refusal(
+        await w.personToken(
+          { ticket: `${w.repo.fullName}#${issue.number}` },
+          w.sim.userToken("alice"),
+        ),
+      );
+      expect(refused).toMatchObject({ status: 403, code: "PEOPLE_NOT_ALLOWED" });
+      expect(refused.message).toContain(rule);
+      expect(await lastRefusal()).toMatchObject({ check: "people", ticket_kind: "issue" });
+    }
+    // Settings that are not rules for runs do not count; people: true opts in.
+    for (const constraints of [
+      { allowForks: true, allowPullRequestTarget: true },
+      { environments: ["production"], runnerEnvironment: "github-hosted", people: true },
+    ]) {
+      const issue = await w.issueGrant("alice", { constraints });
+      const response = await w.personToken(
+        { ticket: `${w.repo.fullName}#${issue.number}` },
+        w.sim.userToken("alice"),
+      );
+      expect(response.status).toBe(200);
+    }
+  });
+
+  it("people: true on a pull request mints only while its head is the approved commit", async () => {
+    const pr = await w.prGrant({ author: "alice", constraints: { people: true } });
+    const request = { ticket: `${w.repo.fullName}#${pr.number}` };
+    expect((await w.personToken(request, w.sim.userToken("alice"))).status).toBe(200);
+    expect(pullReads()).toHaveLength(1);
+    // A push after approval: the grant's revocation (a webhook) may not have come yet.
+    w.sim.commit(w.repo.id, {
+      branch: pr.headBranch,
+      files: { "services/after-approval.txt": "unreviewed\n" },
+      author: "alice",
+    });
+    const refused = await refusal(await w.personToken(request, w.sim.userToken("alice")));
+    expect(refused).toMatchObject({ status: 403, code: "PULL_REQUEST_COMMIT" });
+    expect(refused.message).toContain(`${pr.headSha.slice(0, 12)} was approved`);
+    expect(await lastRefusal()).toMatchObject({ check: "commit", code: "PULL_REQUEST_COMMIT" });
+  });
+
+  it("people: true on a fork's pull request gives nothing unless the policy allows forks", async () => {
+    const fork = await w.prGrant({ author: "mallory", fork: true, constraints: { people: true } });
+    const refused = await refusal(
+      await w.personToken(
+        { ticket: `${w.repo.fullName}#${fork.number}` },
+        w.sim.userToken("mallory"),
+      ),
+    );
+    expect(refused).toMatchObject({ status: 403, code: "PULL_REQUEST_FORK" });
+    expect(await lastRefusal()).toMatchObject({ check: "fork", actor: "github:mallory" });
+    const allowed = await w.prGrant({
+      author: "mallory",
+      fork: true,
+      constraints: { people: true, allowForks: true },
+    });
+    const response = await w.personToken(
+      { ticket: `${w.repo.fullName}#${allowed.number}` },
+      w.sim.userToken("mallory"),
+    );
+    expect(response.status).toBe(200);
+  });
+
   it("validates the request body", async () => {
     for (const bad of [
       {},
@@ -226,6 +366,142 @@ describe("POST /v1/token limits", () => {
       expect(bob.status).toBe(200);
     } finally {
       await w.close();
+    }
+  });
+});
+
+describe("POST /v1/token and the server's configuration", () => {
+  it("without the App's client, and no other tokens accepted, refuses before GitHub is asked", async () => {
+    const w = await startExchangeWorld(primaryBackend, {
+      env: { GITHUB_CLIENT_ID: "", GITHUB_CLIENT_SECRET: "" },
+    });
+    try {
+      const issue = await w.issueGrant("alice");
+      const refused = await refusal(
+        await w.personToken(
+          { ticket: `${w.repo.fullName}#${issue.number}` },
+          w.sim.userToken("alice"),
+        ),
+      );
+      expect(refused).toMatchObject({ status: 401, code: "PEOPLE_NOT_CONFIGURED" });
+      expect(refused.message).toMatch(/GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET/);
+      expect(refused.message).toMatch(/accept_other_github_tokens/);
+      expect(w.sim.requests()).toEqual([]);
+      // hallpass login has nothing to log in to.
+      const login = await fetch(`${w.h.url}/v1/login`);
+      expect(login.status).toBe(404);
+      expect(await login.json()).toMatchObject({ error: "NOT_FOUND" });
+    } finally {
+      await w.close();
+    }
+  });
+
+  it("takes other tokens, through GET /user, when the operator accepts them", async () => {
+    const envs: Record<string, string>[] = [{}, { GITHUB_CLIENT_ID: "", GITHUB_CLIENT_SECRET: "" }];
+    for (const env of envs) {
+      const w = await startExchangeWorld(primaryBackend, {
+        operator: { accept_other_github_tokens: true },
+        env,
+      });
+      try {
+        const issue = await w.issueGrant("alice");
+        const request = { ticket: `${w.repo.fullName}#${issue.number}` };
+        const response = await w.personToken(request, w.sim.otherUserToken("alice"));
+        expect(response.status).toBe(200);
+        expect(w.sim.requests({ method: "GET", path: "/user" })).toHaveLength(1);
+        // The App's own tokens still work, and a token GitHub knows nowhere still gets nothing.
+        expect((await w.personToken(request, w.sim.userToken("alice"))).status).toBe(200);
+        const refused = await refusal(await w.personToken(request, "ghp_notarealtoken"));
+        expect(refused).toMatchObject({ status: 401, code: "GITHUB_TOKEN_INVALID" });
+      } finally {
+        await w.close();
+      }
+    }
+  });
+
+  it("reads the App's client from GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET, set together", () => {
+    const secret = "0123456789abcdef0123456789abcdef01234567";
+    expect(
+      loadConfig(cleanEnv({ GITHUB_CLIENT_ID: "Iv23liAbc", GITHUB_CLIENT_SECRET: secret })).github
+        .client,
+    ).toEqual({ id: "Iv23liAbc", secret });
+    expect(loadConfig(cleanEnv()).github.client).toBeNull();
+    const half = () => loadConfig(cleanEnv({ GITHUB_CLIENT_SECRET: secret }));
+    expect(half).toThrow(ConfigError);
+    expect(half).toThrow(/^GITHUB_CLIENT_ID: missing; GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET/);
+    const bad = () =>
+      loadConfig(cleanEnv({ GITHUB_CLIENT_ID: "x/y", GITHUB_CLIENT_SECRET: "a b" }));
+    expect(bad).toThrow(/GITHUB_CLIENT_ID: must be the GitHub App's client id/);
+    // The secret is never echoed, even when it is refused.
+    expect(bad).not.toThrow(/a b/);
+  });
+
+  it("tells hallpass login the App's client id and GitHub's URLs", async () => {
+    const w = await startExchangeWorld(primaryBackend);
+    try {
+      const response = await fetch(`${w.h.url}/v1/login`);
+      expect(response.status).toBe(200);
+      expect(await response.json()).toEqual({
+        client_id: w.sim.oauth.clientId,
+        github_url: w.sim.url,
+        github_api_url: w.sim.apiUrl,
+      });
+    } finally {
+      await w.close();
+    }
+  });
+});
+
+describe("people: true in the policy", () => {
+  it("is recorded in the grant's constraints, and absent when false", () => {
+    const policy = (people: string) =>
+      parsePolicyYaml(
+        `resources:\n  payments-api:\n    path: services/\n    scopes: { read: ["GET /v1/**"] }\n${people}`,
+      );
+    const on = policy("    people: true\n");
+    const off = policy("    people: false\n");
+    const unset = policy("");
+    if (!on.ok || !off.ok || !unset.ok) throw new Error("policy does not parse");
+    const actions = (p: typeof on) =>
+      p.ok ? p.policy.resources.get("payments-api")?.actions : null;
+    // As the lifecycle stores them (grants.constraints, JSON) and the token paths read them.
+    const stored = (p: typeof on) => parseConstraints(JSON.parse(JSON.stringify(actions(p))));
+    expect(actions(on)).toMatchObject({ people: true });
+    expect(stored(on)?.people).toBe(true);
+    // Without it, the record (and so every approval's hash) is what it was before the key existed.
+    expect(actions(off)).toEqual(actions(unset));
+    expect(actions(unset)).not.toHaveProperty("people");
+    expect(stored(unset)?.people).toBeUndefined();
+    const typo = policy("    people: yes\n");
+    expect(typo.ok).toBe(false);
+  });
+});
+
+describe("people: true through the ticket lifecycle", () => {
+  it("is recorded in the grant of a pull request approved under it", async () => {
+    const h = await startHallpass({
+      seed: (sim) => {
+        const ids = seedAcme(sim);
+        sim.commit("acme/payments", {
+          files: { ".github/hallpass.yml": `${POLICY}    people: true\n` },
+          author: "bob",
+        });
+        return ids;
+      },
+      operatorYaml,
+    });
+    try {
+      syncClock(h);
+      const pr = await openPrTicket(h, "alice", "people-on");
+      await reviewPr(h, pr, "bob");
+      const [grant] = await grantsOf(h, pr);
+      expect(grant).toMatchObject({ state: "active", approved_commit: pr.pull.head.sha });
+      expect(parseConstraints(grant?.constraints)).toMatchObject({
+        people: true,
+        allowForks: false,
+      });
+    } finally {
+      await h.stop();
     }
   });
 });

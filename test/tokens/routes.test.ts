@@ -186,6 +186,40 @@ describe.each(backends)("token routes on %s", (backend) => {
       }
     });
 
+    it("answers 429 with retry-after to an address past its wrong secrets, even with the right one", async () => {
+      const limited = await startTokenHarness(backend, {
+        secrets: SECRETS,
+        rateLimits: { refusedPerAddress: 3 },
+      });
+      try {
+        const ask = (auth: string) =>
+          fetch(`${limited.url}/introspect`, {
+            method: "POST",
+            headers: { authorization: auth, "content-type": "application/x-www-form-urlencoded" },
+            body: new URLSearchParams({ token: "garbage" }),
+          });
+        // The right secret spends nothing, whatever the token.
+        for (let i = 0; i < 5; i++) {
+          const answer = await ask(basic("payments-api", "payments-secret"));
+          expect(await answer.json()).toEqual({ active: false });
+        }
+        for (let i = 0; i < 3; i++) {
+          expect((await ask(basic("payments-api", `guess-${i}`))).status).toBe(401);
+        }
+        for (const auth of [
+          basic("payments-api", "guess-3"),
+          basic("payments-api", "payments-secret"),
+        ]) {
+          const answer = await ask(auth);
+          expect(answer.status).toBe(429);
+          expect(Number(answer.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+          expect(await answer.json()).toMatchObject({ error: "RATE_LIMITED" });
+        }
+      } finally {
+        await limited.close();
+      }
+    });
+
     it("says inactive to another resource's secret", async () => {
       const { grantId } = await grant();
       const { token } = await mintFor(grantId);

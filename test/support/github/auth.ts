@@ -1,7 +1,7 @@
 /**
  * Credentials the simulated GitHub accepts: App JWTs (RS256, `iss` = App id,
- * signed with the App's private key), installation tokens it issued, and user
- * tokens registered by tests.
+ * signed with the App's private key), installation tokens it issued, user
+ * tokens registered by tests, and HTTP Basic with the App's client id and secret.
  */
 import { createPublicKey, generateKeyPairSync, type KeyObject, randomBytes } from "node:crypto";
 import { errors, jwtVerify } from "jose";
@@ -10,6 +10,8 @@ export type Credential =
   | { readonly kind: "none" }
   | { readonly kind: "invalid"; readonly message: string }
   | { readonly kind: "app" }
+  /** HTTP Basic with the App's client id and secret (the OAuth endpoints). */
+  | { readonly kind: "client" }
   | { readonly kind: "installation"; readonly installationId: number }
   | { readonly kind: "user"; readonly login: string };
 
@@ -33,6 +35,7 @@ export class Credentials {
   readonly #installationLive: (installationId: number) => boolean;
   readonly #installationTokens = new Map<string, { installationId: number; expiresAt: Date }>();
   readonly #userTokens = new Map<string, string>();
+  readonly #client: { readonly id: string; readonly secret: string };
 
   constructor(options: {
     appId: number;
@@ -40,8 +43,11 @@ export class Credentials {
     now: () => Date;
     /** False once the installation is deleted: its tokens stop working. */
     installationLive: (installationId: number) => boolean;
+    /** The App's OAuth client, for HTTP Basic. */
+    client: { readonly id: string; readonly secret: string };
   }) {
     this.#appId = options.appId;
+    this.#client = options.client;
     this.#publicKey = createPublicKey(options.privateKeyPem);
     this.#now = options.now;
     this.#installationLive = options.installationLive;
@@ -72,6 +78,13 @@ export class Credentials {
    */
   async identify(header: string | undefined): Promise<Credential> {
     if (!header) return { kind: "none" };
+    const basic = /^basic\s+(\S+)$/i.exec(header.trim())?.[1];
+    if (basic !== undefined) {
+      const pair = Buffer.from(basic, "base64").toString("utf8");
+      return pair === `${this.#client.id}:${this.#client.secret}`
+        ? { kind: "client" }
+        : { kind: "invalid", message: "Bad credentials" };
+    }
     const match = /^(?:token|bearer)\s+(\S+)$/i.exec(header.trim());
     const value = match?.[1];
     if (!value) return { kind: "invalid", message: "Bad credentials" };

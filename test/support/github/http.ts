@@ -7,6 +7,7 @@ import type { components } from "@octokit/openapi-types";
 import type { Credential, Credentials } from "./auth.js";
 import type { Deliveries } from "./deliveries.js";
 import type { Repo } from "./model.js";
+import type { OAuthApp } from "./oauth.js";
 import type { View } from "./render.js";
 import type { TicketModel } from "./tickets.js";
 
@@ -16,6 +17,7 @@ export interface Backend {
   readonly view: View;
   readonly credentials: Credentials;
   readonly deliveries: Deliveries;
+  readonly oauth: OAuthApp;
 }
 
 export type BasicError = components["schemas"]["basic-error"];
@@ -38,8 +40,12 @@ export interface RequestContext {
   readonly credential: Credential;
 }
 
-/** What a route accepts: an App JWT, an installation or user token, or only a user token. */
-export type Requires = "app" | "token" | "user";
+/**
+ * What a route accepts: an App JWT, an installation or user token, only a
+ * user token, the App's client id and secret (HTTP Basic), or anything
+ * (`none`: GitHub's web endpoints of the OAuth flows, which read no header).
+ */
+export type Requires = "app" | "token" | "user" | "client" | "none";
 
 export interface Route<C = RequestContext> {
   readonly method: string;

@@ -1,14 +1,23 @@
 /**
  * App endpoints, authenticated with the App's JWT: the App, its
- * installations, installation access tokens and webhook deliveries.
+ * installations, installation access tokens and webhook deliveries; and
+ * "check a token", authenticated with the App's client id and secret.
  */
+import { createHash } from "node:crypto";
 import type { components } from "@octokit/openapi-types";
 import { hookDelivery, hookDeliveryItem } from "./deliveries.js";
-import { type Backend, json, notFound, type Route } from "./http.js";
-import { APP_PERMISSIONS, installation, integration, repository } from "./render.js";
+import { type Backend, field, invalid, json, notFound, type Route } from "./http.js";
+import {
+  APP_PERMISSIONS,
+  installation,
+  integration,
+  iso,
+  repository,
+  simpleUser,
+} from "./render.js";
 
 export function appRoutes(backend: Backend): Route[] {
-  const { model, view, credentials, deliveries } = backend;
+  const { model, view, credentials, deliveries, oauth } = backend;
   const liveInstallation = (id: string | undefined) => {
     const found = model.installations.get(Number(id));
     return found && found.deletedAt === null ? found : undefined;
@@ -111,6 +120,40 @@ export function appRoutes(backend: Backend): Route[] {
         const found = deliveries.find(Number(params.id));
         if (!found) return notFound();
         return json(hookDelivery(found, deliveries.target?.url ?? ""));
+      },
+    },
+    {
+      // Check a token: HTTP Basic as the client; 404 for any token not issued to it.
+      method: "POST",
+      pattern: "/applications/:client_id/token",
+      requires: "client",
+      handle: ({ params, body }) => {
+        if (params.client_id !== oauth.clientId) return notFound();
+        const token = field(body, "access_token");
+        if (typeof token !== "string" || token === "") {
+          return invalid("Authorization", "access_token");
+        }
+        const found = oauth.check(token);
+        if (!found) return notFound();
+        const { app } = model;
+        const authorization: components["schemas"]["authorization"] = {
+          id: found.issuedAt.getTime(),
+          url: `${view.api}/authorizations/${found.issuedAt.getTime()}`,
+          scopes: [],
+          token,
+          token_last_eight: token.slice(-8),
+          hashed_token: createHash("sha256").update(token).digest("hex"),
+          app: { client_id: oauth.clientId, name: app.slug, url: `${view.web}/apps/${app.slug}` },
+          note: null,
+          note_url: null,
+          updated_at: iso(found.issuedAt),
+          created_at: iso(found.issuedAt),
+          fingerprint: null,
+          user: simpleUser(view, found.login),
+          installation: null,
+          expires_at: iso(new Date(found.issuedAt.getTime() + 8 * 3600 * 1000)),
+        };
+        return json(authorization);
       },
     },
     {

@@ -1,6 +1,7 @@
 /**
  * People endpoints: users, the user behind a user token, organization
- * membership, and teams with their members and maintainers.
+ * membership, and teams with their members and maintainers; and the device
+ * flow by which a person gets a user token of the App.
  */
 import type { components } from "@octokit/openapi-types";
 import {
@@ -19,8 +20,35 @@ import { organizationSimple, publicUser, simpleUser } from "./render.js";
 
 type Schemas = components["schemas"];
 
+/** The parameters of a web endpoint of the OAuth flows: a form (as GitHub documents it) or JSON. */
+function oauthParams(body: unknown): Record<string, string> {
+  if (typeof body === "string") return Object.fromEntries(new URLSearchParams(body));
+  if (body !== null && typeof body === "object") {
+    return Object.fromEntries(
+      Object.entries(body).filter(
+        (entry): entry is [string, string] => typeof entry[1] === "string",
+      ),
+    );
+  }
+  return {};
+}
+
+/** GitHub's web endpoints answer a form unless asked for JSON. */
+function oauthReply(ctx: RequestContext, body: Record<string, string | number>): Reply {
+  const accept = String(ctx.headers.accept ?? "");
+  if (accept.includes("application/json")) return json(body);
+  const form = new URLSearchParams(
+    Object.entries(body).map(([k, v]): [string, string] => [k, String(v)]),
+  );
+  return {
+    status: 200,
+    body: form.toString(),
+    headers: { "content-type": "application/x-www-form-urlencoded; charset=utf-8" },
+  };
+}
+
 export function peopleRoutes(backend: Backend): Route[] {
-  const { model, view } = backend;
+  const { model, view, oauth } = backend;
 
   /** The organization, if the caller may read it: an installation only reads its own account. */
   const withOrg = (ctx: RequestContext, then: (org: Org) => Reply): Reply => {
@@ -47,6 +75,46 @@ export function peopleRoutes(backend: Backend): Route[] {
   };
 
   return [
+    {
+      // The device flow, on the web host: github.com/login/device/code.
+      method: "POST",
+      pattern: "/login/device/code",
+      requires: "none",
+      handle: (ctx) => {
+        const params = oauthParams(ctx.body);
+        if (params.client_id !== oauth.clientId) return notFound();
+        if (!oauth.deviceFlowEnabled) {
+          return oauthReply(ctx, {
+            error: "device_flow_disabled",
+            error_description: "Device flow must be explicitly enabled for this App",
+            error_uri: "https://docs.github.com",
+          });
+        }
+        const device = oauth.startDevice(params.scope ?? "");
+        return oauthReply(ctx, {
+          device_code: device.deviceCode,
+          user_code: device.userCode,
+          verification_uri: `${view.web}/login/device`,
+          expires_in: Math.round((device.expiresAt.getTime() - model.now().getTime()) / 1000),
+          interval: device.interval,
+        });
+      },
+    },
+    {
+      method: "POST",
+      pattern: "/login/oauth/access_token",
+      requires: "none",
+      handle: (ctx) => {
+        const params = oauthParams(ctx.body);
+        const answer = oauth.poll(
+          params.client_id,
+          params.device_code,
+          params.grant_type,
+          Date.now(),
+        );
+        return oauthReply(ctx, answer as Record<string, string | number>);
+      },
+    },
     {
       method: "GET",
       pattern: "/users/:username",

@@ -32,6 +32,7 @@ import {
   send,
 } from "./http.js";
 import type { ModelOptions, Repo } from "./model.js";
+import { newClient, OAuthApp } from "./oauth.js";
 import {
   type Fault,
   Faults,
@@ -64,6 +65,8 @@ export class GitHubSimulator extends TicketModel {
   latencyMs: number;
   /** Every request, in order of arrival. */
   readonly recorded: RecordedRequest[] = [];
+  /** The App's OAuth client, its user tokens and the device flow (see `oauth.ts`). */
+  readonly oauth: OAuthApp;
   readonly #credentials: Credentials;
   readonly #deliveries: Deliveries;
   readonly #server: Server;
@@ -75,12 +78,15 @@ export class GitHubSimulator extends TicketModel {
     super(options);
     this.privateKeyPem = options.privateKeyPem ?? generateAppKey().privateKeyPem;
     this.latencyMs = options.latencyMs ?? 0;
+    const client = newClient(options.appId);
     this.#credentials = new Credentials({
       appId: options.appId,
       privateKeyPem: this.privateKeyPem,
       now: this.now,
       installationLive: (id) => this.installations.get(id)?.deletedAt === null,
+      client,
     });
+    this.oauth = new OAuthApp({ client, credentials: this.#credentials, now: this.now });
     this.#deliveries = new Deliveries(() => this.nextId(), this.now);
     this.#server = createServer((req, res) => {
       this.#serve(req, res).catch((cause: unknown) => {
@@ -101,6 +107,7 @@ export class GitHubSimulator extends TicketModel {
       view: sim.view,
       credentials: sim.#credentials,
       deliveries: sim.#deliveries,
+      oauth: sim.oauth,
     };
     const plain = [...appRoutes(backend), ...peopleRoutes(backend)];
     const repo = [...ticketRoutes(backend), ...repoRoutes(backend)];
@@ -128,13 +135,16 @@ export class GitHubSimulator extends TicketModel {
 
   /**
    * The environment that points the hallpass server (Probot) at this
-   * simulator as a GitHub Enterprise Server: API base `http://<host>/api/v3`.
+   * simulator as a GitHub Enterprise Server: API base `http://<host>/api/v3`,
+   * with the App's OAuth client.
    */
   appEnv(webhookSecret: string): Record<string, string> {
     return {
       APP_ID: String(this.app.id),
       PRIVATE_KEY: this.privateKeyPem,
       WEBHOOK_SECRET: webhookSecret,
+      GITHUB_CLIENT_ID: this.oauth.clientId,
+      GITHUB_CLIENT_SECRET: this.oauth.clientSecret,
       GHE_HOST: this.host,
       GHE_PROTOCOL: "http",
     };
@@ -202,10 +212,42 @@ export class GitHubSimulator extends TicketModel {
     this.#faults.add(fault);
   }
 
+  readonly #holds: { filter: RequestFilter; reached: () => void; released: Promise<void> }[] = [];
+
+  /**
+   * Holds the next request matching `filter` before answering it, until
+   * `release()`: GitHub as slow as a test needs it, to see what the App does
+   * meanwhile. `reached` resolves when the request arrives.
+   */
+  holdNext(filter: RequestFilter): { reached: Promise<void>; release: () => void } {
+    let reached = () => {};
+    let release = () => {};
+    const arrived = new Promise<void>((resolve) => {
+      reached = resolve;
+    });
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    this.#holds.push({ filter, reached, released });
+    return { reached: arrived, release };
+  }
+
   // --- tokens and webhooks --------------------------------------------------
 
-  /** A user access token for the login, accepted by `GET /user` and the read endpoints. */
+  /**
+   * A user token of the App for the login (as `hallpass login` gets one),
+   * accepted by `GET /user`, the read endpoints and "check a token".
+   */
   userToken(login: string): string {
+    return this.oauth.issueUserToken(this.user(login).login);
+  }
+
+  /**
+   * A user token not issued to the App (a personal access token, another
+   * app's): `GET /user` and the read endpoints accept it; "check a token"
+   * does not know it.
+   */
+  otherUserToken(login: string): string {
     return this.#credentials.issueUserToken(this.user(login).login);
   }
 
@@ -256,6 +298,12 @@ export class GitHubSimulator extends TicketModel {
     const body = await readBody(req);
     const credential = await this.#credentials.identify(req.headers.authorization);
     if (this.latencyMs > 0) await sleep(this.latencyMs);
+    const held = this.#holds.findIndex((h) => matches(h.filter, { method, path }));
+    if (held >= 0) {
+      const [hold] = this.#holds.splice(held, 1);
+      hold?.reached();
+      await hold?.released;
+    }
 
     const fault = this.#faults.take(method, path);
     let reply: Reply;
@@ -378,12 +426,18 @@ function repoScope(path: string): RepoScope | null {
 
 /** GitHub's answer to a credential the route does not accept, or null when it does. */
 function authorize(requires: Requires, credential: Credential): Reply | null {
+  if (requires === "none") return null;
   if (credential.kind === "invalid") return error(401, credential.message);
   if (credential.kind === "none") return error(401, "Requires authentication");
   if (requires === "app") {
     return credential.kind === "app" ? null : error(401, "A JSON web token could not be decoded");
   }
-  if (credential.kind === "app") return error(401, "Bad credentials");
+  if (requires === "client") {
+    return credential.kind === "client" ? null : error(401, "Bad credentials");
+  }
+  if (credential.kind === "app" || credential.kind === "client") {
+    return error(401, "Bad credentials");
+  }
   if (requires === "user" && credential.kind !== "user") {
     return error(403, "Resource not accessible by integration");
   }
