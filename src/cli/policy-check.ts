@@ -2,6 +2,7 @@ import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Output } from "#src/cli/audit.js";
 import { HallpassError } from "#src/errors.js";
+import type { RepositoryIdentity } from "#src/rules/bind.js";
 import {
   CODEOWNERS_MAX_BYTES,
   CODEOWNERS_PATHS,
@@ -10,10 +11,18 @@ import {
   selectCodeowners,
 } from "#src/rules/codeowners.js";
 import { formatDuration } from "#src/rules/duration.js";
+import {
+  OPERATOR_MAX_CHARS,
+  type OperatorConfigResult,
+  parseOperatorYaml,
+} from "#src/rules/operator.js";
 import { POLICY_FILE } from "#src/rules/policy.js";
 import {
+  type BindingUsed,
+  type CheckError,
   type CheckedResource,
   checkPolicy,
+  type OperatorCheck,
   type PolicyCheckReport,
   policyCheckJson,
 } from "#src/rules/policy-check.js";
@@ -26,6 +35,23 @@ import {
   parseExtends,
 } from "#src/rules/policy-load.js";
 
+export const POLICY_CHECK_USAGE = `usage: hallpass policy check [--repo DIR] [--config FILE [--repo-id N --owner-id N]] [--json]
+
+  Checks .github/hallpass.yml and CODEOWNERS of a checkout with the server's
+  own loader, offline, and prints what each resource grants and who approves.
+  Errors are printed as file:line: message; exit 1 on any.
+
+  --repo DIR       the checkout (default: .)
+  --config FILE    also bind the policy as the server would, with the operator's
+                   config (HALLPASS_CONFIG): each resource bound to this
+                   repository, its max_ttl and scopes within the ceilings
+  --repo-id N      with --config: the repository's id and its owner's id
+  --owner-id N     (gh api repos/OWNER/REPO --jq '.id, .owner.id'); without
+                   them, the ids the operator bound the policy's first
+                   configured resource to, which the report names
+  --json           the report as one JSON object
+`;
+
 export interface PolicyCheckOptions {
   /**
    * Local copies of files in other repositories, by the reference
@@ -34,15 +60,20 @@ export interface PolicyCheckOptions {
    * A file not given cannot be read offline: the check says so and fails.
    */
   readonly extends?: ReadonlyMap<string, string>;
+  /** The operator's config file, to bind the policy against. */
+  readonly operatorConfig?: string;
+  /** The repository's ids, with `operatorConfig`; default: see `BindingUsed`. */
+  readonly repository?: RepositoryIdentity;
 }
 
 /**
- * `hallpass policy check [--repo DIR] [--json]`: reads `.github/hallpass.yml`
- * and CODEOWNERS (GitHub's search order) from a checkout and prints what the
- * policy grants and who approves. No server, operator config or network: the
- * policy goes through the server's loader, and a file it would read from
- * another repository (`_extends`, the organization's `.github`) is an error
- * unless given in `options.extends`.
+ * `hallpass policy check`: reads `.github/hallpass.yml` and CODEOWNERS
+ * (GitHub's search order) from a checkout and prints what the policy grants
+ * and who approves. No server or network: the policy goes through the
+ * server's loader, and a file it would read from another repository
+ * (`_extends`, the organization's `.github`) is an error unless given in
+ * `options.extends`. With `options.operatorConfig`, the policy is also bound
+ * against the operator's ceilings, as the server binds it.
  *
  * @returns 0 when there is no error, 1 otherwise
  */
@@ -55,6 +86,10 @@ export async function policyCheck(
   const dir = await stat(repo).catch(() => null);
   if (!dir?.isDirectory())
     throw new HallpassError("BAD_REQUEST", `--repo: ${repo} is not a directory`);
+  const operator =
+    options.operatorConfig === undefined
+      ? undefined
+      : await readOperator(options.operatorConfig, options.repository ?? null);
   const loaded = await loadPolicy(checkoutSource(repo, options.extends ?? new Map()));
   const files = new Map<CodeownersPath, CodeownersFile>();
   for (const path of CODEOWNERS_PATHS) {
@@ -64,16 +99,44 @@ export async function policyCheck(
   const report = checkPolicy(
     loaded,
     selectCodeowners((path) => files.get(path) ?? null),
+    operator,
   );
   if (json) {
     out.stdout.write(`${JSON.stringify(policyCheckJson(report))}\n`);
   } else {
     out.stdout.write(render(report));
-    for (const e of report.errors) {
-      out.stderr.write(`${e.file}${e.line === null ? "" : `:${e.line}`}: ${e.message}\n`);
-    }
+    for (const e of report.errors) out.stderr.write(formatCheckError(e));
   }
   return report.errors.length === 0 ? 0 : 1;
+}
+
+/**
+ * `file:line: message`, the form the policy workflow's problem matcher
+ * annotates, then a YAML error's excerpt, indented (which it does not).
+ */
+export function formatCheckError(e: CheckError): string {
+  const head = `${e.file}${e.line === null ? "" : `:${e.line}`}: ${e.message}\n`;
+  if (e.excerpt === undefined) return head;
+  return `${head}${e.excerpt
+    .split("\n")
+    .map((l) => `    ${l}\n`)
+    .join("")}`;
+}
+
+async function readOperator(
+  file: string,
+  repository: RepositoryIdentity | null,
+): Promise<OperatorCheck> {
+  const text = await readText(file, OPERATOR_MAX_CHARS * 4);
+  if (text === null) throw new HallpassError("BAD_REQUEST", `--config: ${file} is not a file`);
+  const result: OperatorConfigResult =
+    typeof text === "number"
+      ? {
+          ok: false,
+          errors: [{ file, line: null, path: "", message: `file is ${text} bytes, too large` }],
+        }
+      : parseOperatorYaml(text, file);
+  return { file, result, repository };
 }
 
 /** The checkout's own policy file, and the given copies of other repositories' files. */
@@ -120,7 +183,11 @@ async function readText(path: string, limit: number): Promise<string | number | 
 
 function render(report: PolicyCheckReport): string {
   const lines: string[] = [];
+  if (report.label !== null) lines.push(`label: ${report.label}`);
+  if (report.binding !== null) lines.push(describeBinding(report.binding));
+  if (lines.length > 0) lines.push("");
   for (const r of report.resources) lines.push(...describe(r, report.codeownersFile), "");
+  for (const w of report.warnings) lines.push(`warning: ${w}`);
   const n = report.errors.length;
   lines.push(n === 0 ? "policy OK" : `${n} error${n === 1 ? "" : "s"}`);
   return `${lines.join("\n")}\n`;
@@ -171,5 +238,35 @@ function describe(r: CheckedResource, codeownersFile: string | null): string[] {
       `runners ${a.runnerEnvironment ?? "any"}; forks ${a.allowForks ? "yes" : "no"}; ` +
       `pull_request_target ${a.allowPullRequestTarget ? "yes" : "no"}`,
   );
+  if (p.actions.people)
+    lines.push("  people: tokens also for pull request tickets and actions rules");
+  if (r.operator !== undefined) lines.push(describeOperator(r.operator));
   return lines;
+}
+
+function describeBinding(b: BindingUsed): string {
+  const { id, ownerId, fullName } = b.repository;
+  const ids = `repository id ${id}, owner id ${ownerId}`;
+  switch (b.source.kind) {
+    case "given":
+      return `operator config ${b.file}, as ${ids} (from --repo-id and --owner-id)`;
+    case "operator":
+      return (
+        `operator config ${b.file}, as ${fullName ?? "the repository"} (${ids}): the ids the ` +
+        `operator bound ${b.source.resource} to; pass --repo-id and --owner-id to check the real repository's`
+      );
+    case "none":
+      return `operator config ${b.file}: it configures none of this policy's resources`;
+  }
+}
+
+function describeOperator(o: NonNullable<CheckedResource["operator"]>): string {
+  const c = o.configured;
+  if (c === null) return "  operator: not configured (see errors)";
+  const ceiling =
+    `ceilings max_ttl ${formatDuration(c.maxTtl)}, scopes ` +
+    c.scopes.map((x) => x.text).join(", ");
+  return o.bound === null
+    ? `  operator: bound to ${c.repository.name}; ${ceiling}; does not bind (see errors)`
+    : `  operator: bound to ${c.repository.name}; ${ceiling}; grants up to ${formatDuration(o.bound.maxTtl)}`;
 }

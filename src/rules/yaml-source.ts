@@ -1,4 +1,13 @@
-import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument, visit } from "yaml";
+import {
+  isMap,
+  isScalar,
+  isSeq,
+  LineCounter,
+  type Node,
+  parseDocument,
+  visit,
+  type YAMLError,
+} from "yaml";
 import type { z } from "zod";
 
 /** One problem in a YAML file: where (file, 1-based line, key path) and what. */
@@ -9,6 +18,14 @@ export interface SourceError {
   /** Key path, e.g. `resources.payments-api.max_ttl`; `""` for the whole file. */
   readonly path: string;
   readonly message: string;
+  /**
+   * For a YAML syntax error (and a refused alias): the 1-based column, and
+   * the line as written with a caret under that column (two lines, control
+   * and invisible characters replaced, the value masked under `hideValues`),
+   * for a reader to see what the parser saw.
+   */
+  readonly column?: number;
+  readonly excerpt?: string;
 }
 
 /** A path as zod reports it. */
@@ -26,8 +43,19 @@ export type YamlLoad =
  * first document only (several are an error), aliases are refused (so no
  * alias bombs, and no value that silently stands for another), unknown tags
  * and duplicate keys are errors, and nothing throws.
+ *
+ * A file that does not parse gives one error, the first in the file, with
+ * its line, column and an excerpt: what the parser reports after it is
+ * mostly the same mistake seen again. With `hideValues`, the excerpt keeps
+ * the line's indentation and key but shows its value as `*`s (for files in
+ * which a secret pasted by mistake must not be echoed).
  */
-export function loadYaml(text: string, file: string, maxChars: number): YamlLoad {
+export function loadYaml(
+  text: string,
+  file: string,
+  maxChars: number,
+  options: { readonly hideValues?: boolean } = {},
+): YamlLoad {
   const whole = (message: string, line: number | null = null): YamlLoad => ({
     ok: false,
     errors: [{ file, line, path: "", message }],
@@ -46,13 +74,16 @@ export function loadYaml(text: string, file: string, maxChars: number): YamlLoad
       schema: "core",
     });
     const lineAt = (offset: number): number => lineCounter.linePos(offset).line;
-    const problems = [...doc.errors, ...doc.warnings].map((e) => ({
-      file,
-      line: lineAt(e.pos[0]),
-      path: "",
-      message: `YAML: ${e.message.split("\n", 1)[0]}`,
-    }));
-    if (problems.length > 0) return { ok: false, errors: problems };
+    const at = (offset: number, message: string, keepIndent = false): YamlLoad => {
+      const { line, col } = lineCounter.linePos(anchor(text, offset, keepIndent));
+      const start = lineCounter.lineStarts[line - 1] ?? 0;
+      const excerpt = caretExcerpt(text, start, col, options.hideValues === true);
+      return { ok: false, errors: [{ file, line, path: "", message, column: col, excerpt }] };
+    };
+    const [first] = [...doc.errors, ...doc.warnings].sort((a, b) => a.pos[0] - b.pos[0]);
+    if (first !== undefined) {
+      return at(first.pos[0], `YAML: ${describeYamlError(first)}`, first.code === "TAB_AS_INDENT");
+    }
     let alias: Node | undefined;
     visit(doc, {
       Alias(_, node) {
@@ -61,10 +92,8 @@ export function loadYaml(text: string, file: string, maxChars: number): YamlLoad
       },
     });
     if (alias !== undefined) {
-      return whole(
-        "YAML aliases (*name) are not allowed: write each value out",
-        alias.range ? lineAt(alias.range[0]) : null,
-      );
+      const message = "YAML aliases (*name) are not allowed: write each value out";
+      return alias.range ? at(alias.range[0], message) : whole(message);
     }
     if (doc.contents === null) return whole("file is empty", 1);
     const lineOf = (node: unknown): number | null => {
@@ -97,6 +126,62 @@ export function loadYaml(text: string, file: string, maxChars: number): YamlLoad
   }
 }
 
+/** The parser's message, first line only; the one that names the parser's own API is reworded. */
+function describeYamlError(error: YAMLError): string {
+  if (error.code === "MULTIPLE_DOCS") {
+    return "the file holds multiple documents (separated by a --- line); keep one";
+  }
+  return error.message.split("\n", 1)[0] ?? error.code;
+}
+
+/**
+ * Where to point for an error the parser noticed at `offset`: on a blank
+ * line or at the end of the file (an unclosed bracket or quote), at the last
+ * character written before it; in a line's indentation, at its first
+ * character (unless the indentation is the mistake).
+ */
+function anchor(text: string, offset: number, keepIndent: boolean): number {
+  const start = text.lastIndexOf("\n", offset - 1) + 1;
+  const newline = text.indexOf("\n", offset);
+  const end = newline === -1 ? text.length : newline;
+  const line = text.slice(start, end);
+  if (line.trim() === "") {
+    const before = text.slice(0, start).trimEnd();
+    return before === "" ? offset : before.length - 1;
+  }
+  const indent = line.length - line.trimStart().length;
+  return !keepIndent && offset - start < indent ? start + indent : offset;
+}
+
+/** Longest excerpt shown, in characters; longer lines are cut around the column. */
+const EXCERPT_WIDTH = 120;
+
+/**
+ * The line starting at `start`, and a caret under column `col` (1-based).
+ * Tabs are kept on the caret line so it lines up; control and format
+ * characters (a terminal escape, a bidirectional override) are shown as `?`.
+ */
+function caretExcerpt(text: string, start: number, col: number, hideValues: boolean): string {
+  const end = text.indexOf("\n", start);
+  let line = text.slice(start, end === -1 ? undefined : end).replace(/\r$/, "");
+  if (hideValues) {
+    // Indentation, list dashes and a plain key stay; everything after them is masked.
+    const kept = /^[ \t]*(?:-[ \t]+)*(?:[\w.-]+:(?=[ \t]|$))?/.exec(line)?.[0] ?? "";
+    line = kept + line.slice(kept.length).replace(/\S/g, "*");
+  }
+  let column = Math.max(1, Math.min(col, line.length + 1));
+  if (line.length > EXCERPT_WIDTH) {
+    const from = Math.max(0, Math.min(column - 1 - EXCERPT_WIDTH / 2, line.length - EXCERPT_WIDTH));
+    const head = from > 0 ? "..." : "";
+    const tail = from + EXCERPT_WIDTH < line.length ? "..." : "";
+    line = `${head}${line.slice(from, from + EXCERPT_WIDTH)}${tail}`;
+    column = column - from + head.length;
+  }
+  const shown = line.replace(/[^\P{Cc}\t]|\p{Cf}/gu, "?");
+  const pad = shown.slice(0, column - 1).replace(/[^\t]/g, " ");
+  return `${shown}\n${pad}^`;
+}
+
 /**
  * Paths of `__proto__` keys anywhere in a parsed value. zod drops such keys
  * silently; a policy key must never be ignored, so callers report them.
@@ -122,6 +207,21 @@ export function formatPath(path: KeyPath): string {
     else out += out === "" ? String(step) : `.${String(step)}`;
   }
   return out;
+}
+
+/**
+ * The key path `formatPath` wrote, back as steps: `resources.x.scopes.read[0]`
+ * → `["resources", "x", "scopes", "read", 0]`. For paths of names without
+ * `.` or `[` (resource and scope names), which is what the rules write.
+ */
+export function parsePath(text: string): KeyPath {
+  const path: PropertyKey[] = [];
+  for (const part of text.split(".")) {
+    const [key = "", ...indexes] = part.split("[");
+    if (key !== "") path.push(key);
+    for (const index of indexes) path.push(Number(index.replace(/\]$/, "")));
+  }
+  return path;
 }
 
 /**

@@ -4,7 +4,7 @@ import { dirname, join } from "node:path";
 import { PassThrough } from "node:stream";
 import { afterEach, describe, expect, it } from "vitest";
 import { runCli } from "#src/cli/run.js";
-import { SPEC_POLICY } from "./fixtures/policies.js";
+import { OPERATOR_CONFIG, SPEC_POLICY } from "./fixtures/policies.js";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -51,20 +51,80 @@ describe("hallpass policy check", () => {
     const dir = checkout({ ".github/hallpass.yml": SPEC_POLICY, ".github/CODEOWNERS": CODEOWNERS });
     const { code, report } = await json(dir);
     expect(report).toEqual({
+      label: "hallpass",
+      codeowners_file: ".github/CODEOWNERS",
+      binding: null,
       resources: [
         {
           name: "payments-api",
           path: "services/payments/",
           approvers: ["@acme/payments-owners", "@alice"],
+          email_owners: ["ops@acme.example"],
           approvals: 1,
+          ownership: { status: "owned", line: 3 },
           scopes: { read: ["GET /v1/**"], refund: ["POST /v1/refunds", "GET /v1/charges/*"] },
           default_ttl_s: 3_600,
           max_ttl_s: 14_400,
+          token_ttl_s: 900,
+          request_ttl_s: 86_400,
+          auto_approve: [
+            {
+              scopes: ["read"],
+              max_ttl_s: 1_800,
+              requesters: ["@acme/sre"],
+              quota: { count: 5, window_s: 604_800 },
+            },
+          ],
+          break_glass: { requesters: ["@acme/oncall"], max_ttl_s: 1_800, review_within_s: 86_400 },
+          rate_limit: { count: 20, per_s: 1 },
+          actions: {
+            environments: null,
+            job_workflow_refs: null,
+            runner_environment: null,
+            allow_forks: false,
+            allow_pull_request_target: false,
+          },
+          people: false,
         },
       ],
       errors: [],
+      warnings: [],
     });
     expect(code).toBe(0);
+  });
+
+  it("carries in --json what the summary shows of actions rules and people's tokens", async () => {
+    const policy = SPEC_POLICY.replace(
+      "    rate_limit: 20/s\n",
+      [
+        "    rate_limit: 20/s",
+        "    people: true",
+        "    actions:",
+        "      environments: [production]",
+        '      job_workflow_refs: ["acme/payments/.github/workflows/ops.yml@refs/heads/main"]',
+        "      runner_environment: github-hosted",
+        "      allow_forks: true",
+        "",
+      ].join("\n"),
+    );
+    const dir = checkout({ ".github/hallpass.yml": policy, CODEOWNERS });
+    const { stdout } = await run(["policy", "check", "--repo", dir]);
+    expect(stdout).toContain(
+      "  actions: environments production; workflows acme/payments/.github/workflows/ops.yml@refs/heads/main; " +
+        "runners github-hosted; forks yes; pull_request_target no\n" +
+        "  people: tokens also for pull request tickets and actions rules\n",
+    );
+    const { report } = await json(dir);
+    expect(report.resources[0]).toMatchObject({
+      actions: {
+        environments: ["production"],
+        job_workflow_refs: ["acme/payments/.github/workflows/ops.yml@refs/heads/main"],
+        runner_environment: "github-hosted",
+        allow_forks: true,
+        allow_pull_request_target: false,
+      },
+      people: true,
+    });
   });
 
   it("prints a readable summary and exits 0", async () => {
@@ -99,7 +159,9 @@ describe("hallpass policy check", () => {
       {
         file: ".github/hallpass.yml",
         line: 11,
+        column: null,
         message: 'resources.payments-api.max_tll: unknown key "max_tll" (did you mean max_ttl?)',
+        excerpt: null,
       },
     ]);
   });
@@ -119,8 +181,10 @@ describe("hallpass policy check", () => {
       {
         file: ".github/hallpass.yml",
         line: 25,
+        column: null,
         message:
           "resources.ledger-api.path: services/ledger/ has no code owners: docs/CODEOWNERS line 4 names none; nobody can approve",
+        excerpt: null,
       },
     ]);
   });
@@ -153,13 +217,19 @@ describe("hallpass policy check", () => {
     const { code, report } = await json(dir);
     expect(code).toBe(1);
     expect(report).toEqual({
+      label: null,
+      codeowners_file: ".github/CODEOWNERS",
+      binding: null,
+      warnings: [],
       resources: [],
       errors: [
         {
           file: ".github/hallpass.yml",
           line: null,
+          column: null,
           message:
             "no policy file; the server would use the organization's (.github:.github/hallpass.yml), which policy check cannot read offline",
+          excerpt: null,
         },
       ],
     });
@@ -190,8 +260,10 @@ describe("hallpass policy check", () => {
       {
         file: ".github/hallpass.yml",
         line: 5,
+        column: null,
         message:
           "resources.payments-api.path: approvals is 3 but services/payments/ has only 2 owners (.github/CODEOWNERS line 1)",
+        excerpt: null,
       },
     ]);
   });
@@ -208,7 +280,49 @@ describe("hallpass policy check", () => {
     );
     const { report } = await json(dir);
     expect(report.resources[0].approvers).toEqual([]);
+    expect(report.resources[0].ownership).toEqual({
+      status: "blocked",
+      reason: expect.stringMatching(/\S/),
+      lines: [2],
+    });
+    expect(lines[1]).toContain(report.resources[0].ownership.reason);
     expect(report.errors).toHaveLength(2);
+  });
+
+  it("reports a YAML syntax error once, at its line, with the line and a caret", async () => {
+    const broken = SPEC_POLICY.replace("    default_ttl: 1h", "   default_ttl: 1h");
+    const dir = checkout({ ".github/hallpass.yml": broken, CODEOWNERS });
+    const { code, stdout, stderr } = await run(["policy", "check", "--repo", dir]);
+    expect(code).toBe(1);
+    expect(stdout).toBe("1 error\n");
+    expect(stderr).toBe(
+      ".github/hallpass.yml:9: YAML: All mapping items must start at the same column\n" +
+        "       default_ttl: 1h\n" +
+        "       ^\n",
+    );
+    const { report } = await json(dir);
+    expect(report.errors).toEqual([
+      {
+        file: ".github/hallpass.yml",
+        line: 9,
+        column: 4,
+        message: "YAML: All mapping items must start at the same column",
+        excerpt: "   default_ttl: 1h\n   ^",
+      },
+    ]);
+  });
+
+  it("points at the unclosed bracket's line, not past the end of the file", async () => {
+    const dir = checkout({
+      ".github/hallpass.yml": SPEC_POLICY.replace("rate_limit: 20/s", "rate_limit: [20/s"),
+      CODEOWNERS,
+    });
+    const { stderr } = await run(["policy", "check", "--repo", dir]);
+    expect(stderr.split("\n").slice(0, 3)).toEqual([
+      expect.stringMatching(/^\.github\/hallpass\.yml:23: YAML: Flow sequence/),
+      "        rate_limit: [20/s",
+      `    ${" ".repeat("    rate_limit: [20/".length)}^`,
+    ]);
   });
 
   it("refuses a --repo that is not a directory, and a bad subcommand", async () => {
@@ -217,3 +331,129 @@ describe("hallpass policy check", () => {
     expect((await run(["policy", "check", "--nope"])).code).toBe(2);
   });
 });
+
+describe("hallpass policy check --config", () => {
+  const operator = (text = OPERATOR_CONFIG): string => {
+    const dir = checkout({ "hallpass.yml": text });
+    return join(dir, "hallpass.yml");
+  };
+  const wide = SPEC_POLICY.replace(
+    'refund: ["POST /v1/refunds", "GET /v1/charges/*"]',
+    'refund: ["POST /v1/refunds", "DELETE /v1/**"]',
+  ).replace("max_ttl: 4h", "max_ttl: 3d");
+
+  it("passes a policy within the operator's ceilings, saying whose ids it was bound as", async () => {
+    const dir = checkout({ ".github/hallpass.yml": SPEC_POLICY, CODEOWNERS });
+    const config = operator();
+    const { code, stdout, stderr } = await run([
+      "policy",
+      "check",
+      "--repo",
+      dir,
+      "--config",
+      config,
+    ]);
+    expect(stderr).toBe("");
+    expect(code).toBe(0);
+    expect(stdout).toContain(
+      `operator config ${config}, as acme/payments (repository id 1001, owner id 2002): ` +
+        "the ids the operator bound payments-api to",
+    );
+    expect(stdout).toContain(
+      "  operator: bound to acme/payments; ceilings max_ttl 8h, scopes GET /v1/**, " +
+        "POST /v1/refunds, POST /v1/refunds/*; grants up to 4h\n",
+    );
+    const { report } = await jsonOf(["--repo", dir, "--config", config]);
+    expect(report.binding).toEqual({
+      config,
+      repository: { id: 1001, owner_id: 2002, name: "acme/payments" },
+      source: "operator",
+      resource: "payments-api",
+    });
+    expect(report.resources[0].operator).toEqual({
+      repository: { id: 1001, owner_id: 2002, name: "acme/payments" },
+      audience: "acme/payments/payments-api",
+      max_ttl_s: 28_800,
+      scopes: ["GET /v1/**", "POST /v1/refunds", "POST /v1/refunds/*"],
+      bound: true,
+      effective_max_ttl_s: 14_400,
+    });
+  });
+
+  it("fails a scope and a max_ttl past the ceilings, at their lines (which pass without it)", async () => {
+    const dir = checkout({ ".github/hallpass.yml": wide, CODEOWNERS });
+    const alone = await run(["policy", "check", "--repo", dir]);
+    expect(alone.code).toBe(0);
+    const { code, stdout, stderr } = await run([
+      ...["policy", "check", "--repo", dir, "--config", operator()],
+    ]);
+    expect(code).toBe(1);
+    expect(stdout).toMatch(/does not bind \(see errors\)\n[\s\S]*2 errors\n$/);
+    expect(stderr).toBe(
+      '.github/hallpass.yml:8: resources.payments-api.scopes.refund[1]: "DELETE /v1/**" is wider than the operator allows for payments-api: each pattern must lie within one of "GET /v1/**", "POST /v1/refunds", "POST /v1/refunds/*"\n' +
+        ".github/hallpass.yml:10: resources.payments-api.max_ttl: max_ttl 3d is longer than the operator allows for payments-api (8h)\n",
+    );
+  });
+
+  it("binds as the repository given by --repo-id and --owner-id, and says so", async () => {
+    const dir = checkout({ ".github/hallpass.yml": SPEC_POLICY, CODEOWNERS });
+    const config = operator();
+    const as = (repoId: string, ownerId: string) =>
+      run([
+        ...["policy", "check", "--repo", dir, "--config", config],
+        ...["--repo-id", repoId, "--owner-id", ownerId],
+      ]);
+    const right = await as("1001", "2002");
+    expect(right.code).toBe(0);
+    expect(right.stdout).toContain(
+      "as repository id 1001, owner id 2002 (from --repo-id and --owner-id)",
+    );
+    const transferred = await as("1001", "9999");
+    expect(transferred.code).toBe(1);
+    expect(transferred.stderr).toMatch(
+      /^\.github\/hallpass\.yml:4: resources\.payments-api: resource payments-api is not bound to this repository \(id 1001\): .*transferred/,
+    );
+    const { report } = await jsonOf([
+      ...["--repo", dir, "--config", config, "--repo-id", "3003", "--owner-id", "2002"],
+    ]);
+    expect(report.binding).toMatchObject({ source: "given", resource: null });
+    expect(report.resources[0].operator).toMatchObject({ bound: false, effective_max_ttl_s: null });
+  });
+
+  it("reports a resource the operator does not configure", async () => {
+    const policy = `${SPEC_POLICY}  unknown-api:\n    path: services/payments/\n    scopes:\n      read: ["GET /x"]\n`;
+    const dir = checkout({ ".github/hallpass.yml": policy, CODEOWNERS });
+    const { code, stdout, stderr } = await run([
+      ...["policy", "check", "--repo", dir, "--config", operator()],
+    ]);
+    expect(code).toBe(1);
+    expect(stdout).toContain("  operator: not configured (see errors)");
+    expect(stderr).toContain(
+      ".github/hallpass.yml:24: resources.unknown-api: resource unknown-api is not configured on this hallpass server",
+    );
+  });
+
+  it("reports the operator config's own errors by its file and line", async () => {
+    const dir = checkout({ ".github/hallpass.yml": SPEC_POLICY, CODEOWNERS });
+    const config = operator(OPERATOR_CONFIG.replace("max_ttl: 8h", "max_ttl: 8x"));
+    const { code, stderr } = await run(["policy", "check", "--repo", dir, "--config", config]);
+    expect(code).toBe(1);
+    expect(stderr).toMatch(new RegExp(`^${config}:7: resources\\.payments-api\\.max_ttl: `));
+  });
+
+  it("refuses ids without --config, one id alone, and ids that are not ids", async () => {
+    const dir = checkout({ ".github/hallpass.yml": SPEC_POLICY, CODEOWNERS });
+    const config = operator();
+    const base = ["policy", "check", "--repo", dir];
+    expect((await run([...base, "--repo-id", "1", "--owner-id", "2"])).code).toBe(2);
+    expect((await run([...base, "--config", config, "--repo-id", "1"])).code).toBe(2);
+    const bad = await run([...base, "--config", config, "--repo-id", "0x1", "--owner-id", "2"]);
+    expect(bad).toMatchObject({ code: 2, stderr: expect.stringContaining("--repo-id") });
+    expect((await run([...base, "--config", join(dir, "missing.yml")])).code).toBe(2);
+  });
+});
+
+async function jsonOf(args: string[]) {
+  const result = await run(["policy", "check", ...args, "--json"]);
+  return { code: result.code, report: JSON.parse(result.stdout) };
+}
