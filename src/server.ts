@@ -1,3 +1,5 @@
+import type { AddressInfo } from "node:net";
+import path from "node:path";
 import Fastify, {
   type FastifyPluginAsync,
   type FastifyReply,
@@ -8,7 +10,8 @@ import type { Registry } from "prom-client";
 import { ZodError } from "zod";
 import type { Config } from "#src/config.js";
 import { HallpassError } from "#src/errors.js";
-import { setupFlow } from "#src/github/setup.js";
+import { installedPages, setupFlow } from "#src/github/setup.js";
+import { localUrl, startWebhookProxy, type WebhookProxy } from "#src/github/smee.js";
 import { receiveWebhook } from "#src/github/webhooks.js";
 import type { Logger } from "#src/log.js";
 import { metricsRoute } from "#src/metrics.js";
@@ -22,6 +25,8 @@ export interface ServerOptions {
   readonly routes?: readonly FastifyPluginAsync[];
   /** The process's metrics, served at `/metrics` (see `createMetrics`). */
   readonly metrics?: Registry;
+  /** The `.env` file the App setup flow writes to; default `.env` of the working directory. */
+  readonly envFile?: string;
 }
 
 /** GitHub caps webhook payloads at 25 MB. */
@@ -31,7 +36,9 @@ export const WEBHOOK_PATH = "/api/github/webhooks";
 /**
  * Composes the HTTP app: health and readiness, metrics, GitHub webhooks (or
  * Probot's App setup flow while no App is configured), then the given
- * routes. It does not listen; the caller decides where.
+ * routes. It does not listen; the caller decides where. With
+ * WEBHOOK_PROXY_URL, it forwards that smee.io channel's deliveries to itself
+ * while it listens.
  */
 export async function buildServer(options: ServerOptions) {
   const { config, log, runtime } = options;
@@ -63,11 +70,16 @@ export async function buildServer(options: ServerOptions) {
   });
 
   app.get("/healthz", async () => ({ status: "ok" }));
+  // Without the App, still ready: a load balancer must keep the setup flow reachable.
+  const appStatus = config.app
+    ? "configured"
+    : `not configured yet: register the GitHub App at ${config.publicUrl}/`;
   app.get("/readyz", async (_request, reply) => {
     const readiness = await runtime.readiness();
     return reply.code(readiness.ready ? 200 : 503).send({
       status: readiness.ready ? "ready" : "not ready",
       ...readiness,
+      app: appStatus,
     });
   });
 
@@ -94,11 +106,30 @@ export async function buildServer(options: ServerOptions) {
         return reply.code(outcome === "accepted" ? 202 : 200).send({ outcome });
       };
       scope.post(WEBHOOK_PATH, handler);
-      // Apps registered through the manifest flow deliver to the root URL.
+      // Apps registered through Probot's own manifest flow deliver to the root URL.
       scope.post("/", handler);
     });
+    await app.register(installedPages());
   } else {
-    await app.register(await setupFlow(config, log));
+    await app.register(
+      setupFlow({
+        config,
+        log,
+        webhookPath: WEBHOOK_PATH,
+        envFile: options.envFile ?? path.resolve(".env"),
+      }),
+    );
+  }
+  const source = config.webhookProxyUrl;
+  if (source) {
+    let proxy: WebhookProxy | null = null;
+    app.addHook("onListen", async () => {
+      const target = localUrl(app.server.address() as AddressInfo, WEBHOOK_PATH);
+      proxy ??= startWebhookProxy({ source, target, log });
+    });
+    app.addHook("onClose", async () => {
+      await proxy?.stop();
+    });
   }
 
   for (const routes of options.routes ?? []) await app.register(routes);
