@@ -44,7 +44,7 @@ export function gitHubComponent(options: GitHubComponentOptions): StartComponent
     const now = options.now ?? (() => new Date());
     const deps: LifecycleDeps = {
       db,
-      log: log.child({ name: "tickets" }),
+      log: log.child({ component: "tickets" }),
       operator: options.operator.config,
       serverUrl: config.publicUrl,
       warnBeforeS: options.warnBeforeS ?? DEFAULT_WARN_BEFORE_S,

@@ -1,4 +1,5 @@
 import { type Logger, pino } from "pino";
+import pretty from "pino-pretty";
 import type { LogLevel } from "#src/config.js";
 
 export type { Logger };
@@ -81,8 +82,22 @@ function isSerializedError(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === "object" && "type" in value && "stack" in value;
 }
 
-/** The process logger: JSON lines on stdout, as Probot and Fastify expect. */
+/**
+ * The process logger: JSON lines on stdout, as log collectors expect; when
+ * stdout is a terminal (and no destination is given), human-readable lines
+ * (pino-pretty) instead.
+ */
 export function createLogger(level: LogLevel, destination?: NodeJS.WritableStream): Logger {
+  const out =
+    destination ??
+    (process.stdout.isTTY
+      ? pretty({
+          sync: true,
+          colorize: true,
+          ignore: "pid,hostname",
+          translateTime: "SYS:HH:MM:ss.l",
+        })
+      : process.stdout);
   return pino(
     {
       name: "hallpass",
@@ -91,6 +106,6 @@ export function createLogger(level: LogLevel, destination?: NodeJS.WritableStrea
       serializers: { err: serializeError, error: serializeError, event: serializeEvent },
       base: { pid: process.pid },
     },
-    destination ?? process.stdout,
+    out,
   );
 }

@@ -1,8 +1,12 @@
 #!/usr/bin/env node
-import { existsSync } from "node:fs";
 import { runCli } from "#src/cli/run.js";
 
-// As Probot does: a .env file in the working directory fills in unset variables.
-if (existsSync(".env")) process.loadEnvFile(".env");
+/** After a command returned, anything still holding the event loop gets this long, then the process exits. */
+const EXIT_GRACE_MS = 2_000;
 
-process.exitCode = await runCli(process.argv.slice(2));
+// Server commands read ./.env themselves (runCli); the commands of people read none.
+const code = await runCli(process.argv.slice(2));
+process.exitCode = code;
+// A library handle left open (a socket, a timer) must never keep a stopped
+// server, or a failed start, alive: exit once the grace is over.
+setTimeout(() => process.exit(code), EXIT_GRACE_MS).unref();

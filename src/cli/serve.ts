@@ -94,7 +94,9 @@ export async function serve(config: Config, log: Logger): Promise<number> {
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));
     runtime.start().catch((error) => {
-      log.fatal({ err: error }, (error as Error).message);
+      // One line naming the cause: ours need no stack, others keep it.
+      if (error instanceof HallpassError) log.fatal({ code: error.code }, error.message);
+      else log.fatal({ err: error }, (error as Error).message);
       exitCode = 1;
       resolve();
     });

@@ -33,7 +33,7 @@ export async function createGitHubApp(
     appId: app.appId,
     privateKey: app.privateKey,
     secret: app.webhookSecret,
-    log: log.child({ name: "github" }),
+    log: log.child({ component: "github" }),
     ...(config.github.enterpriseHost ? { baseUrl: config.github.apiUrl } : {}),
     ...(options.octokit ? { Octokit: options.octokit } : {}),
   });

@@ -118,7 +118,7 @@ export function createProxyServer(options: ProxyServerOptions): ProxyServer {
     hosts: proxyHosts(options.publicUrl),
     state: () => state,
     metrics,
-    log: options.log.child({ name: "proxy" }),
+    log: options.log.child({ component: "proxy" }),
     ...(options.now ? { now: options.now } : {}),
   });
   const server = createServer(handler);
@@ -161,7 +161,7 @@ export function createProxyServer(options: ProxyServerOptions): ProxyServer {
       });
     },
     async start(db, verifier, startOptions = {}) {
-      const log = options.log.child({ name: "proxy" });
+      const log = options.log.child({ component: "proxy" });
       const live = await LiveGrants.start(db, log, {
         ...startOptions.live,
         ...(options.now ? { now: options.now } : {}),

@@ -177,4 +177,64 @@ describe("hallpass serve", () => {
       await db.close();
     }
   });
+
+  it("exits non-zero within seconds, in one line naming the cause, on a wrong master key", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "hallpass-serve-"));
+    const run = async (masterKey: string) => {
+      const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts", "serve"], {
+        env: cleanEnv({
+          PORT: String(await freePort()),
+          HALLPASS_DATA_DIR: dir,
+          HALLPASS_MASTER_KEY: masterKey,
+        }),
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let output = "";
+      child.stdout.on("data", (chunk) => {
+        output += chunk;
+      });
+      child.stderr.on("data", (chunk) => {
+        output += chunk;
+      });
+      return {
+        child,
+        output: () => output,
+        exited: new Promise<number | null>((r) => child.on("exit", r)),
+      };
+    };
+    try {
+      // The first start seals the signing key with one master key...
+      const first = await run(randomBytes(32).toString("base64"));
+      await expect
+        .poll(() => first.output(), { timeout: 30_000, interval: 100 })
+        .toMatch(/"msg":"ready"/);
+      first.child.kill("SIGTERM");
+      expect(await first.exited).toBe(0);
+      // ...the second brings another one: it stops by itself, without a signal.
+      const second = await run(randomBytes(32).toString("base64"));
+      const code = await Promise.race([
+        second.exited,
+        new Promise((r) => setTimeout(() => r("still running"), 20_000)),
+      ]);
+      second.child.kill("SIGKILL");
+      expect(code).toBe(1);
+      const lines = second
+        .output()
+        .trim()
+        .split("\n")
+        .filter((l) => l.startsWith("{"));
+      const fatal = lines.map((l) => JSON.parse(l)).filter((l) => l.level === 60);
+      expect(fatal).toEqual([
+        expect.objectContaining({
+          code: "MASTER_KEY_MISMATCH",
+          msg: expect.stringMatching(/^HALLPASS_MASTER_KEY does not open the signing keys/),
+        }),
+      ]);
+      expect(JSON.stringify(fatal)).not.toContain("stack");
+      // No log line names its logger twice (child loggers say their component).
+      expect(lines.filter((l) => l.split('"name":').length > 2)).toEqual([]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
