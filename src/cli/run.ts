@@ -1,5 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
 import { type ParseArgsConfig, parseArgs, parseEnv } from "node:util";
+import { runOnServer } from "#src/cli/admin-socket.js";
 import { auditExport, auditVerify, type Output } from "#src/cli/audit.js";
 import { CONFIG_CHECK_USAGE, configCheck } from "#src/cli/config-check.js";
 import { INIT_USAGE, initCommand } from "#src/cli/init.js";
@@ -115,6 +117,19 @@ export interface CliOptions {
    * does); default `.env` of the working directory; null: none.
    */
   readonly dotEnv?: string | null;
+  /**
+   * The running server's own database: an operator command the server
+   * carries out for a local client (see `admin-socket.ts`) uses it rather
+   * than opening one.
+   */
+  readonly db?: Db;
+}
+
+/** What a command that needs the database is run with. */
+interface Session {
+  readonly argv: readonly string[];
+  readonly out: Output;
+  readonly db?: Db;
 }
 
 /**
@@ -136,19 +151,23 @@ export async function runCli(
     out.stdout.write(usage);
     return 0;
   }
+  const session: Session = { argv, out, ...(options.db ? { db: options.db } : {}) };
   try {
-    if (command !== undefined && SERVER_COMMANDS.has(command)) {
+    if (command !== undefined && SERVER_COMMANDS.has(command) && !options.db) {
       loadDotEnv(env, options.dotEnv === undefined ? ".env" : options.dotEnv);
     }
     switch (command) {
       case "serve": {
         flags(rest, {});
         const config = loadConfig(env);
-        return await serve(config, createLogger(config.logLevel));
+        return await serve(config, createLogger(config.logLevel), {
+          // Operator commands a local client hands over, run on the server's database.
+          runCommand: (argv, commandOut, db) => runCli(argv, commandOut, env, { db }),
+        });
       }
       case "migrate":
         flags(rest, {});
-        return await withDb(loadConfig(env), async (db) => {
+        return await withDb(loadConfig(env), session, async (db) => {
           const applied = await migrate(db);
           out.stdout.write(
             applied.length === 0
@@ -158,7 +177,7 @@ export async function runCli(
           return 0;
         });
       case "audit":
-        return await audit(rest, out, env);
+        return await audit(rest, out, env, session);
       case "init":
         return await init(rest, out);
       case "policy":
@@ -166,9 +185,9 @@ export async function runCli(
       case "config":
         return await config(rest, out, env);
       case "keys":
-        return await keys(rest, out, env);
+        return await keys(rest, out, env, session);
       case "revoke":
-        return await revoke(rest, out, env);
+        return await revoke(rest, out, env, session);
       case "token":
         return await tokenCommand(rest, out, { env });
       case "login":
@@ -247,6 +266,7 @@ async function audit(
   args: readonly string[],
   out: Output,
   env: NodeJS.ProcessEnv,
+  session: Session,
 ): Promise<number> {
   const [sub, ...rest] = args;
   if (sub !== "verify" && sub !== "export") {
@@ -262,7 +282,7 @@ async function audit(
     const { values } = flags(rest, { ticket: { type: "string" } });
     run = (db) => auditExport(db, out, values.ticket);
   }
-  return withDb(loadConfig(env), async (db) => {
+  return withDb(loadConfig(env), session, async (db) => {
     await migrate(db);
     return run(db);
   });
@@ -340,7 +360,12 @@ function githubId(flag: string, text: string): number {
   return id;
 }
 
-async function keys(args: readonly string[], out: Output, env: NodeJS.ProcessEnv): Promise<number> {
+async function keys(
+  args: readonly string[],
+  out: Output,
+  env: NodeJS.ProcessEnv,
+  session: Session,
+): Promise<number> {
   const [sub, ...rest] = args;
   if (sub !== "rotate") {
     (sub === "--help" || sub === "help" ? out.stdout : out.stderr).write(KEYS_USAGE);
@@ -349,8 +374,13 @@ async function keys(args: readonly string[], out: Output, env: NodeJS.ProcessEnv
   // keysRotate reads these flags itself; a bad one must fail before the key and database are opened.
   flags(rest, { now: { type: "boolean" }, "revoke-old": { type: "boolean" } });
   const config = loadConfig(env);
+  // Handed to a running server, the rotation uses the server's master key.
+  if (!session.db && config.database.kind === "pglite") {
+    const code = await runOnServer(config.database.dataDir, session.argv, out);
+    if (code !== null) return code;
+  }
   const masterKey = await loadMasterKey(config);
-  return withDb(config, async (db) => {
+  return withDb(config, session, async (db) => {
     await migrate(db);
     return keysRotate(db, masterKey, rest, out);
   });
@@ -360,6 +390,7 @@ async function revoke(
   args: readonly string[],
   out: Output,
   env: NodeJS.ProcessEnv,
+  session: Session,
 ): Promise<number> {
   const { values, positionals } = flags(
     args,
@@ -371,7 +402,7 @@ async function revoke(
     return 2;
   }
   const target = values.grant ? { grant: values.grant } : { ticket: positionals[0] ?? "" };
-  return withDb(loadConfig(env), async (db) => {
+  return withDb(loadConfig(env), session, async (db) => {
     await migrate(db);
     return revokeCommand(db, out, target, values.reason ?? "no reason given");
   });
@@ -385,7 +416,31 @@ function loadDotEnv(env: NodeJS.ProcessEnv, file: string | null): void {
   }
 }
 
-async function withDb<T>(config: Config, fn: (db: Db) => Promise<T>): Promise<T> {
+/**
+ * Runs `fn` on the database: the running server's when the command is
+ * carried out for a local client; on the embedded database while a server
+ * holds it, the whole command is handed to that server; else the database
+ * is opened here, and an embedded one must already exist (only `migrate`
+ * creates one: a command run in the wrong directory must not report on an
+ * empty database it just made).
+ */
+async function withDb(
+  config: Config,
+  session: Session,
+  fn: (db: Db) => Promise<number>,
+): Promise<number> {
+  if (session.db) return fn(session.db);
+  if (config.database.kind === "pglite") {
+    const { dataDir } = config.database;
+    const code = await runOnServer(dataDir, session.argv, session.out);
+    if (code !== null) return code;
+    if (session.argv[0] !== "migrate" && !existsSync(path.join(dataDir, "PG_VERSION"))) {
+      throw new HallpassError(
+        "DB_UNAVAILABLE",
+        `there is no embedded database in ${dataDir}: run this where hallpass serve runs (or set HALLPASS_DATA_DIR, or DATABASE_URL)`,
+      );
+    }
+  }
   const db = await openDb(config.database);
   try {
     return await fn(db);

@@ -1,3 +1,5 @@
+import { startAdminSocket } from "#src/cli/admin-socket.js";
+import type { Output } from "#src/cli/audit.js";
 import { gitHubComponent, installationClient } from "#src/components.js";
 import type { Config } from "#src/config.js";
 import { HallpassError } from "#src/errors.js";
@@ -8,6 +10,7 @@ import { loadOperator } from "#src/operator.js";
 import { checkProxyConfig, createProxyServer, type ProxyServer } from "#src/proxy/server.js";
 import { Runtime, type StartComponent } from "#src/runtime.js";
 import { buildServer } from "#src/server.js";
+import type { Db } from "#src/store/db.js";
 import { tokenRoutes } from "#src/tokens/routes.js";
 import { startTokenService, type TokenService } from "#src/tokens/service.js";
 
@@ -20,7 +23,14 @@ import { startTokenService, type TokenService } from "#src/tokens/service.js";
  *
  * @returns the process exit code
  */
-export async function serve(config: Config, log: Logger): Promise<number> {
+export async function serve(
+  config: Config,
+  log: Logger,
+  options: {
+    /** Runs an operator command on the server's database (the embedded database's admin socket). */
+    readonly runCommand?: (argv: readonly string[], out: Output, db: Db) => Promise<number>;
+  } = {},
+): Promise<number> {
   const operator = await loadOperator(config);
   const metrics = createMetrics();
   const proxy: ProxyServer | null = checkProxyConfig(config.proxyPort, operator)
@@ -42,6 +52,13 @@ export async function serve(config: Config, log: Logger): Promise<number> {
   if (proxy) {
     components.push((db) =>
       proxy.start(db, (tokens as TokenService).verifier, { live: config.liveGrants }),
+    );
+  }
+  const { database } = config;
+  const { runCommand } = options;
+  if (database.kind === "pglite" && runCommand) {
+    components.push((db) =>
+      startAdminSocket({ dataDir: database.dataDir, db, log, run: runCommand }),
     );
   }
   if (probot) {
