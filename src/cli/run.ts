@@ -378,6 +378,8 @@ async function keys(
   if (!session.db && config.database.kind === "pglite") {
     const code = await runOnServer(config.database.dataDir, session.argv, out);
     if (code !== null) return code;
+    // Before the master key: none is made for a database that is not there.
+    requireEmbeddedDb(config.database.dataDir, session);
   }
   const masterKey = await loadMasterKey(config);
   return withDb(config, session, async (db) => {
@@ -416,6 +418,15 @@ function loadDotEnv(env: NodeJS.ProcessEnv, file: string | null): void {
   }
 }
 
+/** Refuses to go on when the embedded database does not exist (only `migrate` creates one). */
+function requireEmbeddedDb(dataDir: string, session: Session): void {
+  if (session.argv[0] === "migrate" || existsSync(path.join(dataDir, "PG_VERSION"))) return;
+  throw new HallpassError(
+    "DB_UNAVAILABLE",
+    `there is no embedded database in ${dataDir}: run this where hallpass serve runs, or hallpass migrate first to create one (or set HALLPASS_DATA_DIR, or DATABASE_URL)`,
+  );
+}
+
 /**
  * Runs `fn` on the database: the running server's when the command is
  * carried out for a local client; on the embedded database while a server
@@ -434,12 +445,7 @@ async function withDb(
     const { dataDir } = config.database;
     const code = await runOnServer(dataDir, session.argv, session.out);
     if (code !== null) return code;
-    if (session.argv[0] !== "migrate" && !existsSync(path.join(dataDir, "PG_VERSION"))) {
-      throw new HallpassError(
-        "DB_UNAVAILABLE",
-        `there is no embedded database in ${dataDir}: run this where hallpass serve runs (or set HALLPASS_DATA_DIR, or DATABASE_URL)`,
-      );
-    }
+    requireEmbeddedDb(dataDir, session);
   }
   const db = await openDb(config.database);
   try {

@@ -1,4 +1,6 @@
 import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import path from "node:path";
 import { PassThrough } from "node:stream";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { runCli } from "#src/cli/run.js";
@@ -256,6 +258,12 @@ describe("hallpass keys rotate", () => {
   it("creates the embedded master key and first key, then publishes a new one", async () => {
     const dataDir = tempDir();
     const env = { HALLPASS_DATA_DIR: dataDir };
+    // No database yet: nothing is created, not even a master key.
+    const none = await run(["keys", "rotate"], env);
+    expect(none.code).toBe(1);
+    expect(none.err).toMatch(/there is no embedded database in .*hallpass migrate first/);
+    expect(existsSync(path.join(dataDir, "master.key"))).toBe(false);
+    expect((await run(["migrate"], env)).code).toBe(0);
     const first = await run(["keys", "rotate"], env);
     expect(first).toMatchObject({ code: 0, err: "" });
     expect(first.out).toMatch(/^key \S+ is active and signs from now\n$/);
@@ -272,6 +280,7 @@ describe("hallpass keys rotate", () => {
 
   it("refuses a master key that does not open the database's keys", async () => {
     const dataDir = tempDir();
+    await run(["migrate"], { HALLPASS_DATA_DIR: dataDir });
     await run(["keys", "rotate"], { HALLPASS_DATA_DIR: dataDir });
     const wrong = await run(["keys", "rotate"], {
       HALLPASS_DATA_DIR: dataDir,
