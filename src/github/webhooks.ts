@@ -44,6 +44,8 @@ export async function receiveWebhook(
       "missing or malformed X-Hub-Signature-256 header",
     );
   }
+  // GitHub never sends an empty body, and `verify` throws on one instead of answering.
+  if (body === "") throw new HallpassError("WEBHOOK_MALFORMED", "the delivery has no body");
   if (!(await verify(secret, body, signature))) {
     throw new HallpassError("WEBHOOK_SIGNATURE_INVALID", "signature does not match the payload");
   }

@@ -61,9 +61,10 @@ const UNKNOWN = "(unknown)";
  * Request ids this process gives: a random prefix, fixed per process, and a
  * counter. Unique across replicas and restarts (the prefix) and within a
  * process (the counter); they need not be unpredictable, and are cheaper
- * than a random UUID per request.
+ * than a random UUID per request. Hex, so that each is an id `REQUEST_ID`
+ * accepts back from a caller (base64url may start with `-` or `_`).
  */
-const ID_PREFIX = randomBytes(9).toString("base64url");
+const ID_PREFIX = randomBytes(9).toString("hex");
 let idCounter = 0;
 function newRequestId(): string {
   idCounter++;

@@ -44,6 +44,11 @@ const HEADINGS: Readonly<Record<string, Field>> = {
   reason: "reason",
   start: "start",
 };
+/** The field a heading names; own keys only, so `### Constructor` is no field. */
+function fieldOf(heading: string): Field | undefined {
+  return Object.hasOwn(HEADINGS, heading) ? HEADINGS[heading] : undefined;
+}
+
 const TITLES: Readonly<Record<Field, string>> = {
   resource: "Resource",
   scopes: "Scopes",
@@ -71,7 +76,7 @@ export function extractFields(body: string | null | undefined): FieldsResult {
     );
   }
   const { lines, blocks, unclosed } = scan(text.replace(/\r\n?/g, "\n"));
-  const sections = lines.filter((l) => l.heading !== null && HEADINGS[l.heading] !== undefined);
+  const sections = lines.filter((l) => l.heading !== null && fieldOf(l.heading) !== undefined);
   const problems: string[] = [];
   if (unclosed) problems.push("the ```hallpass block is not closed with ```");
   if (blocks.length > 1) {
@@ -173,7 +178,7 @@ function fromSections(lines: readonly Line[]): FieldsResult {
   let current: string[] | null = null;
   for (const line of lines) {
     if (line.heading !== null) {
-      const field = HEADINGS[line.heading];
+      const field = fieldOf(line.heading);
       current = null;
       if (field !== undefined) {
         counts.set(field, (counts.get(field) ?? 0) + 1);

@@ -29,6 +29,15 @@ export type SecretsResult =
   | { readonly ok: true; readonly secrets: ReadonlyMap<string, ResourceSecrets> }
   | { readonly ok: false; readonly errors: readonly { path: string; message: string }[] };
 
+/**
+ * What an HTTP header value may hold (RFC 9110 §5.5; the check of Node and
+ * undici): a credential with anything else is accepted here but refused by
+ * the HTTP client on every forwarded request.
+ */
+const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+const UNSENDABLE =
+  "contains a character an HTTP header cannot carry (only printable ASCII and Latin-1)";
+
 /** Introspection secrets shorter than this are refused as guessable. */
 export const MIN_INTROSPECTION_SECRET_LENGTH = 16;
 
@@ -56,6 +65,13 @@ export async function resolveSecrets(
           path,
           message: `${describe(resource.credential.value)} contains a control character (line break, NUL...)`,
         });
+      } else if (!HEADER_VALUE.test(resource.credential.prefix)) {
+        errors.push({
+          path: `${base}.credential.prefix`,
+          message: `the prefix ${UNSENDABLE}`,
+        });
+      } else if (value !== null && !HEADER_VALUE.test(value)) {
+        errors.push({ path, message: `${describe(resource.credential.value)} ${UNSENDABLE}` });
       } else if (value !== null) {
         credential = {
           header: resource.credential.header,

@@ -117,7 +117,8 @@ export async function startTokenHarness(
           if (!service) throw new HallpassError("NOT_READY", "token service not ready");
           return service;
         },
-        introspectionSecrets: (resource) => secrets[resource] ?? null,
+        introspectionSecrets: (resource) =>
+          Object.hasOwn(secrets, resource) ? (secrets[resource] ?? null) : null,
         ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
       }),
     ],
