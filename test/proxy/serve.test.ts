@@ -203,5 +203,37 @@ describe("hallpass serve with the proxy", () => {
       // buffered whole would add 100 MB at least; V8's young generation churns by ~20).
       expect(peak - baseline, `from ${baseline / MB} MB to ${peak / MB} MB`).toBeLessThan(40 * MB);
     }, 120_000);
+
+    // Last: it kills the server.
+    it("leaves a proxied POST it was killed during recorded as forwarding, with what is known", async () => {
+      const pending = fetch(`${proxyUrl}/payments-api/slow/10000`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}` },
+      }).catch((error: unknown) => error);
+      await expect
+        .poll(() => upstream.seen.some((r) => r.method === "POST" && r.url === "/slow/10000"), {
+          timeout: 10_000,
+          interval: 20,
+        })
+        .toBe(true);
+      server.child.kill("SIGKILL");
+      await server.exited;
+      expect(await pending).toBeInstanceOf(Error);
+      const { rows } = await db.query<Record<string, unknown>>(
+        `SELECT method, path, outcome, status, bytes_in, latency_us, finished_at
+           FROM proxy_requests WHERE path = '/slow/10000'`,
+      );
+      expect(rows).toEqual([
+        {
+          method: "POST",
+          path: "/slow/10000",
+          outcome: "forwarding",
+          status: null,
+          bytes_in: null,
+          latency_us: null,
+          finished_at: null,
+        },
+      ]);
+    });
   });
 });
