@@ -190,7 +190,31 @@ async function approve(env: Env): Promise<void> {
       "the request on this ticket cannot be read, so there is nothing to approve",
     );
   const hash = requestHash(seen.request, seenResource);
-  const recorded = await recordApproval(
+  const recorded = await approveByComment(env, grant, hash, { request_hash: hash });
+  if (recorded === "stale")
+    return refuse(env, "/approve", "the request it approved is no longer pending");
+  await evaluateTicket(deps, env.ctx, view.ticket.number, {
+    kind: "approval",
+    actor: comment.author.login,
+    view,
+  });
+}
+
+/** A code owner's `/approve` of an active break-glass grant is its review after the fact. */
+async function reviewBreakGlass(env: Env, grant: Grant): Promise<void> {
+  await approveByComment(env, grant, grant.requestHash, {}, { reviewed: true });
+}
+
+/** Records the comment's `/approve` as an approval of `grant`, bound to `hash`. */
+function approveByComment(
+  env: Env,
+  grant: Grant,
+  hash: string,
+  data: { readonly [key: string]: string },
+  options: { readonly reviewed?: boolean } = {},
+): Promise<"recorded" | "known" | "stale"> {
+  const { deps, view, comment } = env;
+  return recordApproval(
     deps.db,
     view.scope,
     {
@@ -203,35 +227,8 @@ async function approve(env: Env): Promise<void> {
       commitId: null,
       at: notAfter(comment.createdAt, deps.now()),
     },
-    { comment_id: comment.id, request_hash: hash },
-  );
-  if (recorded === "stale")
-    return refuse(env, "/approve", "the request it approved is no longer pending");
-  await evaluateTicket(deps, env.ctx, view.ticket.number, {
-    kind: "approval",
-    actor: comment.author.login,
-    view,
-  });
-}
-
-/** A code owner's `/approve` of an active break-glass grant is its review after the fact. */
-async function reviewBreakGlass(env: Env, grant: Grant): Promise<void> {
-  const { deps, view, comment } = env;
-  await recordApproval(
-    deps.db,
-    view.scope,
-    {
-      grantId: grant.id,
-      approverId: comment.author.id,
-      approverLogin: comment.author.login,
-      channel: "comment",
-      sourceId: comment.id,
-      requestHash: grant.requestHash,
-      commitId: null,
-      at: notAfter(comment.createdAt, deps.now()),
-    },
-    { comment_id: comment.id },
-    { reviewed: true },
+    { comment_id: comment.id, ...data },
+    options,
   );
 }
 
@@ -452,22 +449,7 @@ export async function approveExtensionByReview(
 }
 
 async function approveExtension(env: Env, grant: Grant, extension: Extension): Promise<void> {
-  const { deps, view, comment } = env;
-  await recordApproval(
-    deps.db,
-    view.scope,
-    {
-      grantId: grant.id,
-      approverId: comment.author.id,
-      approverLogin: comment.author.login,
-      channel: "comment",
-      sourceId: comment.id,
-      requestHash: extension.requestHash,
-      commitId: null,
-      at: notAfter(comment.createdAt, deps.now()),
-    },
-    { comment_id: comment.id, extension: extension.id },
-  );
+  await approveByComment(env, grant, extension.requestHash, { extension: extension.id });
   const target = resourceOf(env, grant);
   if (target) await tryExtend(env, grant, extension, target);
 }
