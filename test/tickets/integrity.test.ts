@@ -21,6 +21,7 @@ import {
   noticesOf,
   openIssueTicket,
   openPrTicket,
+  operatorYaml as paymentsOperatorYaml,
   requestBody,
   reviewPr,
   seedAcme,
@@ -65,17 +66,16 @@ function seed(sim: GitHubSimulator) {
   return ids;
 }
 
-const operatorYaml = ({ repoId, ownerId }: { repoId: number; ownerId: number }) => `resources:
-  payments-api:
-    repository: { id: ${repoId}, owner_id: ${ownerId}, name: acme/payments }
-    max_ttl: 8h
-    scopes: ["GET /v1/**", "POST /v1/refunds", "GET /v1/charges/*"]
-  vault-api:
-    repository: { id: ${extra.vaultId}, owner_id: ${ownerId}, name: acme/vault }
+/** The shared payments-api binding, and the two repositories of these tests. */
+const operatorYaml = (ids: {
+  repoId: number;
+  ownerId: number;
+}) => `${paymentsOperatorYaml(ids)}  vault-api:
+    repository: { id: ${extra.vaultId}, owner_id: ${ids.ownerId}, name: acme/vault }
     max_ttl: 8h
     scopes: ["GET /v1/**", "POST /v1/refunds"]
   forced-api:
-    repository: { id: ${extra.forcedId}, owner_id: ${ownerId}, name: acme/forced }
+    repository: { id: ${extra.forcedId}, owner_id: ${ids.ownerId}, name: acme/forced }
     max_ttl: 8h
     scopes: ["GET /v1/**"]
 `;
