@@ -37,7 +37,7 @@ afterAll(() => db.close());
 beforeEach(async () => {
   dir = await mkdtemp(path.join(tmpdir(), "hallpass-setup-"));
   envFile = path.join(dir, ".env");
-  return () => rm(dir, { recursive: true, force: true });
+  return () => rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
 });
 
 /** The real server on an ephemeral port, writing the setup flow's `.env` to `envFile`. */
@@ -545,6 +545,8 @@ function chromium(): string | null {
  * a screenshot.
  */
 async function inChromium(url: string, profile: string) {
+  // Its own process group, so the renderer and crash handler it starts die
+  // with it and stop writing to the profile before the test removes it.
   const browser = spawn(
     chromium() ?? "chromium",
     [
@@ -557,8 +559,9 @@ async function inChromium(url: string, profile: string) {
       "--window-size=1024,768",
       "about:blank",
     ],
-    { stdio: ["ignore", "ignore", "pipe"] },
+    { stdio: ["ignore", "ignore", "pipe"], detached: true },
   );
+  const exited = new Promise((resolve) => browser.once("exit", resolve));
   try {
     const endpoint = await new Promise<string>((resolve, reject) => {
       let output = "";
@@ -629,6 +632,11 @@ async function inChromium(url: string, profile: string) {
       screenshot: Buffer.from(shot.data, "base64"),
     };
   } finally {
-    browser.kill("SIGKILL");
+    try {
+      if (browser.pid !== undefined) process.kill(-browser.pid, "SIGKILL");
+    } catch {
+      // The whole group is gone already.
+    }
+    await exited;
   }
 }
