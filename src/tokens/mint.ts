@@ -31,7 +31,7 @@ const printable = (max: number) =>
 const mintInput = z.object({
   grantId: z.uuid(),
   /** Who holds the token: `github:<login>` for a person, the workflow run for CI. */
-  subject: printable(255),
+  subject: printable(512),
   /** The workflow's actor (`act.sub`). */
   actor: printable(255).optional(),
   channel: z.enum(["actions", "cli"]),

@@ -23,7 +23,13 @@ const numericId = z
   .transform(Number)
   .refine(Number.isSafeInteger, "must be a safe integer");
 const sha = z.string().regex(/^[0-9a-f]{40}([0-9a-f]{24})?$/, "must be a commit SHA");
-const text = z.string().min(1).max(1024);
+/** Claims land in tokens and audit events: no control characters, bounded. */
+const text = (max = 1024) =>
+  z
+    .string()
+    .min(1)
+    .max(max)
+    .regex(/^[^\p{Cc}]*$/u, "must not contain control characters");
 /** `head_ref`/`base_ref`/`environment` are "" or absent when they do not apply. */
 const optionalText = z
   .string()
@@ -39,31 +45,33 @@ export const actionsClaims = z.object({
   iat: z.number().int(),
   nbf: z.number().int().optional(),
   jti: z.string().min(1).max(256),
-  sub: text,
-  repository: z.string().regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/, "must be owner/name"),
+  sub: text(),
+  repository: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}$/, "must be owner/name"),
   repository_id: numericId,
-  repository_owner: text,
+  repository_owner: text(100),
   repository_owner_id: numericId,
   repository_visibility: z.string().optional(),
-  ref: text,
+  ref: text(),
   ref_type: z.string().max(32),
   ref_protected: z
     .enum(["true", "false"])
     .optional()
     .transform((v) => (v === undefined ? undefined : v === "true")),
   sha,
-  event_name: text,
-  actor: text,
+  event_name: text(),
+  actor: text(255),
   actor_id: numericId,
   workflow: z.string().max(1024).optional(),
-  workflow_ref: text,
+  workflow_ref: text(),
   workflow_sha: sha.optional(),
-  job_workflow_ref: text,
+  job_workflow_ref: text(),
   job_workflow_sha: sha.optional(),
   run_id: numericId,
   run_number: numericId.optional(),
-  run_attempt: numericId,
-  runner_environment: text,
+  run_attempt: numericId.refine((n) => n <= 2_147_483_647, "must fit a run attempt"),
+  runner_environment: text(),
   environment: optionalText,
   head_ref: optionalText,
   base_ref: optionalText,

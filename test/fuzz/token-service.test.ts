@@ -251,11 +251,9 @@ describe("the token service's doors", () => {
     );
   });
 
-  // Found while fuzzing the claims, not fixed yet: claims the ID token schema
-  // (tokens/oidc.ts) accepts but the mint's input (tokens/mint.ts) refuses come
-  // back as a 400 BAD_REQUEST naming the mint's fields, as if the body were
-  // wrong, and are not audited as a refusal. Remove `.fails` once they are OIDC_CLAIMS.
-  it.fails("refuses verified claims a token cannot carry as OIDC_CLAIMS", async () => {
+  // Found while fuzzing the claims: claims the ID token schema accepted but
+  // the mint's input refused came back as a 400 BAD_REQUEST, unaudited.
+  it("refuses verified claims a token cannot carry as OIDC_CLAIMS", async () => {
     for (const claims of [
       { run_attempt: "2147483648" },
       { actor: "a".repeat(300) },
@@ -269,6 +267,10 @@ describe("the token service's doors", () => {
       );
       expect(answer.status, JSON.stringify(claims)).toBe(401);
       expect(JSON.parse(answer.text)).toMatchObject({ error: "OIDC_CLAIMS" });
+      const { rows } = await w.h.db.query<{ body: string }>(
+        "SELECT body FROM audit_events WHERE kind = 'token.refused' ORDER BY seq DESC LIMIT 1",
+      );
+      expect(JSON.parse(rows[0]?.body ?? "{}").data?.code, "audited").toBe("OIDC_CLAIMS");
     }
   });
 
