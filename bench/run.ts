@@ -1,12 +1,13 @@
 /**
- * `npm run bench -- [name...]`: runs the named benchmarks (all by default)
- * and prints one table each. Figures are medians of several runs, with a
+ * `npm run bench -- [name...]`: runs the named benchmarks (all but the
+ * soak by default: it takes minutes) and prints one table each. Figures are medians of several runs, with a
  * baseline measured in the same run where one makes sense.
  */
 import { benchAudit } from "./audit.js";
 import { benchCodeowners } from "./codeowners.js";
 import { benchProxy } from "./proxy.js";
 import { benchRules } from "./rules.js";
+import { benchSoak } from "./soak.js";
 import { printTable, type Row } from "./support.js";
 import { benchExchange, benchTokens } from "./tokens.js";
 import { benchWebhooks } from "./webhooks.js";
@@ -23,10 +24,15 @@ const benches: Record<string, { title: string; run: () => Promise<Row[]> }> = {
     run: async () => [...(await benchTokens()), ...(await benchExchange())],
   },
   webhooks: { title: "webhooks", run: benchWebhooks },
+  soak: {
+    title: "soak: whole ticket lifecycles on two replicas (see bench/soak.ts)",
+    run: benchSoak,
+  },
 };
+const LONG = new Set(["soak"]);
 
 const names = process.argv.slice(2);
-for (const name of names.length > 0 ? names : Object.keys(benches)) {
+for (const name of names.length > 0 ? names : Object.keys(benches).filter((n) => !LONG.has(n))) {
   const bench = benches[name];
   if (!bench) {
     console.error(

@@ -36,6 +36,61 @@ export interface SimRepo {
   readonly installationId: number;
 }
 
+/** The repository claims of a GitHub Actions ID token of a run in `r`. */
+export function repoClaims(r: SimRepo): Record<string, string> {
+  return {
+    repository: r.fullName,
+    repository_id: String(r.id),
+    repository_owner: r.fullName.split("/")[0] ?? "",
+    repository_owner_id: String(r.ownerId),
+  };
+}
+
+/** The claims of a `pull_request` run of pull request `number` at its current merge commit. */
+export function pullRequestRunClaims(
+  sim: GitHubSimulator,
+  r: SimRepo,
+  number: number,
+): Record<string, unknown> {
+  const pull = sim.pull(r.id, number).pull;
+  const workflow = `${r.fullName}/.github/workflows/deploy.yml@refs/pull/${number}/merge`;
+  return {
+    ...repoClaims(r),
+    event_name: "pull_request",
+    ref: `refs/pull/${number}/merge`,
+    sha: pull.mergeCommitSha,
+    head_ref: pull.head.ref,
+    base_ref: pull.base.ref,
+    workflow_ref: workflow,
+    job_workflow_ref: workflow,
+    sub: `repo:${r.fullName}:pull_request`,
+  };
+}
+
+/** The claims of a `workflow_dispatch` run by `actor` on `branch` (default: the default branch). */
+export function dispatchRunClaims(
+  sim: GitHubSimulator,
+  r: SimRepo,
+  actor: string,
+  branch?: string,
+): Record<string, unknown> {
+  const ref = `refs/heads/${branch ?? sim.repo(r.id).defaultBranch}`;
+  const workflow = `${r.fullName}/.github/workflows/ops.yml@${ref}`;
+  return {
+    ...repoClaims(r),
+    event_name: "workflow_dispatch",
+    ref,
+    sha: sim.branchHead(r.id, branch),
+    head_ref: "",
+    base_ref: "",
+    actor,
+    actor_id: String(sim.user(actor).id),
+    workflow_ref: workflow,
+    job_workflow_ref: workflow,
+    sub: `repo:${r.fullName}:ref:${ref}`,
+  };
+}
+
 export interface ExchangeWorld {
   readonly h: TokenHarness;
   readonly sim: GitHubSimulator;
@@ -162,12 +217,6 @@ export async function startExchangeWorld(
     endsAt: new Date(h.clock.now().getTime() + 3_600_000),
     ...o,
   });
-  const repoClaims = (r: SimRepo) => ({
-    repository: r.fullName,
-    repository_id: String(r.id),
-    repository_owner: r.fullName.split("/")[0],
-    repository_owner_id: String(r.ownerId),
-  });
   const post = (path: string, body: unknown, bearer: string | null) =>
     fetch(`${h.url}${path}`, {
       method: "POST",
@@ -190,38 +239,8 @@ export async function startExchangeWorld(
         ...tokenOptions,
         claims: { ...repoClaims(repo), ...claims, ...tokenOptions.claims },
       }),
-    pullRequestRun(number, r = repo) {
-      const pull = sim.pull(r.id, number).pull;
-      const workflow = `${r.fullName}/.github/workflows/deploy.yml@refs/pull/${number}/merge`;
-      return {
-        ...repoClaims(r),
-        event_name: "pull_request",
-        ref: `refs/pull/${number}/merge`,
-        sha: pull.mergeCommitSha,
-        head_ref: pull.head.ref,
-        base_ref: pull.base.ref,
-        workflow_ref: workflow,
-        job_workflow_ref: workflow,
-        sub: `repo:${r.fullName}:pull_request`,
-      };
-    },
-    dispatchRun(actor, branch, r = repo) {
-      const ref = `refs/heads/${branch ?? sim.repo(r.id).defaultBranch}`;
-      const workflow = `${r.fullName}/.github/workflows/ops.yml@${ref}`;
-      return {
-        ...repoClaims(r),
-        event_name: "workflow_dispatch",
-        ref,
-        sha: sim.branchHead(r.id, branch),
-        head_ref: "",
-        base_ref: "",
-        actor,
-        actor_id: String(sim.user(actor).id),
-        workflow_ref: workflow,
-        job_workflow_ref: workflow,
-        sub: `repo:${r.fullName}:ref:${ref}`,
-      };
-    },
+    pullRequestRun: (number, r = repo) => pullRequestRunClaims(sim, r, number),
+    dispatchRun: (actor, branch, r = repo) => dispatchRunClaims(sim, r, actor, branch),
     exchange: (body, idToken) => post("/v1/exchange", body, idToken),
     personToken: (body, githubToken) => post("/v1/token", body, githubToken),
     async prGrant(o = {}) {
