@@ -248,7 +248,7 @@ const quota = textOf("a quota such as 5/7d").transform((text, ctx) => {
   if (match === null || window === null) {
     ctx.addIssue({
       code: "custom",
-      message: `${JSON.stringify(text)}: expected N/<duration>, e.g. 5/7d`,
+      message: `${clipped(text)}: expected N/<duration>, e.g. 5/7d`,
     });
   } else if (!window.ok) {
     ctx.addIssue({ code: "custom", message: `quota window: ${window.message}` });
@@ -260,6 +260,11 @@ const quota = textOf("a quota such as 5/7d").transform((text, ctx) => {
   return z.NEVER;
 });
 
+/** A value quoted in an error, bounded: a policy file can hold a value of any length. */
+function clipped(text: string): string {
+  return JSON.stringify(text.length > 80 ? `${text.slice(0, 79)}…` : text);
+}
+
 const rateLimit = textOf("a rate such as 20/s or 600/m").transform((text, ctx) => {
   const match = /^(\d{1,7})\/([sm])$/.exec(text.trim());
   const count = Number(match?.[1]);
@@ -267,7 +272,7 @@ const rateLimit = textOf("a rate such as 20/s or 600/m").transform((text, ctx) =
     return { count, perSeconds: match[2] === "s" ? 1 : 60 } as const;
   ctx.addIssue({
     code: "custom",
-    message: `${JSON.stringify(text)}: expected N/s or N/m with N at least 1, e.g. 20/s`,
+    message: `${clipped(text)}: expected N/s or N/m with N at least 1, e.g. 20/s`,
   });
   return z.NEVER;
 });

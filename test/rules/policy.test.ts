@@ -460,6 +460,20 @@ function layer(file: string, text: string): PolicyLayer {
   return { file, value, locate: loaded.locate };
 }
 
+describe("errors quoting a value", () => {
+  it.each(["rate_limit"])("quote a long %s cut short", (key) => {
+    const value = "a".repeat(10_000);
+    const result = parsePolicyYaml(
+      `resources:\n  payments-api:\n    path: src/\n    scopes: { read: ["GET /**"] }\n    ${key}: ${value}\n`,
+    );
+    expect(result.ok).toBe(false);
+    const errors = result.ok ? [] : result.errors;
+    const error = errors.find((e) => e.path.endsWith(key));
+    expect(error?.message).toMatch(/^"a{79}…": expected N\//);
+    for (const e of errors) expect(e.message.length).toBeLessThan(200);
+  });
+});
+
 describe("parsePolicyLayers", () => {
   it("takes each top-level key whole from the nearest file that sets it", () => {
     const result = parsePolicyLayers([
