@@ -30,7 +30,7 @@ describe("the proxy with the ticket lifecycle", () => {
   let first: ProxyHarness;
   let second: ProxyHarness;
   beforeAll(async () => {
-    h = await startHallpass({ seed: seedAcme, operatorYaml, usageSettleMs: 300 });
+    h = await startHallpass({ seed: seedAcme, operatorYaml, usageSettleMs: 1_000 });
     syncClock(h);
     // The token service on the same database (its runtime must not close it).
     tokens = await startTokenHarness(primaryBackend, { db: { ...h.db, close: async () => {} } });
