@@ -6,21 +6,21 @@
  * test run. So two stories, side by side: a 20-second window expires by
  * itself; the shortest window that is warned (10m1s) is warned at once.
  */
-import { expect } from "vitest";
+import type { ExpectStatic } from "vitest";
 import { requestBody } from "../tickets/fixtures.js";
 import { tokenRows, usage, usageRows } from "./comments.js";
-import { type Stack, step } from "./stack.js";
+import { noticeOn, type Stack, step } from "./stack.js";
 
 /** The server's lead for the expiry warning, in seconds. */
 const WARN_BEFORE_S = 600;
 
 /** An issue ticket by alice for `duration`, approved by bob, once granted. */
-async function grantedTicket(s: Stack, duration: string) {
+async function grantedTicket(s: Stack, expect: ExpectStatic, duration: string) {
   const n = await s.openIssue("alice", requestBody({ scopes: "read", duration }));
-  await s.notice(n, "📝 Access requested");
+  await noticeOn(expect, s, n, "📝 Access requested");
   const approvedAt = Date.now();
   await s.comment(n, "bob", "/approve");
-  const granted = await s.notice(n, "✅ Access granted");
+  const granted = await noticeOn(expect, s, n, "✅ Access granted");
   return { n, granted, approvedAt, grantedSeenAt: Date.now() };
 }
 
@@ -32,10 +32,10 @@ const windowOf = (body: string) => /\| Window \| (.*) \|/.exec(body)?.[1] ?? "";
  * expires by the sweeper at its end: the closing comment sums its use, the
  * proxy refuses the token, and a later run gets none.
  */
-export async function expiryStory(s: Stack): Promise<void> {
+export async function expiryStory(s: Stack, expect: ExpectStatic): Promise<void> {
   const { n, granted, approvedAt, grantedSeenAt } = await step(
     "alice asks for 20s, bob approves",
-    () => grantedTicket(s, "20s"),
+    () => grantedTicket(s, expect, "20s"),
   );
   expect(windowOf(granted.body)).toMatch(/ UTC → .* UTC \(20s\)$/);
   const api = s.api(`expiry-${n}`);
@@ -66,7 +66,7 @@ export async function expiryStory(s: Stack): Promise<void> {
   });
 
   await step("at the window's end hallpass expires the grant and says what was used", async () => {
-    const expired = await s.notice(n, "⌛ Access expired", 40_000);
+    const expired = await noticeOn(expect, s, n, "⌛ Access expired", 40_000);
     expect(Date.now()).toBeGreaterThanOrEqual(expiresAt);
     expect(expired.body).toContain("| By | hallpass (policy) |");
     expect(expired.body).toContain("| Reason | its time ran out |");
@@ -111,14 +111,14 @@ export async function expiryStory(s: Stack): Promise<void> {
  * Story 3b: a 10m1s grant, one second longer than the warning's lead, is
  * warned as soon as it starts; `/done` then ends it, with no second warning.
  */
-export async function warningStory(s: Stack): Promise<void> {
+export async function warningStory(s: Stack, expect: ExpectStatic): Promise<void> {
   const { n, granted } = await step("alice asks for 10m1s, bob approves", () =>
-    grantedTicket(s, "10m1s"),
+    grantedTicket(s, expect, "10m1s"),
   );
   expect(windowOf(granted.body)).toMatch(/ UTC → .* UTC \(10m 1s\)$/);
 
   await step("hallpass warns her, naming the end, within seconds", async () => {
-    const warning = await s.notice(n, "⏳ Access ends soon", 30_000);
+    const warning = await noticeOn(expect, s, n, "⏳ Access ends soon", 30_000);
     const end = /→ (\d{4}-\d\d-\d\d \d\d:\d\d UTC)/.exec(windowOf(granted.body))?.[1];
     expect(end).toBeDefined();
     expect(warning.body).toContain(`@alice, access through this ticket ends at **${end}**.`);
@@ -127,7 +127,7 @@ export async function warningStory(s: Stack): Promise<void> {
 
   await step("she finishes early with /done: no second warning, no tokens used", async () => {
     await s.comment(n, "alice", "/done");
-    const ended = await s.notice(n, "🔒 Access revoked");
+    const ended = await noticeOn(expect, s, n, "🔒 Access revoked");
     expect(ended.body).toContain("No tokens were minted.");
     expect(s.notices(n).map((x) => x.heading)).toEqual([
       "📝 Access requested",

@@ -3,10 +3,10 @@
  * `workflow_dispatch` run's Action and ended by `/revoke`, one used by a
  * person's `hallpass token` and ended by the operator's `hallpass revoke`.
  */
-import { expect } from "vitest";
+import type { ExpectStatic } from "vitest";
 import { issueFormBody, requestBody } from "../tickets/fixtures.js";
 import { auditHashOf, tokenRows, usage, usageRows } from "./comments.js";
-import { CREDENTIAL, REPO, type Stack, step, untilRefused } from "./stack.js";
+import { CREDENTIAL, noticeOn, REPO, type Stack, step, untilRefused } from "./stack.js";
 
 const JWT = /^[\w-]+\.[\w-]+\.[\w-]+$/;
 
@@ -17,14 +17,14 @@ const JWT = /^[\w-]+\.[\w-]+\.[\w-]+$/;
  * → `/revoke` → the next call is refused → the closing comment's usage is what
  * the API saw → the post step releases the token → `hallpass audit verify`.
  */
-export async function issueStory(s: Stack): Promise<void> {
+export async function issueStory(s: Stack, expect: ExpectStatic): Promise<void> {
   const n = await step("alice opens an issue from the issue form", () =>
     s.openIssue("alice", issueFormBody({ scopes: "read", duration: "1h" })),
   );
   const api = s.api(`issue-${n}`);
 
   await step("hallpass answers with the request as it understood it", async () => {
-    const asked = await s.notice(n, "📝 Access requested");
+    const asked = await noticeOn(expect, s, n, "📝 Access requested");
     expect(asked.body).toContain("| Resource | `payments-api` |");
     expect(asked.body).toContain("| Scopes | `read` |");
     expect(asked.body).toContain("| Allows | `GET /v1/**` |");
@@ -35,7 +35,7 @@ export async function issueStory(s: Stack): Promise<void> {
 
   await step("bob, a code owner, approves with /approve", async () => {
     await s.comment(n, "bob", "/approve");
-    const granted = await s.notice(n, "✅ Access granted");
+    const granted = await noticeOn(expect, s, n, "✅ Access granted");
     expect(granted.body).toContain("| Approved by | `bob` |");
     expect(granted.body).toMatch(/\| Window \| .* UTC → .* UTC \(1h\) \|/);
     // The workflow it shows names the ticket, as a workflow_dispatch run must.
@@ -101,12 +101,12 @@ export async function issueStory(s: Stack): Promise<void> {
 
   await step("bob revokes with /revoke, and the next proxy call is refused", async () => {
     await s.comment(n, "bob", "/revoke");
-    await untilRefused(api, token, "GET", "/v1/charges/ch_after");
+    await untilRefused(expect, api, token, "GET", "/v1/charges/ch_after");
     expect(api.callsWith(token).at(-1)?.error).toBe("TOKEN_REVOKED");
   });
 
   await step("the closing comment sums the usage as the API saw it", async () => {
-    const ended = await s.notice(n, "🔒 Access revoked");
+    const ended = await noticeOn(expect, s, n, "🔒 Access revoked");
     expect(ended.body).toContain("| By | `bob` |");
     expect(ended.body).toContain("| Reason | revoked by bob |");
     const calls = api.callsWith(token);
@@ -185,12 +185,12 @@ export async function issueStory(s: Stack): Promise<void> {
  * command with one; both work through the proxy; the operator's `hallpass
  * revoke` ends the grant; the closing comment and `hallpass token` say so.
  */
-export async function personStory(s: Stack): Promise<void> {
+export async function personStory(s: Stack, expect: ExpectStatic): Promise<void> {
   const githubToken = s.sim.userToken("alice");
   const asAlice = { GH_TOKEN: githubToken, HALLPASS_URL: s.url };
   const n = await step("alice asks for read and refund in a hallpass block", async () => {
     const n = await s.openIssue("alice", requestBody({ scopes: "read, refund", duration: "1h" }));
-    await s.notice(n, "📝 Access requested");
+    await noticeOn(expect, s, n, "📝 Access requested");
     return n;
   });
   const ticket = `${REPO}#${n}`;
@@ -198,7 +198,7 @@ export async function personStory(s: Stack): Promise<void> {
 
   await step("carol, a code owner through her team, approves", async () => {
     await s.comment(n, "carol", "/approve");
-    const granted = await s.notice(n, "✅ Access granted");
+    const granted = await noticeOn(expect, s, n, "✅ Access granted");
     expect(granted.body).toContain("| Approved by | `carol` |");
     expect(granted.body).toContain(`hallpass token ${ticket} -- <command>`);
   });
@@ -243,11 +243,11 @@ export async function personStory(s: Stack): Promise<void> {
     expect(revoked.stderr).toBe("");
     expect(revoked.code).toBe(0);
     expect(revoked.stdout).toMatch(new RegExp(`^revoked grant [0-9a-f-]{36} on ${ticket}\\n$`));
-    await untilRefused(api, token, "POST", "/v1/refunds");
+    await untilRefused(expect, api, token, "POST", "/v1/refunds");
   });
 
   await step("the closing comment says the operator ended it and what was used", async () => {
-    const ended = await s.notice(n, "🔒 Access revoked");
+    const ended = await noticeOn(expect, s, n, "🔒 Access revoked");
     expect(ended.body).toContain("| By | the operator |");
     expect(ended.body).toContain("| Reason | revoked by the operator: INC-42 is resolved |");
     const calls = api.callsWith(token);

@@ -3,16 +3,25 @@
  * pull request's own `pull_request` run (the Action), revoked by a push;
  * approved again on the new head, used by a new run, revoked by the merge.
  */
-import { expect } from "vitest";
+import type { ExpectStatic } from "vitest";
 import { pullRequestEvent, pullRequestReviewEvent } from "../support/github/webhooks.js";
 import { requestBody } from "../tickets/fixtures.js";
 import { tokenRows, usage, usageRows } from "./comments.js";
-import { type Job, REPO, type Stack, step, untilRefused } from "./stack.js";
+import { type Job, noticeOn, REPO, type Stack, step, untilRefused } from "./stack.js";
 
 const BRANCH = "e2e-refund-retries";
 
-/** Story 2. */
-export async function pullRequestStory(s: Stack): Promise<void> {
+/**
+ * Story 2: a labeled pull request → request comment → bob's approving
+ * review of its head → grant comment and a successful check run → the
+ * pull request's `pull_request` run (the Action, on its test merge commit)
+ * gets a token → reads pass the proxy, a write is refused → a push of a new
+ * commit revokes the grant: the token is refused, the closing comment names
+ * the push and sums what the API saw, a run of the new commit gets nothing →
+ * bob approves the new head: a new grant and a new run's token → the merge
+ * revokes it → post steps release both tokens → `hallpass audit verify`.
+ */
+export async function pullRequestStory(s: Stack, expect: ExpectStatic): Promise<void> {
   const review = (number: number, user: string) =>
     s.deliver(
       pullRequestReviewEvent(
@@ -45,7 +54,7 @@ export async function pullRequestStory(s: Stack): Promise<void> {
         labels: ["hallpass"],
       });
       await s.deliver(pullRequestEvent(s.sim, "opened", pr));
-      const asked = await s.notice(pr.number, "📝 Access requested");
+      const asked = await noticeOn(expect, s, pr.number, "📝 Access requested");
       expect(asked.body).toContain("| Scopes | `read` |");
       return pr.number;
     },
@@ -55,7 +64,7 @@ export async function pullRequestStory(s: Stack): Promise<void> {
 
   await step("bob approves the head commit with a review", async () => {
     await review(n, "bob");
-    const granted = await s.notice(n, "✅ Access granted");
+    const granted = await noticeOn(expect, s, n, "✅ Access granted");
     expect(granted.body).toContain("| Approved by | `bob` |");
     expect(granted.body).toContain("on: pull_request");
     await expect
@@ -89,14 +98,14 @@ export async function pullRequestStory(s: Stack): Promise<void> {
     await s.deliver(
       pullRequestEvent(s.sim, "synchronize", s.sim.pull(REPO, n), { before: approved }),
     );
-    await untilRefused(api, first.token, "GET", "/v1/charges/ch_after_push");
+    await untilRefused(expect, api, first.token, "GET", "/v1/charges/ch_after_push");
     expect(api.callsWith(first.token).at(-1)?.error).toBe("TOKEN_REVOKED");
   });
 
   await step(
     "the closing comment names the push and sums the usage as the API saw it",
     async () => {
-      const ended = await s.notice(n, "🔒 Access revoked");
+      const ended = await noticeOn(expect, s, n, "🔒 Access revoked");
       expect(ended.body).toContain(
         `| Reason | new commits were pushed after the approved commit ${approved.slice(0, 7)} |`,
       );
@@ -156,7 +165,7 @@ export async function pullRequestStory(s: Stack): Promise<void> {
   await step("bob merges the pull request: the grant is revoked, the token refused", async () => {
     s.sim.mergePullRequest(REPO, n, { by: "bob" });
     await s.deliver(pullRequestEvent(s.sim, "closed", s.sim.pull(REPO, n)));
-    await untilRefused(api, second.token, "GET", "/v1/charges/ch_after_merge");
+    await untilRefused(expect, api, second.token, "GET", "/v1/charges/ch_after_merge");
   });
 
   await step(

@@ -13,12 +13,12 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { cp, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { build } from "esbuild";
-import { expect } from "vitest";
+import type { ExpectStatic } from "vitest";
 import { runPost, runStep, type StepResult, startIdTokenEndpoint } from "../support/action.js";
 import { createTestDb, primaryBackend, type TestDb } from "../support/db.js";
 import { cleanEnv } from "../support/env.js";
@@ -37,48 +37,56 @@ export const RESOURCE = "payments-api";
 export const CREDENTIAL = `payments-upstream-${randomBytes(8).toString("hex")}`;
 const WEBHOOK_SECRET = "e2e-webhook-secret";
 
-let built: Promise<string> | null = null;
+let built: { dir: string; cli: Promise<string>; users: number } | null = null;
 
 /**
- * `dist/main.js` as `scripts/build.mjs` bundles it, built once per test
- * worker into a directory of its own under `node_modules/.cache` (where the
- * bundle's external packages resolve), so that a concurrent `npm run build`
- * cannot pull it away and a fresh clone needs no build first. A process of
- * the bundle starts in about a second, of the sources under tsx in four.
+ * `dist/main.js` as `scripts/build.mjs` bundles it, built into a directory
+ * of its own under `node_modules/.cache` (where the bundle's external
+ * packages resolve), so that a concurrent `npm run build` cannot pull it
+ * away and a fresh clone needs no build first. A process of the bundle
+ * starts in about a second, of the sources under tsx in four. Built once for
+ * the stacks that run at the same time; removed when the last one closes.
  */
-export function builtCli(): Promise<string> {
-  built ??= (async () => {
+function useBuiltCli(): Promise<string> {
+  if (!built) {
     const parent = path.join(ROOT, "node_modules/.cache");
     mkdirSync(parent, { recursive: true });
-    // What workers that were killed left behind more than an hour ago.
-    for (const entry of readdirSync(parent, { withFileTypes: true })) {
-      const stale = path.join(parent, entry.name);
-      if (
-        entry.name.startsWith("hallpass-e2e-") &&
-        statSync(stale).mtimeMs < Date.now() - 3_600_000
-      )
+    // What killed test workers left behind more than an hour ago.
+    for (const entry of readdirSync(parent)) {
+      const stale = path.join(parent, entry);
+      if (entry.startsWith("hallpass-e2e-") && statSync(stale).mtimeMs < Date.now() - 3_600_000)
         rmSync(stale, { recursive: true, force: true });
     }
-    const dir = await mkdtemp(path.join(parent, "hallpass-e2e-"));
-    process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
-    await build({
-      absWorkingDir: ROOT,
-      entryPoints: ["src/main.ts"],
-      outfile: path.join(dir, "main.js"),
-      bundle: true,
-      platform: "node",
-      format: "esm",
-      target: "node20",
-      packages: "external",
-      sourcemap: true,
-      logLevel: "warning",
-    });
-    await cp(path.join(ROOT, "src/store/migrations"), path.join(dir, "migrations"), {
-      recursive: true,
-    });
-    return path.join(dir, "main.js");
-  })();
-  return built;
+    const dir = mkdtempSync(path.join(parent, "hallpass-e2e-"));
+    const cli = (async () => {
+      await build({
+        absWorkingDir: ROOT,
+        entryPoints: ["src/main.ts"],
+        outfile: path.join(dir, "main.js"),
+        bundle: true,
+        platform: "node",
+        format: "esm",
+        target: "node20",
+        packages: "external",
+        sourcemap: true,
+        logLevel: "warning",
+      });
+      await cp(path.join(ROOT, "src/store/migrations"), path.join(dir, "migrations"), {
+        recursive: true,
+      });
+      return path.join(dir, "main.js");
+    })();
+    built = { dir, cli, users: 0 };
+  }
+  built.users += 1;
+  return built.cli;
+}
+
+async function releaseBuiltCli(): Promise<void> {
+  if (!built || --built.users > 0) return;
+  const { dir } = built;
+  built = null;
+  await rm(dir, { recursive: true, force: true });
 }
 
 export interface Outcome {
@@ -127,7 +135,6 @@ export interface Stack {
   /** The server's public URL (`HALLPASS_URL`). */
   readonly url: string;
   readonly proxyUrl: string;
-  readonly backend: "pglite" | "postgres";
   /** What the server wrote to stdout and stderr so far (JSON log lines). */
   output(): string;
   /** Delivers a webhook as GitHub does; throws unless hallpass accepted it. */
@@ -138,8 +145,6 @@ export interface Stack {
   comment(number: number, author: string, body: string): Promise<void>;
   /** hallpass's comments on a ticket of acme/payments, oldest first. */
   notices(number: number): PostedNotice[];
-  /** Waits for hallpass's comment with this heading on the ticket (the first such), and returns it. */
-  notice(number: number, heading: string, timeoutMs?: number): Promise<PostedNotice>;
   /** The claims of a `workflow_dispatch` run by `actor` on the default branch. */
   dispatchRun(actor: string): Record<string, unknown>;
   /** The claims of a `pull_request` run of pull request `number` at its merge commit now. */
@@ -159,7 +164,10 @@ export interface Stack {
 
 /** Starts the simulator, issuer, upstream and `hallpass serve`, and waits until it is ready. */
 export async function startStack(): Promise<Stack> {
-  const cli = await builtCli();
+  const cli = await useBuiltCli().catch(async (error: unknown) => {
+    await releaseBuiltCli();
+    throw error;
+  });
   const [sim, issuer, upstream] = await Promise.all([
     GitHubSimulator.start({ appId: 8100 + Math.floor(Math.random() * 1000) }),
     startOidcIssuer(),
@@ -174,8 +182,7 @@ export async function startStack(): Promise<Stack> {
     credential: { header: authorization, value: env:PAYMENTS_API_TOKEN, prefix: "Bearer " }
 `,
   );
-  const backend = primaryBackend;
-  const db: TestDb | null = backend === "postgres" ? await createTestDb("postgres") : null;
+  const db: TestDb | null = primaryBackend === "postgres" ? await createTestDb("postgres") : null;
   const [port, proxyPort] = [await freePort(), await freePort()];
   const url = `http://127.0.0.1:${port}`;
   const proxyUrl = `http://127.0.0.1:${proxyPort}`;
@@ -219,6 +226,7 @@ export async function startStack(): Promise<Stack> {
   sim.webhookTarget = { url, secret: WEBHOOK_SECRET };
 
   let runs = 0;
+  let closed = false;
   const xdg = path.join(dir, "no-login");
 
   const spawnCli = (args: readonly string[], env: NodeJS.ProcessEnv): Promise<Outcome> =>
@@ -257,7 +265,6 @@ export async function startStack(): Promise<Stack> {
     upstream,
     url,
     proxyUrl,
-    backend,
     output: () => output,
     async deliver(webhook) {
       const { response } = await sim.deliver(webhook);
@@ -285,15 +292,6 @@ export async function startStack(): Promise<Stack> {
           heading: /^### (.*)$/m.exec(c.body)?.[1] ?? "",
           body: c.body,
         })),
-    async notice(number, heading, timeoutMs = 20_000) {
-      await expect
-        .poll(() => stack.notices(number).map((n) => n.heading), {
-          timeout: timeoutMs,
-          interval: 100,
-        })
-        .toContain(heading);
-      return stack.notices(number).find((n) => n.heading === heading) as PostedNotice;
-    },
     dispatchRun(actor) {
       const repo = sim.repo(REPO);
       const ref = `refs/heads/${repo.defaultBranch}`;
@@ -384,10 +382,13 @@ export async function startStack(): Promise<Stack> {
     },
     stopServer,
     async close() {
+      if (closed) return;
+      closed = true;
       await stopServer();
       await Promise.all([sim.close(), issuer.close(), upstream.close()]);
       await db?.close();
       await rm(dir, { recursive: true, force: true });
+      await releaseBuiltCli();
     },
   };
 
@@ -413,8 +414,26 @@ function repoClaims(repoId: number, ownerId: number): Record<string, string> {
   };
 }
 
-/** Until the proxy refuses `token` (401); each try is a call of `api`. */
+/**
+ * Waits for hallpass's comment with this heading on the ticket (the first
+ * such), and returns it. `expect` is the test's own: stories run concurrently.
+ */
+export async function noticeOn(
+  expect: ExpectStatic,
+  s: Stack,
+  number: number,
+  heading: string,
+  timeoutMs = 20_000,
+): Promise<PostedNotice> {
+  await expect
+    .poll(() => s.notices(number).map((n) => n.heading), { timeout: timeoutMs, interval: 100 })
+    .toContain(heading);
+  return s.notices(number).find((n) => n.heading === heading) as PostedNotice;
+}
+
+/** Calls through the proxy with `token` until it is refused (401); each try is a call of `api`. */
 export async function untilRefused(
+  expect: ExpectStatic,
   api: ApiClient,
   token: string,
   method: string,

@@ -34,27 +34,27 @@ describe("hallpass end to end", () => {
   describe.concurrent("stories", () => {
     it(
       "1. an issue ticket: asked on the issue form, approved by /approve, used by a workflow_dispatch run, ended by /revoke",
-      () => issueStory(stacks.issues),
+      ({ expect }) => issueStory(stacks.issues, expect),
       STORY_TIMEOUT,
     );
     it(
       "2. a pull request ticket: approved by review, used by its pull_request run, revoked by a push; approved again, revoked by the merge",
-      () => pullRequestStory(stacks.pulls),
+      ({ expect }) => pullRequestStory(stacks.pulls, expect),
       STORY_TIMEOUT,
     );
     it(
       "3a. a 20-second grant expires at its end: comment with usage, the token refused",
-      () => expiryStory(stacks.clock),
+      ({ expect }) => expiryStory(stacks.clock, expect),
       STORY_TIMEOUT,
     );
     it(
       "3b. a grant longer than the warning's lead is warned before it ends",
-      () => warningStory(stacks.clock),
+      ({ expect }) => warningStory(stacks.clock, expect),
       STORY_TIMEOUT,
     );
     it(
       "4. a person's story: hallpass token through the proxy, ended by the operator's hallpass revoke",
-      () => personStory(stacks.issues),
+      ({ expect }) => personStory(stacks.issues, expect),
       STORY_TIMEOUT,
     );
   });
