@@ -4,6 +4,7 @@
  */
 import type { AuthKind } from "./auth.js";
 import { error, type Reply } from "./http.js";
+import { SECONDARY_RATE_LIMIT } from "./limits.js";
 
 export interface RecordedRequest {
   readonly method: string;
@@ -14,6 +15,7 @@ export interface RecordedRequest {
   readonly body: unknown;
   readonly auth: AuthKind;
   readonly installationId: number | null;
+  /** The status answered; 0 when no answer was sent (`noAnswer`). */
   readonly status: number;
   /** Answered by `failNext`, not by the endpoint. */
   readonly fault: boolean;
@@ -37,14 +39,31 @@ export interface Fault {
   /** How many matching requests fail (default 1). */
   readonly times?: number;
   /**
-   * 500 and 502 are server errors. 403 and 429 are rate limits: a secondary
-   * one (GitHub's message and `retry-after`) unless `rateLimit: "primary"`
-   * (`x-ratelimit-remaining: 0` and `x-ratelimit-reset`).
+   * The error answered instead of the endpoint's answer. 500, 502, 503 and
+   * 504 are server errors. 403 and 429 are rate limits: a secondary one
+   * (GitHub's message and `retry-after`) unless `rateLimit: "primary"`
+   * (`x-ratelimit-remaining: 0` and `x-ratelimit-reset`). Absent: the
+   * endpoint's own answer, late (`delayMs`) or never (`noAnswer`).
    */
-  readonly status: 500 | 502 | 403 | 429;
+  readonly status?: 500 | 502 | 503 | 504 | 403 | 429;
   /** Seconds, sent as `retry-after` (secondary) or used for `x-ratelimit-reset` (primary). Default 1. */
   readonly retryAfter?: number;
   readonly rateLimit?: "secondary" | "primary";
+  /** The answer leaves this many milliseconds late: a slow GitHub. */
+  readonly delayMs?: number;
+  /**
+   * No answer at all: `"hang"` keeps the connection open until the client
+   * gives up (or the simulator closes), `"close"` closes it at once. Recorded
+   * with status 0.
+   */
+  readonly noAnswer?: "hang" | "close";
+  /**
+   * Whether the endpoint does its work (a comment is created) although the
+   * client gets the fault: default false with a `status`, true without (a
+   * write that happened though its answer came late or never). With a
+   * `status`, true is GitHub timing out after the work was done.
+   */
+  readonly applied?: boolean;
 }
 
 /** Faults waiting for their requests, first added first used. */
@@ -52,6 +71,14 @@ export class Faults {
   readonly #pending: (Fault & { remaining: number })[] = [];
 
   add(fault: Fault): void {
+    if (fault.status === undefined && fault.delayMs === undefined && !fault.noAnswer) {
+      throw new Error("simulator: a fault needs a status, delayMs or noAnswer");
+    }
+    if (fault.applied === false && fault.status === undefined && !fault.noAnswer) {
+      throw new Error(
+        "simulator: a fault that does not apply the request needs a status or noAnswer",
+      );
+    }
     this.#pending.push({ ...fault, remaining: fault.times ?? 1 });
   }
 
@@ -83,19 +110,22 @@ export function matches(
     : filter.path.test(request.path);
 }
 
-const SECONDARY_RATE_LIMIT =
-  "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID 0000:0000:0000000:0000000:00000000.";
-
-/** GitHub's answer for a fault: a server error, or a secondary or primary rate limit. */
-export function faultReply(fault: Fault, now: Date): Reply {
+/**
+ * GitHub's answer for a fault: a server error, or a secondary or primary
+ * rate limit (of the installation whose token was used, if any).
+ */
+export function faultReply(
+  fault: Fault & { status: number },
+  now: Date,
+  installationId: number | null,
+): Reply {
   const retryAfter = fault.retryAfter ?? 1;
-  if (fault.status === 500 || fault.status === 502) {
-    return error(fault.status, fault.status === 500 ? "Server Error" : "Bad Gateway");
-  }
+  if (fault.status >= 500)
+    return error(fault.status, SERVER_ERRORS[fault.status] ?? "Server Error");
   if (fault.rateLimit === "primary") {
     const reset = Math.ceil(now.getTime() / 1000 + retryAfter);
     return {
-      ...error(fault.status, "API rate limit exceeded for installation."),
+      ...error(fault.status, `API rate limit exceeded for installation ID ${installationId ?? 0}.`),
       headers: {
         "x-ratelimit-limit": "5000",
         "x-ratelimit-remaining": "0",
@@ -115,3 +145,10 @@ export function faultReply(fault: Fault, now: Date): Reply {
     headers: { "retry-after": String(retryAfter) },
   };
 }
+
+const SERVER_ERRORS: Record<number, string> = {
+  500: "Server Error",
+  502: "Bad Gateway",
+  503: "Service Unavailable",
+  504: "We couldn't respond to your request in time. Sorry about that. Please try resubmitting your request and contact us if the problem persists.",
+};

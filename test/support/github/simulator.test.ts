@@ -84,8 +84,33 @@ afterAll(() => sim.close());
 afterEach(() => {
   const unexpected = sim.unexpected;
   sim.clearRequests();
+  sim.limits = null;
   expect(unexpected).toEqual([]);
 });
+
+/** A raw call with an installation token: status, headers and body as GitHub sends them. */
+async function call(
+  token: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  signal?: AbortSignal,
+): Promise<{
+  status: number;
+  headers: Headers;
+  body: { message?: string } & Record<string, unknown>;
+}> {
+  const response = await fetch(`${sim.apiUrl}${path}`, {
+    method,
+    headers: { authorization: `token ${token}`, "content-type": "application/json" },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    ...(signal ? { signal } : {}),
+  });
+  const text = await response.text();
+  return { status: response.status, headers: response.headers, body: text ? JSON.parse(text) : {} };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe("GitHubSimulator", () => {
   it("authenticates as the App, then as its installation, with Probot's Octokit", async () => {
@@ -449,6 +474,133 @@ describe("GitHubSimulator", () => {
     await octokit.rest.repos.get({ owner: "acme", repo: "ledger" });
     sim.latencyMs = 0;
     expect(Date.now() - started).toBeGreaterThanOrEqual(40);
+  });
+
+  it("fails in every way GitHub does: 503 and 504, slow answers, no answer, and a write done though its answer failed", async () => {
+    const token = sim.installationToken(installationId);
+    const issue = sim.openIssue("acme/ledger", { author: "bob" });
+    const comments = `/repos/acme/ledger/issues/${issue.number}/comments`;
+
+    sim.failNext({ path: "/repos/acme/ledger", status: 503 });
+    sim.failNext({ path: "/repos/acme/ledger", status: 504 });
+    expect((await call(token, "GET", "/repos/acme/ledger")).status).toBe(503);
+    const timedOut = await call(token, "GET", "/repos/acme/ledger");
+    expect(timedOut.status).toBe(504);
+    expect(timedOut.body.message).toMatch(/couldn't respond to your request in time/);
+
+    // Slow: the endpoint's own answer, late.
+    sim.failNext({ path: "/repos/acme/ledger", delayMs: 80 });
+    const started = Date.now();
+    expect((await call(token, "GET", "/repos/acme/ledger")).status).toBe(200);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(80);
+
+    // GitHub timed out after creating the comment: a 502, and the comment is there.
+    sim.failNext({ method: "POST", path: comments, status: 502, applied: true });
+    expect((await call(token, "POST", comments, { body: "one" })).status).toBe(502);
+    // A 502 that did nothing.
+    sim.failNext({ method: "POST", path: comments, status: 502 });
+    expect((await call(token, "POST", comments, { body: "never" })).status).toBe(502);
+    // No answer: the client gives up; the comment was created all the same.
+    sim.failNext({ method: "POST", path: comments, noAnswer: "hang" });
+    await expect(
+      call(token, "POST", comments, { body: "two" }, AbortSignal.timeout(150)),
+    ).rejects.toMatchObject({ name: "TimeoutError" });
+    // The connection closed without an answer, nothing done.
+    sim.failNext({ method: "POST", path: comments, noAnswer: "close", applied: false });
+    await expect(call(token, "POST", comments, { body: "three" })).rejects.toThrow(/fetch failed/);
+
+    await expect.poll(() => sim.commentsOn("acme/ledger", issue.number).length).toBe(2);
+    expect(sim.commentsOn("acme/ledger", issue.number).map((c) => c.body)).toEqual(["one", "two"]);
+    expect(
+      sim.requests({ method: "POST", path: comments }).map((r) => [r.status, r.fault]),
+    ).toEqual([
+      [502, true],
+      [502, true],
+      [0, true],
+      [0, true],
+    ]);
+    expect(() => sim.failNext({ path: comments })).toThrow(/needs a status, delayMs or noAnswer/);
+  });
+
+  it("counts the primary rate limit per installation, says so on every answer, and refuses once it is spent", async () => {
+    const other = sim.addInstallation("acme", { repositories: ["acme/ledger"] }).id;
+    const token = sim.installationToken(installationId);
+    sim.limits = { primary: { limit: 3, windowMs: 1_200 } };
+    const answers = [];
+    for (let i = 0; i < 4; i++) answers.push(await call(token, "GET", "/repos/acme/ledger"));
+    expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 403]);
+    expect(answers.map((a) => a.headers.get("x-ratelimit-remaining"))).toEqual([
+      "2",
+      "1",
+      "0",
+      "0",
+    ]);
+    expect(answers.map((a) => a.headers.get("x-ratelimit-used"))).toEqual(["1", "2", "3", "3"]);
+    const [first, , , refused] = answers;
+    expect(first?.headers.get("x-ratelimit-limit")).toBe("3");
+    expect(first?.headers.get("x-ratelimit-resource")).toBe("core");
+    const reset = Number(first?.headers.get("x-ratelimit-reset"));
+    expect(reset * 1000).toBeGreaterThanOrEqual(Date.now());
+    expect(reset * 1000).toBeLessThanOrEqual(Date.now() + 2_200);
+    expect(refused?.body.message).toBe(
+      `API rate limit exceeded for installation ID ${installationId}.`,
+    );
+    expect(refused?.headers.get("x-ratelimit-reset")).toBe(String(reset));
+    expect(sim.rateLimit(installationId)).toEqual({ limit: 3, used: 3, remaining: 0, reset });
+
+    // Another installation has a limit of its own; the App's JWT is not counted.
+    const elsewhere = await call(sim.installationToken(other), "GET", "/repos/acme/ledger");
+    expect(elsewhere.headers.get("x-ratelimit-remaining")).toBe("2");
+    expect((await appOctokit().rest.apps.getAuthenticated()).status).toBe(200);
+
+    // A fresh window once the reset time has passed.
+    await sleep(Math.max(0, reset * 1000 - Date.now()) + 10);
+    const again = await call(token, "GET", "/repos/acme/ledger");
+    expect(again.status).toBe(200);
+    expect(again.headers.get("x-ratelimit-remaining")).toBe("2");
+
+    // 429 when asked; and without limits, every answer says 4,999 remain.
+    sim.limits = { primary: { limit: 0 }, status: 429 };
+    expect((await call(token, "GET", "/repos/acme/ledger")).status).toBe(429);
+    sim.limits = null;
+    const unlimited = await call(token, "GET", "/repos/acme/ledger");
+    expect(unlimited.headers.get("x-ratelimit-remaining")).toBe("4999");
+    expect(sim.rateLimit(installationId)).toBeNull();
+  });
+
+  it("refuses content created too fast with a secondary rate limit and retry-after, per minute and per hour", async () => {
+    const issue = sim.openIssue("acme/ledger", { author: "bob" });
+    const comments = `/repos/acme/ledger/issues/${issue.number}/comments`;
+    const token = sim.installationToken(installationId);
+    sim.limits = { secondary: { perMinute: 2, minuteMs: 1_000, perHour: 3, hourMs: 2_500 } };
+
+    const post = (body: string) => call(token, "POST", comments, { body });
+    expect((await post("1")).status).toBe(201);
+    expect((await post("2")).status).toBe(201);
+    const limited = await post("3");
+    expect(limited.status).toBe(403);
+    expect(limited.body.message).toMatch(/^You have exceeded a secondary rate limit/);
+    expect(limited.headers.get("retry-after")).toBe("1");
+    // Every request still counts against the primary limit, and says so.
+    expect(limited.headers.get("x-ratelimit-used")).toBe("3");
+    // Reads are not content: not limited.
+    expect((await call(token, "GET", comments)).status).toBe(200);
+    expect(sim.commentsOn("acme/ledger", issue.number)).toHaveLength(2);
+
+    await sleep(1_000);
+    expect((await post("3")).status).toBe(201);
+    // The hour's three are used: refused until the hour (2.5 s here) is over.
+    const hourly = await post("4");
+    expect(hourly.status).toBe(403);
+    expect(Number(hourly.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    expect(Number(hourly.headers.get("retry-after"))).toBeLessThanOrEqual(2);
+
+    // GitHub may leave retry-after out.
+    sim.limits = { secondary: { perMinute: 0, retryAfter: false } };
+    const silent = await post("5");
+    expect(silent.status).toBe(403);
+    expect(silent.headers.get("retry-after")).toBeNull();
+    expect(sim.commentsOn("acme/ledger", issue.number).map((c) => c.body)).toEqual(["1", "2", "3"]);
   });
 
   it("redirects a renamed repository's old name by id, until another repository takes the name", async () => {

@@ -2,7 +2,8 @@
  * A local GitHub for tests: a real HTTP server on an ephemeral port serving
  * the REST endpoints hallpass calls, over an in-memory model that tests seed
  * (see `model.ts` and `tickets.ts`). It records every request, can fail the
- * next ones on purpose, and delivers webhooks to the App.
+ * next ones on purpose, enforces GitHub's rate limits when asked (see
+ * `limits.ts`), and delivers webhooks to the App.
  *
  * ```ts
  * const sim = await GitHubSimulator.start({ appId: 1 });
@@ -31,6 +32,7 @@ import {
   safeDecode,
   send,
 } from "./http.js";
+import { RateLimiter, type RateLimitState, type RateLimits } from "./limits.js";
 import type { ModelOptions, Repo } from "./model.js";
 import { newClient, OAuthApp } from "./oauth.js";
 import {
@@ -49,6 +51,7 @@ import { ticketRoutes } from "./routes-tickets.js";
 import { TicketModel } from "./tickets.js";
 import type { Webhook } from "./webhooks.js";
 
+export type { RateLimitState, RateLimits } from "./limits.js";
 export type { Fault, RecordedRequest, RequestFilter } from "./recording.js";
 
 export interface SimulatorOptions extends ModelOptions {
@@ -56,6 +59,12 @@ export interface SimulatorOptions extends ModelOptions {
   readonly privateKeyPem?: string;
   /** Delay before every answer, in milliseconds. */
   readonly latencyMs?: number;
+  /**
+   * GitHub's rate limits per installation (see `limits.ts`); `{}` for
+   * GitHub's documented numbers. Absent: no limit, and every answer says
+   * 4,999 of 5,000 remain.
+   */
+  readonly limits?: RateLimits;
 }
 
 export class GitHubSimulator extends TicketModel {
@@ -71,6 +80,8 @@ export class GitHubSimulator extends TicketModel {
   readonly #deliveries: Deliveries;
   readonly #server: Server;
   readonly #faults = new Faults();
+  #limits: RateLimits | null = null;
+  #limiter: RateLimiter | null = null;
   #port = 0;
   #routes: { route: Route | RepoRoute; repo: boolean; match: ReturnType<typeof compile> }[] = [];
 
@@ -78,6 +89,7 @@ export class GitHubSimulator extends TicketModel {
     super(options);
     this.privateKeyPem = options.privateKeyPem ?? generateAppKey().privateKeyPem;
     this.latencyMs = options.latencyMs ?? 0;
+    this.limits = options.limits ?? null;
     const client = newClient(options.appId);
     this.#credentials = new Credentials({
       appId: options.appId,
@@ -212,6 +224,29 @@ export class GitHubSimulator extends TicketModel {
     this.#faults.add(fault);
   }
 
+  /** The rate limits enforced (null: none). Setting them starts every count afresh. */
+  get limits(): RateLimits | null {
+    return this.#limits;
+  }
+
+  set limits(limits: RateLimits | null) {
+    this.#limits = limits;
+    this.#limiter = limits ? new RateLimiter(limits) : null;
+  }
+
+  /** Where the installation's primary limit stands (null without `limits`). */
+  rateLimit(installationId: number): RateLimitState | null {
+    return this.#limiter?.state(installationId) ?? null;
+  }
+
+  /**
+   * An installation access token, as `POST /app/installations/{id}/access_tokens`
+   * issues it: for a test that spends the installation's rate limit itself.
+   */
+  installationToken(installationId: number): string {
+    return this.#credentials.issueInstallationToken(installationId).token;
+  }
+
   readonly #holds: { filter: RequestFilter; reached: () => void; released: Promise<void> }[] = [];
 
   /**
@@ -305,12 +340,15 @@ export class GitHubSimulator extends TicketModel {
       await hold?.released;
     }
 
-    const fault = this.#faults.take(method, path);
-    let reply: Reply;
+    const installationId = credential.kind === "installation" ? credential.installationId : null;
+    // GitHub's rate limiter stands before the endpoints: a refused request meets no fault.
+    const admitted =
+      installationId !== null && this.#limiter ? this.#limiter.admit(installationId, method) : null;
+    const fault = admitted?.refused ? null : this.#faults.take(method, path);
+    const applied = fault ? (fault.applied ?? fault.status === undefined) : true;
+    let reply: Reply = admitted?.refused ?? notFound();
     let served = true;
-    if (fault) {
-      reply = faultReply(fault, this.now());
-    } else {
+    if (!admitted?.refused && applied) {
       const ctx = {
         method,
         path: rawPath,
@@ -324,6 +362,11 @@ export class GitHubSimulator extends TicketModel {
       reply = routed ?? notFound();
       served = routed !== null;
     }
+    if (fault?.status !== undefined) {
+      reply = faultReply({ ...fault, status: fault.status }, new Date(), installationId);
+    }
+    if (admitted) reply = { ...reply, headers: { ...admitted.headers, ...reply.headers } };
+    if (fault?.delayMs) await sleep(fault.delayMs);
 
     const record: RecordedRequest = {
       method,
@@ -331,14 +374,16 @@ export class GitHubSimulator extends TicketModel {
       query,
       body,
       auth: credential.kind,
-      installationId: credential.kind === "installation" ? credential.installationId : null,
-      status: reply.status,
+      installationId,
+      status: fault?.noAnswer ? 0 : reply.status,
       fault: fault !== null,
       unexpected: !served,
       at,
     };
     this.recorded.push(record);
-    send(res, reply);
+    if (fault?.noAnswer === "close") res.destroy();
+    // A hung answer is never sent: the client gives up, or `close()` ends the connection.
+    else if (fault?.noAnswer !== "hang") send(res, reply);
     for (const waiter of this.#waiters) {
       if (!matches(waiter.filter, record)) continue;
       this.#waiters.delete(waiter);
