@@ -23,8 +23,12 @@ export interface GitHubComponentOptions {
   readonly warnBeforeS?: number;
   readonly sweepIntervalMs?: number;
   readonly workerIdleMs?: number;
+  /** See `DeliveryWorkerOptions.maxAttempts`. */
+  readonly deliveryAttempts?: number;
   /** Look for missed deliveries every this often; 0 turns it off. */
   readonly redeliveryIntervalMs?: number;
+  /** See `OutboxWorkerOptions.writeIntervalMs`. */
+  readonly writeIntervalMs?: number;
   /** See `OutboxWorkerOptions.usageSettleMs`. */
   readonly usageSettleMs?: number;
 }
@@ -59,6 +63,7 @@ export function gitHubComponent(options: GitHubComponentOptions): StartComponent
         log,
         handle: (event) => probot.receive(event),
         ...(options.workerIdleMs ? { idleMs: options.workerIdleMs } : {}),
+        ...(options.deliveryAttempts ? { maxAttempts: options.deliveryAttempts } : {}),
       }),
       startOutboxWorker({
         db,
@@ -68,6 +73,9 @@ export function gitHubComponent(options: GitHubComponentOptions): StartComponent
         markerKey: deriveKey(masterKey.key, "outbox-marker"),
         ...(options.workerIdleMs ? { idleMs: options.workerIdleMs } : {}),
         ...(options.usageSettleMs === undefined ? {} : { usageSettleMs: options.usageSettleMs }),
+        ...(options.writeIntervalMs === undefined
+          ? {}
+          : { writeIntervalMs: options.writeIntervalMs }),
       }),
       startSweeper({
         db,

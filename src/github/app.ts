@@ -1,12 +1,12 @@
-import { type ApplicationFunction, Probot, type ProbotOctokit } from "probot";
+import { type ApplicationFunction, Probot, ProbotOctokit } from "probot";
 import type { Config, GitHubAppConfig } from "#src/config.js";
 import type { Logger } from "#src/log.js";
 
 export interface GitHubAppOptions {
   /**
-   * The Octokit class of every client. Production keeps Probot's (retry and
-   * throttling plugins on); tests pass one without them, so that faults reach
-   * the caller at once (the outbox retries on its own). Give the defaults as a
+   * The Octokit class of every client (default {@link AppOctokit}); tests
+   * pass one without the retry plugin too, so that faults reach the caller at
+   * once. Give the defaults as a
    * function: Probot passes throttling options of its own, which replace an
    * object's `throttle` (and its `enabled: false`) entirely.
    *
@@ -16,7 +16,36 @@ export interface GitHubAppOptions {
    * }))
    */
   readonly octokit?: typeof ProbotOctokit;
+  /** How long one GitHub call may take, answer included (default {@link GITHUB_REQUEST_TIMEOUT_MS}). */
+  readonly requestTimeoutMs?: number;
 }
+
+/**
+ * GitHub ends a REST request it has worked on for 10 seconds; one that takes
+ * twice that is a GitHub that stopped answering. Without a bound, fetch
+ * waits 5 minutes for headers (undici's default), and every worker waiting
+ * on such a call (deliveries, outbox, redelivery) stalls that long, the
+ * deliveries of other tickets in its batch included, and so does shutdown.
+ */
+export const GITHUB_REQUEST_TIMEOUT_MS = 20_000;
+
+/**
+ * Probot's Octokit without its throttling plugin. The plugin spaces one
+ * process's writes to an installation (a second apart, three for those that
+ * notify) without knowing of the other replicas, and, on a rate limit, waits
+ * inside the call until the limit resets (up to an hour), holding the worker
+ * that made it and every installation behind it. hallpass paces writes
+ * itself, per installation and across replicas (the outbox's
+ * `writeIntervalMs`), and meets a rate limit by pausing that installation
+ * while the others carry on; a webhook handler's read refused by a rate limit
+ * fails, and its delivery is retried. The retry plugin stays, for reads: the
+ * outbox turns it off for its writes (a comment retried after a 504 may have
+ * been posted by the first try).
+ */
+export const AppOctokit = ProbotOctokit.defaults((options: { throttle?: object }) => ({
+  ...options,
+  throttle: { ...options.throttle, enabled: false },
+}));
 
 /**
  * The Probot instance of the GitHub App, pointed at github.com or at GitHub
@@ -35,8 +64,19 @@ export async function createGitHubApp(
     secret: app.webhookSecret,
     log: log.child({ component: "github" }),
     ...(config.github.enterpriseHost ? { baseUrl: config.github.apiUrl } : {}),
-    ...(options.octokit ? { Octokit: options.octokit } : {}),
+    Octokit: options.octokit ?? AppOctokit,
+    // Probot gives it to every client, the installation token requests' included.
+    request: { fetch: fetchWithin(options.requestTimeoutMs ?? GITHUB_REQUEST_TIMEOUT_MS) },
   });
   await probot.load([...appFns]);
   return probot;
+}
+
+/** `fetch` that gives up after `ms` (a failure Octokit reports as a 500, which is retried). */
+function fetchWithin(ms: number): typeof fetch {
+  return (input, init) => {
+    const timeout = AbortSignal.timeout(ms);
+    const signal = init?.signal ? AbortSignal.any([init.signal, timeout]) : timeout;
+    return fetch(input, { ...init, signal });
+  };
 }

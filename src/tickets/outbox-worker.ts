@@ -1,10 +1,12 @@
 import type { KeyObject } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import { sealedEvent } from "#src/audit/append.js";
 import type { GitHub } from "#src/github/api.js";
 import {
   DEFAULT_RETRY,
   describeFailure,
   type RetryPolicy,
+  untilReset,
   whenToRetry,
 } from "#src/github/retry.js";
 import type { Logger } from "#src/log.js";
@@ -15,6 +17,10 @@ import {
   claimOutbox,
   completeOutbox,
   failOutbox,
+  pausedFor,
+  pauseInstallation,
+  releaseOutbox,
+  reserveWrite,
 } from "#src/store/outbox.js";
 import { recordComment } from "#src/store/ticket-comments.js";
 import { getTicketById, setCheckRun } from "#src/store/tickets.js";
@@ -40,7 +46,7 @@ export interface OutboxWorkerOptions {
   /** The key of the comments' hidden markers (derived from the master key, see `deriveKey`). */
   readonly markerKey: KeyObject;
   readonly idleMs?: number;
-  /** Attempts before a side effect is given up (state `dead`). Default 10. */
+  /** Attempts before a side effect is given up (state `dead`); rate limits do not count. Default 10. */
   readonly maxAttempts?: number;
   /** Delay after a first failure, doubling per attempt up to 10 minutes. Default 2 s. */
   readonly retryBaseMs?: number;
@@ -52,6 +58,13 @@ export interface OutboxWorkerOptions {
    * a second. Default 1 s.
    */
   readonly usageSettleMs?: number;
+  /**
+   * At least this long between the starts of two writes of one installation,
+   * across replicas. Default {@link WRITE_INTERVAL_MS}; 0 turns pacing off.
+   */
+  readonly writeIntervalMs?: number;
+  /** How long one request to GitHub may take before it counts as unanswered. Default 30 s. */
+  readonly requestTimeoutMs?: number;
 }
 
 /**
@@ -91,6 +104,8 @@ interface Deps {
   readonly identity: () => Promise<AppIdentity>;
   readonly markerKey: KeyObject;
   readonly usageSettleMs?: number;
+  readonly writeIntervalMs?: number;
+  readonly requestTimeoutMs?: number;
 }
 
 /**
@@ -99,12 +114,21 @@ interface Deps {
  * one holds back those after it until it succeeds or is given up); side
  * effects run one after another, as GitHub asks of writes.
  *
- * At most once: a row claimed again (after a failure, or after a crash whose
- * lease ran out) first looks on GitHub for what an earlier attempt may have
- * done — a comment carrying its marker, a check run carrying its ticket —
- * and records that instead of doing it twice. Only what the App itself
- * wrote counts: a copy by anyone else, marker and all, is not adopted (it
- * would then be recorded, and guarded against tampering, as hallpass's).
+ * At most once: a row claimed again after an attempt that may have reached
+ * GitHub (a server error, no answer, a crash whose lease ran out) first
+ * looks on GitHub for what that attempt may have done — a comment carrying
+ * its marker, a check run carrying its ticket — and records that instead of
+ * doing it twice. Only what the App itself wrote counts: a copy by anyone
+ * else, marker and all, is not adopted (it would then be recorded, and
+ * guarded against tampering, as hallpass's). An attempt refused by a rate
+ * limit did nothing, and needs no such look (which would cost requests).
+ *
+ * Rate limits count per installation: when GitHub refuses one, the
+ * installation is paused in the database until `retry-after` (or
+ * `x-ratelimit-reset`), and no replica sends its writes until then; other
+ * installations carry on. The refusal does not count as a failed attempt:
+ * a backlog is never given up because GitHub throttled it. It drains as
+ * fast as GitHub allows, most important first (see `priorityOf`).
  */
 export function startOutboxWorker(options: OutboxWorkerOptions): Loop {
   const policy: RetryPolicy = {
@@ -125,6 +149,21 @@ export function startOutboxWorker(options: OutboxWorkerOptions): Loop {
   });
 }
 
+/**
+ * GitHub asks integrators to wait at least a second between two
+ * content-creating requests of one user or installation; hallpass does, for
+ * every write of the outbox.
+ */
+export const WRITE_INTERVAL_MS = 1_000;
+
+/**
+ * 1. Give the row back untried while its installation is paused (by a rate
+ *    limit another row, or another replica, met since it was claimed).
+ * 2. Carry it out.
+ * 3. On a rate limit: pause the installation, retry the row after the pause,
+ *    without counting the attempt. On another failure: retry with backoff,
+ *    or give up.
+ */
 async function attempt(deps: Deps, policy: RetryPolicy, item: ClaimedSideEffect): Promise<void> {
   const { effect } = item;
   const log = deps.log.child({
@@ -133,6 +172,12 @@ async function attempt(deps: Deps, policy: RetryPolicy, item: ClaimedSideEffect)
     ticket: `${effect.repo.owner}/${effect.repo.name}#${effect.number}`,
     attempt: item.attempts,
   });
+  const paused = await pausedFor(deps.db, item.installationId);
+  if (paused > 0) {
+    log.debug({ pausedForMs: paused }, "installation paused by a GitHub rate limit; not tried");
+    await releaseOutbox(deps.db, item.id, paused);
+    return;
+  }
   try {
     if (effect.kind === "comment") await comment(deps, log, item, effect);
     else if (effect.kind === "check_run") await checkRun(deps, log, item, effect);
@@ -142,13 +187,57 @@ async function attempt(deps: Deps, policy: RetryPolicy, item: ClaimedSideEffect)
     const decision =
       error instanceof Unworkable
         ? { retryInMs: null, why: error.message }
-        : whenToRetry(error, item.attempts, policy);
+        : whenToRetry(error, item.attempts - item.throttled, policy, item.throttled);
     const fields = { status: failure.status, retryInMs: decision.retryInMs, why: decision.why };
+    const text = `${failure.status ?? "error"}: ${failure.message}`;
+    if (decision.retryInMs !== null && decision.rateLimit) {
+      log.warn(
+        { ...fields, installation: item.installationId },
+        "GitHub rate limit; the installation's side effects wait",
+      );
+      await pauseInstallation(deps.db, item.installationId, decision.retryInMs, decision.why);
+      await failOutbox(deps.db, item.id, text, decision.retryInMs, { throttled: true });
+      return;
+    }
     if (decision.retryInMs === null) log.error(fields, "GitHub side effect given up");
     else log.warn(fields, "GitHub side effect failed; will retry");
-    const text = `${failure.status ?? "error"}: ${failure.message}`;
     await failOutbox(deps.db, item.id, text, decision.retryInMs);
   }
+}
+
+/**
+ * Request options of every call: a deadline, past which GitHub counts as not
+ * answering, and no retry inside the call: a write that got no answer may
+ * have been done, and only the next attempt, which looks first, may repeat it.
+ */
+function timeout(deps: Deps): { request: { signal: AbortSignal; retries: 0 } } {
+  return {
+    request: { signal: AbortSignal.timeout(deps.requestTimeoutMs ?? 30_000), retries: 0 },
+  };
+}
+
+/**
+ * Before a write: waits for the installation's next write slot, when writes
+ * are paced (`writeIntervalMs`).
+ */
+async function paced(deps: Deps, item: ClaimedSideEffect): Promise<void> {
+  const interval = deps.writeIntervalMs ?? WRITE_INTERVAL_MS;
+  if (interval <= 0) return;
+  const wait = await reserveWrite(deps.db, item.installationId, interval);
+  if (wait > 0) await sleep(wait);
+}
+
+/**
+ * After an answer that spent the installation's last request of the
+ * primary limit: pause it until the limit resets, rather than be refused.
+ */
+async function heed(
+  deps: Deps,
+  item: ClaimedSideEffect,
+  headers: Record<string, string | number | undefined>,
+): Promise<void> {
+  const ms = untilReset(headers);
+  if (ms !== null) await pauseInstallation(deps.db, item.installationId, ms, "rate limit spent");
 }
 
 /**
@@ -169,13 +258,17 @@ async function comment(
   const body = renderNotice(await withUsage(deps, item, effect.notice), audit, marker);
   const gh = await deps.github(item.installationId);
   const target = { owner: effect.repo.owner, repo: effect.repo.name, issue_number: effect.number };
-  let posted =
-    item.attempts > 1
-      ? await findMarked(gh, target, await deps.identity(), [marker, item.dedupeKey])
-      : null;
+  let posted = item.maybeDone
+    ? await findMarked(deps, gh, target, await deps.identity(), [marker, item.dedupeKey])
+    : null;
   if (posted)
     log.info({ commentId: posted.id }, "comment was posted by an earlier attempt; recording it");
-  posted ??= (await gh.rest.issues.createComment({ ...target, body })).data;
+  if (!posted) {
+    await paced(deps, item);
+    const response = await gh.rest.issues.createComment({ ...target, body, ...timeout(deps) });
+    await heed(deps, item, response.headers);
+    posted = response.data;
+  }
   const { id, body: postedBody } = posted;
   await deps.db.transaction(async (tx) => {
     if (item.ticketId) {
@@ -207,23 +300,29 @@ async function withUsage(deps: Deps, item: ClaimedSideEffect, notice: Notice): P
 /**
  * The App's own comment carrying one of the markers (this version's, then
  * the dedupe key older versions wrote), if an earlier attempt posted it.
+ * Page by page (Octokit's paginator drops the request's deadline), each a
+ * request against the installation's primary limit.
  */
 async function findMarked(
+  deps: Deps,
   gh: GitHub,
   target: { owner: string; repo: string; issue_number: number },
   self: AppIdentity,
   markers: readonly string[],
 ): Promise<{ id: number; body?: string | undefined } | null> {
-  for await (const page of gh.paginate.iterator(gh.rest.issues.listComments, {
-    ...target,
-    per_page: 100,
-  })) {
-    const found = page.data.find(
+  for (let page = 1; ; page++) {
+    const { data, headers } = await gh.rest.issues.listComments({
+      ...target,
+      per_page: 100,
+      page,
+      ...timeout(deps),
+    });
+    const found = data.find(
       (c) => isOwnComment(c, self) && markers.some((m) => hasMarker(c.body ?? "", m)),
     );
     if (found) return found;
+    if (!/rel="next"/.test(headers.link ?? "")) return null;
   }
-  return null;
 }
 
 /**
@@ -270,20 +369,29 @@ async function checkRun(
     ...(effect.conclusion ? { conclusion: effect.conclusion } : {}),
     output: { title, summary },
   };
-  let runId = await currentRun(gh, repo, ticket.checkRunId, effect.headSha);
-  if (runId === null && item.attempts > 1)
-    runId = await runOfTicket(gh, repo, effect.headSha, item.ticketId, await deps.identity());
+  let runId = await currentRun(deps, gh, repo, ticket.checkRunId, effect.headSha);
+  if (runId === null && item.maybeDone)
+    runId = await runOfTicket(deps, gh, repo, effect.headSha, item.ticketId, await deps.identity());
+  await paced(deps, item);
   if (runId !== null) {
-    await gh.rest.checks.update({ ...repo, check_run_id: runId, ...fields });
+    const response = await gh.rest.checks.update({
+      ...repo,
+      check_run_id: runId,
+      ...fields,
+      ...timeout(deps),
+    });
+    await heed(deps, item, response.headers);
   } else {
-    const { data } = await gh.rest.checks.create({
+    const response = await gh.rest.checks.create({
       ...repo,
       name: CHECK_NAME,
       head_sha: effect.headSha,
       external_id: item.ticketId,
       ...fields,
+      ...timeout(deps),
     });
-    runId = data.id;
+    await heed(deps, item, response.headers);
+    runId = response.data.id;
     log.debug({ checkRunId: runId }, "check run created");
   }
   const id = runId;
@@ -295,6 +403,7 @@ async function checkRun(
 
 /** The ticket's stored check run, if it is on this head commit. */
 async function currentRun(
+  deps: Deps,
   gh: GitHub,
   repo: { owner: string; repo: string },
   checkRunId: number | null,
@@ -302,7 +411,11 @@ async function currentRun(
 ): Promise<number | null> {
   if (checkRunId === null) return null;
   try {
-    const { data } = await gh.rest.checks.get({ ...repo, check_run_id: checkRunId });
+    const { data } = await gh.rest.checks.get({
+      ...repo,
+      check_run_id: checkRunId,
+      ...timeout(deps),
+    });
     return data.head_sha === headSha ? data.id : null;
   } catch (error) {
     if (describeFailure(error).status === 404) return null;
@@ -315,6 +428,7 @@ async function currentRun(
  * App's own, carrying the ticket id (which other Apps can read and copy).
  */
 async function runOfTicket(
+  deps: Deps,
   gh: GitHub,
   repo: { owner: string; repo: string },
   headSha: string,
@@ -327,6 +441,7 @@ async function runOfTicket(
     check_name: CHECK_NAME,
     filter: "all",
     per_page: 100,
+    ...timeout(deps),
   });
   return (
     data.check_runs.find((r) => r.app?.id === self.id && r.external_id === ticketId)?.id ?? null
@@ -339,12 +454,15 @@ async function closeIssue(
   effect: Effect<"close_issue">,
 ): Promise<void> {
   const gh = await deps.github(item.installationId);
-  await gh.rest.issues.update({
+  await paced(deps, item);
+  const response = await gh.rest.issues.update({
     owner: effect.repo.owner,
     repo: effect.repo.name,
     issue_number: effect.number,
     state: "closed",
     state_reason: effect.reason,
+    ...timeout(deps),
   });
+  await heed(deps, item, response.headers);
   await completeOutbox(deps.db, item.id, { closed: true });
 }

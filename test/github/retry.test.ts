@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DEFAULT_RETRY, describeFailure, whenToRetry } from "#src/github/retry.js";
+import { DEFAULT_RETRY, describeFailure, untilReset, whenToRetry } from "#src/github/retry.js";
 
 /** An error shaped like Octokit's RequestError. */
 function githubError(status: number, message: string, headers: Record<string, string> = {}) {
@@ -30,6 +30,7 @@ describe("whenToRetry", () => {
     expect(whenToRetry(githubError(403, secondary, { "retry-after": "30" }), 1)).toEqual({
       retryInMs: 30_000,
       why: "secondary rate limit",
+      rateLimit: "secondary",
     });
     expect(whenToRetry(githubError(403, secondary), 1).retryInMs).toBe(60_000);
     expect(
@@ -45,6 +46,29 @@ describe("whenToRetry", () => {
     );
     expect(primary.retryInMs).toBeGreaterThan(110_000);
     expect(primary.retryInMs).toBeLessThanOrEqual(120_000);
+    expect(primary).toMatchObject({ why: "rate limit", rateLimit: "primary" });
+    // The simulator's (and GitHub's) message for an installation, with the headers.
+    expect(
+      whenToRetry(
+        githubError(429, "API rate limit exceeded for installation ID 7.", {
+          "x-ratelimit-remaining": "0",
+          "x-ratelimit-reset": reset,
+        }),
+        1,
+      ).retryInMs,
+    ).toBeGreaterThan(110_000);
+  });
+
+  it("never gives up on a rate limit, and a secondary one without retry-after waits longer each time", () => {
+    const secondary = githubError(403, "You have exceeded a secondary rate limit.");
+    // Past maxAttempts: a throttled backlog is not dropped.
+    expect(whenToRetry(secondary, 50).retryInMs).toBe(60_000);
+    expect(whenToRetry(secondary, 1, DEFAULT_RETRY, 1).retryInMs).toBe(120_000);
+    expect(whenToRetry(secondary, 1, DEFAULT_RETRY, 3).retryInMs).toBe(480_000);
+    // At most the hour GitHub's limits are counted in.
+    expect(whenToRetry(secondary, 1, DEFAULT_RETRY, 20).retryInMs).toBe(3_600_000);
+    const limited = githubError(403, "x", { "x-ratelimit-remaining": "0" });
+    expect(whenToRetry(limited, 99)).toMatchObject({ rateLimit: "primary", retryInMs: 2_000 });
   });
 
   it("gives up at once on other client errors", () => {
@@ -68,6 +92,19 @@ describe("whenToRetry", () => {
   });
 });
 
+describe("untilReset", () => {
+  it("says how long until the reset once the primary limit is spent, and nothing before", () => {
+    const reset = String(Math.floor(Date.now() / 1000) + 30);
+    expect(untilReset({ "x-ratelimit-remaining": "1", "x-ratelimit-reset": reset })).toBeNull();
+    expect(untilReset({})).toBeNull();
+    const ms = untilReset({ "x-ratelimit-remaining": "0", "x-ratelimit-reset": reset });
+    expect(ms).toBeGreaterThan(20_000);
+    expect(ms).toBeLessThanOrEqual(30_000);
+    // A reset already past: a second, not a request at once.
+    expect(untilReset({ "x-ratelimit-remaining": "0", "x-ratelimit-reset": "1" })).toBe(1_000);
+  });
+});
+
 describe("describeFailure", () => {
   it("keeps status, GitHub's message and headers, never the request", () => {
     const failure = describeFailure(githubError(404, "Not Found", { "x-github-request-id": "1" }));
@@ -77,5 +114,16 @@ describe("describeFailure", () => {
       headers: { "x-github-request-id": "1" },
     });
     expect(JSON.stringify(failure)).not.toMatch(/ghs_secret|private/);
+  });
+
+  it("counts an error Octokit calls 500 without an answer (a timeout, a dropped connection) as no answer", () => {
+    // Octokit's RequestError for a fetch that failed: status 500, no response.
+    const timedOut = Object.assign(new Error("The operation was aborted due to timeout"), {
+      status: 500,
+      request: { headers: {} },
+    });
+    expect(describeFailure(timedOut).status).toBeNull();
+    expect(whenToRetry(timedOut, 1)).toEqual({ retryInMs: 2_000, why: "no answer from GitHub" });
+    expect(describeFailure(githubError(500, "Server Error")).status).toBe(500);
   });
 });

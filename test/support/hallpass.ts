@@ -108,6 +108,7 @@ export async function startHallpass(options: HallpassOptions): Promise<Hallpass>
     workerIdleMs: 20,
     redeliveryIntervalMs: 0, // tests call redeliverMissed themselves
     usageSettleMs: options.usageSettleMs ?? 0,
+    writeIntervalMs: 0, // the simulator does not pace; tests of pacing start the worker themselves
   });
   const server = await startTestServer({
     db,

@@ -8,7 +8,11 @@ import { claimOutbox } from "#src/store/outbox.js";
 import { sha256Hex } from "#src/store/ticket-comments.js";
 import { getTicketById, type Ticket } from "#src/store/tickets.js";
 import type { Notice, SideEffect } from "#src/tickets/notices.js";
-import { appIdentity, startOutboxWorker } from "#src/tickets/outbox-worker.js";
+import {
+  appIdentity,
+  type OutboxWorkerOptions,
+  startOutboxWorker,
+} from "#src/tickets/outbox-worker.js";
 import { markerComment, markerOf, renderNotice } from "#src/tickets/render.js";
 import { createTestDb, primaryBackend, type TestDb } from "../support/db.js";
 import { captureLogger } from "../support/log.js";
@@ -27,7 +31,7 @@ const marker = (dedupeKey: string) => markerOf(MARKER_KEY, dedupeKey);
 
 let world: GitHubWorld;
 let db: TestDb;
-let worker: Loop | null = null;
+let workers: Loop[] = [];
 let logs: ReturnType<typeof captureLogger>;
 
 beforeAll(async () => {
@@ -41,25 +45,30 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  await worker?.stop();
-  worker = null;
+  await Promise.all(workers.map((w) => w.stop()));
+  workers = [];
   await db.close();
   const unexpected = world.sim.unexpected;
   world.sim.clearRequests();
+  world.sim.limits = null;
   expect(unexpected).toEqual([]);
 });
 
-function start(options: { maxAttempts?: number } = {}): void {
-  worker = startOutboxWorker({
-    db,
-    log: logs.log,
-    github: world.github,
-    identity: appIdentity(() => world.probot.auth() as Promise<GitHub>),
-    markerKey: MARKER_KEY,
-    idleMs: 20,
-    retryBaseMs: 20,
-    ...options,
-  });
+/** Starts a worker (call it twice for two replicas on one database). */
+function start(options: Partial<OutboxWorkerOptions> = {}): void {
+  workers.push(
+    startOutboxWorker({
+      db,
+      log: logs.log,
+      github: world.github,
+      identity: appIdentity(() => world.probot.auth() as Promise<GitHub>),
+      markerKey: MARKER_KEY,
+      idleMs: 20,
+      retryBaseMs: 20,
+      writeIntervalMs: 0,
+      ...options,
+    }),
+  );
 }
 
 async function issueTicket(): Promise<Ticket> {
@@ -253,17 +262,21 @@ describe("outbox worker: comments", () => {
     await expect
       .poll(async () => (await outboxRow(db, dedupeKey))?.last_error ?? "")
       .toMatch(/secondary rate limit/);
-    await settled(dedupeKey);
+    const row = await settled(dedupeKey);
     const posts = world.sim.requests({ method: "POST", path: commentsPath(ticket) });
     expect(posts.map((r) => r.status)).toEqual([403, 201]);
     expect(posts[1]!.at - posts[0]!.at).toBeGreaterThanOrEqual(950);
     expect(
-      logs.lines().find((l) => l.msg === "GitHub side effect failed; will retry"),
+      logs.lines().find((l) => l.msg === "GitHub rate limit; the installation's side effects wait"),
     ).toMatchObject({
       status: 403,
       retryInMs: 1000,
       why: "secondary rate limit",
+      installation: world.installationId,
     });
+    // The refused attempt did nothing on GitHub: no look for its comment before posting.
+    expect(row).toMatchObject({ attempts: 2 });
+    expect(world.sim.requests({ method: "GET", path: commentsPath(ticket) })).toHaveLength(0);
   });
 
   it("gives up at once on a 404 (the ticket is gone), with a log line and no retry", async () => {
@@ -330,6 +343,196 @@ describe("outbox worker: comments", () => {
       commentsPath(ticket),
       commentsPath(ticket),
     ]);
+  });
+});
+
+describe("outbox worker: GitHub's rate limits", () => {
+  const status = (): Notice => ({ kind: "status", state: "pending", trace: ["asked"] });
+  const ended = (): Notice => ({
+    kind: "ended",
+    state: "revoked",
+    reason: "ticket closed",
+    by: "alice",
+    usage: null,
+  });
+  const throttledOf = async (dedupeKey: string) =>
+    (
+      await db.query<{ throttled: number }>(
+        "SELECT throttled FROM outbox WHERE dedupe_key = $1::text",
+        [dedupeKey],
+      )
+    ).rows[0]?.throttled;
+
+  it("pauses only the limited installation, on every replica, and posts all of it once the limit lets it", async () => {
+    // Two writes a window each; the first installation has five to post, the second two.
+    world.sim.limits = { secondary: { perMinute: 2, minuteMs: 1_000 } };
+    const second = world.sim.addInstallation("acme", { repositories: [REPO] }).id;
+    const queued: { dedupeKey: string; ticket: Ticket }[] = [];
+    for (let i = 0; i < 5; i++) {
+      const ticket = await issueTicket();
+      queued.push({
+        ticket,
+        ...(await queueEffect(db, ticket, commentOn(ticket, denied(`a${i}`)))),
+      });
+    }
+    for (let i = 0; i < 2; i++) {
+      const issue = world.sim.openIssue(REPO, { author: "alice", body: "x", labels: ["hallpass"] });
+      const ticket = await storeTicket(db, world, issue.number, { installationId: second });
+      queued.push({
+        ticket,
+        ...(await queueEffect(db, ticket, commentOn(ticket, denied(`b${i}`)))),
+      });
+    }
+    start();
+    start();
+    for (const { dedupeKey } of queued) await settled(dedupeKey);
+
+    for (const { ticket } of queued)
+      expect(world.sim.commentsOn(REPO, ticket.number)).toHaveLength(1);
+    const writes = world.sim.requests({ method: "POST", path: /\/comments$/ });
+    const first = writes.filter((r) => r.installationId === world.installationId);
+    const other = writes.filter((r) => r.installationId === second);
+    expect(other.map((r) => r.status)).toEqual([201, 201]);
+    // Each refusal paused the installation for both workers: nothing was sent
+    // until its retry-after was over, so no refusal followed another.
+    const refused = first.filter((r) => r.status === 403);
+    expect(refused.length).toBeGreaterThanOrEqual(1);
+    expect(refused.length).toBeLessThanOrEqual(3);
+    for (const no of refused) {
+      const next = first.find((r) => r.at > no.at);
+      expect(next?.status).toBe(201);
+      expect(next!.at - no.at).toBeGreaterThanOrEqual(950);
+    }
+    // The other installation did not wait for the first one's pause.
+    expect(Math.max(...other.map((r) => r.at))).toBeLessThan(refused[0]!.at + 900);
+    // The refused attempts count as throttled, did not look for an earlier comment, and none died.
+    let throttled = 0;
+    for (const { dedupeKey } of queued) throttled += (await throttledOf(dedupeKey)) ?? 0;
+    expect(throttled).toBe(refused.length);
+    expect(world.sim.requests({ method: "GET", path: /\/comments$/ })).toHaveLength(0);
+  });
+
+  it("never gives a side effect up for rate limits, however many", async () => {
+    const ticket = await issueTicket();
+    world.sim.failNext({
+      method: "POST",
+      path: commentsPath(ticket),
+      status: 429,
+      retryAfter: 0.05,
+      times: 4,
+    });
+    const { dedupeKey } = await queueEffect(db, ticket, commentOn(ticket, denied()));
+    start({ maxAttempts: 2 });
+    const row = await settled(dedupeKey);
+    expect(row.attempts).toBe(5);
+    expect(await throttledOf(dedupeKey)).toBe(4);
+    expect(world.sim.commentsOn(REPO, ticket.number)).toHaveLength(1);
+  });
+
+  it("carries out the most important first, a ticket's own in order, then the oldest", async () => {
+    // A backlog, as a rate limit leaves it.
+    const [x, w, y, z] = [
+      await issueTicket(),
+      await issueTicket(),
+      await issueTicket(),
+      await issueTicket(),
+    ];
+    await queueEffect(db, x, commentOn(x, status()));
+    await queueEffect(db, w, commentOn(w, status()));
+    await queueEffect(db, y, commentOn(y, denied()));
+    await queueEffect(db, z, commentOn(z, ended()));
+    const last = await queueEffect(db, w, commentOn(w, ended()));
+    start();
+    await settled(last.dedupeKey);
+    await expect.poll(() => world.sim.requests({ method: "POST" }).length).toBe(5);
+    const order = world.sim
+      .requests({ method: "POST", path: /\/comments$/ })
+      .map((r) => [x, w, y, z].find((t) => commentsPath(t) === r.path));
+    // w's /status reply goes first: the revocation waiting behind it ranks it so.
+    expect(order.slice(0, 4)).toEqual([w, z, y, x]);
+    expect(order[4]).toBe(w);
+    expect(world.sim.commentsOn(REPO, w.number).map((c) => c.body)).toEqual([
+      expect.stringContaining("Status: "),
+      expect.stringContaining("Access revoked"),
+    ]);
+  });
+
+  it("gives a request no answer in time up, and then finds the comment it posted instead of posting again", async () => {
+    const ticket = await issueTicket();
+    // GitHub creates the comment and never answers; later it times out after creating one.
+    world.sim.failNext({ method: "POST", path: commentsPath(ticket), noAnswer: "hang" });
+    const { dedupeKey } = await queueEffect(db, ticket, commentOn(ticket, denied("hung")));
+    const other = await issueTicket();
+    world.sim.failNext({
+      method: "POST",
+      path: commentsPath(other),
+      status: 504,
+      delayMs: 50,
+      applied: true,
+    });
+    const late = await queueEffect(db, other, commentOn(other, denied("late")));
+    start({ requestTimeoutMs: 300 });
+    const row = await settled(dedupeKey);
+    const lateRow = await settled(late.dedupeKey);
+
+    for (const [t, r] of [
+      [ticket, row],
+      [other, lateRow],
+    ] as const) {
+      const comments = world.sim.commentsOn(REPO, t.number);
+      expect(comments).toHaveLength(1);
+      expect(r).toMatchObject({ attempts: 2, result: { commentId: comments[0]?.id } });
+      expect(world.sim.requests({ method: "POST", path: commentsPath(t) })).toHaveLength(1);
+      expect(world.sim.requests({ method: "GET", path: commentsPath(t) })).toHaveLength(1);
+    }
+    expect(world.sim.requests({ path: commentsPath(ticket) })[0]?.status).toBe(0);
+    const warnings = logs.lines().filter((l) => l.msg === "GitHub side effect failed; will retry");
+    expect(warnings.map((l) => [l.status, l.why])).toEqual(
+      expect.arrayContaining([
+        [504, "GitHub answered 504"],
+        [null, "no answer from GitHub"],
+      ]),
+    );
+    expect(warnings).toHaveLength(2);
+  });
+
+  it("spaces an installation's writes by writeIntervalMs, across replicas", async () => {
+    const queued = [];
+    for (let i = 0; i < 4; i++) {
+      const ticket = await issueTicket();
+      queued.push(await queueEffect(db, ticket, commentOn(ticket, denied(`p${i}`))));
+    }
+    start({ writeIntervalMs: 150 });
+    start({ writeIntervalMs: 150 });
+    for (const { dedupeKey } of queued) await settled(dedupeKey);
+    const at = world.sim.requests({ method: "POST", path: /\/comments$/ }).map((r) => r.at);
+    expect(at).toHaveLength(4);
+    // Slots start 150 ms apart; arrivals jitter by what each request does before it is sent.
+    for (let i = 1; i < at.length; i++) expect(at[i]! - at[i - 1]!).toBeGreaterThanOrEqual(100);
+    expect(at[3]! - at[0]!).toBeGreaterThanOrEqual(420);
+  });
+
+  it("stops before a refusal when an answer says the primary limit is spent, until it resets", async () => {
+    const ticket = await issueTicket();
+    const token = world.sim.installationToken(world.installationId);
+    world.sim.limits = { primary: { limit: 6, windowMs: 1_500 } };
+    // Other work of the installation spent five of six: the first comment takes the last one.
+    for (let i = 0; i < 5; i++) {
+      const response = await fetch(`${world.sim.apiUrl}/repos/${REPO}`, {
+        headers: { authorization: `token ${token}` },
+      });
+      expect(response.status).toBe(200);
+    }
+    const reset = world.sim.rateLimit(world.installationId)!.reset;
+    const first = await queueEffect(db, ticket, commentOn(ticket, denied("one")));
+    const second = await queueEffect(db, ticket, commentOn(ticket, denied("two")));
+    start();
+    await settled(first.dedupeKey);
+    await settled(second.dedupeKey);
+    const posts = world.sim.requests({ method: "POST", path: commentsPath(ticket) });
+    expect(posts.map((r) => r.status)).toEqual([201, 201]);
+    expect(posts[1]!.at).toBeGreaterThanOrEqual(reset * 1000);
+    expect(world.sim.requests({ status: 403 })).toEqual([]);
   });
 });
 

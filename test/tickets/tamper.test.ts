@@ -36,6 +36,7 @@ const startWorker = () =>
     markerKey,
     idleMs: 20,
     retryBaseMs: 20,
+    writeIntervalMs: 0,
   });
 
 beforeAll(async () => {
