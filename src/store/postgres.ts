@@ -89,6 +89,12 @@ export function openPostgres(url: string, options: PostgresOptions = {}): Db {
     ...wrap(pool),
     async transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T> {
       const client = await pool.connect();
+      // A connection lost while checked out is an 'error' event on the client:
+      // unheard, it would crash the process. The statement in flight (or the
+      // next one) fails with it, and the rollback below then destroys the client.
+      const onLost = (error: Error) =>
+        options.log?.warn({ err: error }, "database connection lost in a transaction");
+      client.on("error", onLost);
       try {
         await control(client, "BEGIN");
         const result = await fn(wrap(client));
@@ -104,6 +110,8 @@ export function openPostgres(url: string, options: PostgresOptions = {}): Db {
           client.release(rollbackError as Error);
         }
         throw error;
+      } finally {
+        client.off("error", onLost);
       }
     },
     listen: (channel, onNotify, listenOptions) => listener.add(channel, onNotify, listenOptions),
