@@ -1,4 +1,6 @@
+import { RequestError } from "@octokit/request-error";
 import type { EmitterWebhookEvent } from "@octokit/webhooks";
+import { whenToRetry } from "#src/github/retry.js";
 import { jsonObject } from "#src/github/webhooks.js";
 import type { Logger } from "#src/log.js";
 import { type Loop, startLoop } from "#src/loop.js";
@@ -18,18 +20,27 @@ export interface DeliveryWorkerOptions {
   readonly log: Logger;
   readonly handle: DeliveryHandler;
   readonly idleMs?: number;
-  /** Attempts before a delivery is given up (state `failed`). */
+  /** Attempts before a delivery is given up (state `failed`), unless it waits for GitHub. */
   readonly maxAttempts?: number;
 }
 
 const BATCH = 8;
 const LEASE_MS = 60_000;
+/**
+ * A delivery that failed only because GitHub could not answer (unreachable,
+ * 5xx, rate limited) is tried again, however many attempts it took, until it
+ * is this old: an outage of GitHub longer than the attempts last (about
+ * ten minutes) must not lose what was received meanwhile.
+ */
+const WAIT_FOR_GITHUB_MS = 24 * 60 * 60 * 1000;
 
 /**
  * Processes stored webhook deliveries: several tickets at once, each ticket's
  * deliveries in the order they arrived. A failing delivery is retried with
- * exponential backoff (1 s, 2 s, 4 s ... capped at 10 minutes); one whose
- * body is not a JSON object is given up at once, with the reason.
+ * exponential backoff (1 s, 2 s, 4 s ... capped at 10 minutes), and given up
+ * after `maxAttempts`, unless it failed only because GitHub did not answer
+ * (see {@link WAIT_FOR_GITHUB_MS}); one whose body is not a JSON object is
+ * given up at once, with the reason.
  */
 export function startDeliveryWorker(options: DeliveryWorkerOptions): Loop {
   const maxAttempts = options.maxAttempts ?? 10;
@@ -56,7 +67,10 @@ export function startDeliveryWorker(options: DeliveryWorkerOptions): Loop {
             } as EmitterWebhookEvent);
             await completeDelivery(options.db, delivery.id);
           } catch (error) {
-            const giveUp = delivery.attempts >= maxAttempts;
+            const waitForGitHub =
+              githubUnavailable(error) &&
+              Date.now() - delivery.receivedAt.getTime() < WAIT_FOR_GITHUB_MS;
+            const giveUp = delivery.attempts >= maxAttempts && !waitForGitHub;
             const retryIn = giveUp ? null : Math.min(1_000 * 2 ** (delivery.attempts - 1), 600_000);
             log.error(
               { err: error, attempts: delivery.attempts, retryIn },
@@ -83,6 +97,20 @@ export function startDeliveryWorker(options: DeliveryWorkerOptions): Loop {
       await loop.stop();
     },
   };
+}
+
+/**
+ * Whether every error of the handlers (Probot gathers them in an
+ * AggregateError) is a GitHub request that failed for now, as the outbox
+ * tells them (`whenToRetry`): no answer, a 5xx, a rate limit. A 4xx, or a
+ * fault of hallpass, is not: those are given up after the attempts.
+ */
+function githubUnavailable(error: unknown): boolean {
+  const errors: unknown[] = error instanceof AggregateError ? error.errors : [error];
+  return (
+    errors.length > 0 &&
+    errors.every((e) => e instanceof RequestError && whenToRetry(e, 1).retryInMs !== null)
+  );
 }
 
 function errorText(error: unknown): string {

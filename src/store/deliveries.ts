@@ -25,6 +25,7 @@ export interface ClaimedDelivery {
   /** The body GitHub signed (rows stored before bodies were kept: their jsonb payload, as JSON). */
   readonly body: Buffer;
   readonly attempts: number;
+  readonly receivedAt: Date;
 }
 
 /** Stores a delivery once; returns false when this delivery id was seen before. */
@@ -66,6 +67,7 @@ export async function claimDeliveries(
     event: string;
     body: Uint8Array;
     attempts: number;
+    received_at: Date;
   }>(
     `WITH due AS (
        SELECT d.id FROM webhook_deliveries d
@@ -84,10 +86,14 @@ export async function claimDeliveries(
             attempts = w.attempts + 1
        FROM due WHERE w.id = due.id
      RETURNING w.id, w.event, coalesce(w.body, convert_to(w.payload::text, 'UTF8')) AS body,
-               w.attempts`,
+               w.attempts, w.received_at`,
     [limit, leaseMs],
   );
-  return rows.map((r) => ({ ...r, body: Buffer.from(r.body) }));
+  return rows.map(({ received_at, ...r }) => ({
+    ...r,
+    body: Buffer.from(r.body),
+    receivedAt: received_at,
+  }));
 }
 
 export async function completeDelivery(sql: Sql, id: string): Promise<void> {
