@@ -34,6 +34,12 @@ const MAX_TOKEN_LENGTH = 16_384;
  * by the string).
  */
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+/**
+ * How far in the future a token's `nbf` (its `iat`) may be: another replica,
+ * whose clock is ahead of this one's, may have minted it a moment ago. `exp`
+ * gets no leeway.
+ */
+export const NBF_LEEWAY_S = 30;
 
 interface KeySet {
   readonly jwks: PublicJwk[];
@@ -99,8 +105,8 @@ export class AccessTokenVerifier {
 
   /**
    * Checks signature (EdDSA, a published key), `typ` at+jwt, `iss`, the
-   * required claims and `exp`/`nbf`. It does not check revocation: that is
-   * introspection's job.
+   * required claims, `exp` and `nbf` (within {@link NBF_LEEWAY_S}). It does
+   * not check revocation: that is introspection's job.
    *
    * @throws INVALID_TOKEN naming the check that failed
    */
@@ -118,7 +124,12 @@ export class AccessTokenVerifier {
         typ: ACCESS_TOKEN_TYPE,
         requiredClaims: ["exp", "iat", "nbf", "jti", "sub", "aud"],
         currentDate: now,
+        clockTolerance: NBF_LEEWAY_S,
       });
+      // The tolerance is for `nbf` only: `exp` holds to the second.
+      if (typeof payload.exp === "number" && payload.exp <= Math.floor(now.getTime() / 1000)) {
+        throw new errors.JWTExpired('"exp" claim timestamp check failed', payload, "exp");
+      }
       return { claims: parseClaims(payload), expired: false };
     } catch (error) {
       if (error instanceof errors.JWTExpired && options.allowExpired && error.claim === "exp") {
