@@ -11,7 +11,7 @@
  * server only from outside: GitHub's comments, the Action's outputs, the
  * proxy's answers, what reached the upstream, and the CLI.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { cp, mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -22,10 +22,12 @@ import type { ExpectStatic } from "vitest";
 import { runPost, runStep, type StepResult, startIdTokenEndpoint } from "../support/action.js";
 import { createTestDb, primaryBackend, type TestDb } from "../support/db.js";
 import { cleanEnv } from "../support/env.js";
+import { type ClaimedRepo, dispatchRunClaims, pullRequestRunClaims } from "../support/exchange.js";
 import { GitHubSimulator } from "../support/github/simulator.js";
 import { issueCommentEvent, issuesEvent, type Webhook } from "../support/github/webhooks.js";
 import { freePort } from "../support/net.js";
 import { type OidcIssuer, startOidcIssuer } from "../support/oidc-issuer.js";
+import { spawnServe } from "../support/serve.js";
 import { type Seen, startUpstream, type Upstream } from "../support/upstream.js";
 import { operatorYaml, seedAcme } from "../tickets/fixtures.js";
 import type { PostedNotice } from "./comments.js";
@@ -174,6 +176,7 @@ export async function startStack(): Promise<Stack> {
     startUpstream(),
   ]);
   const ids = seedAcme(sim);
+  const simRepo: ClaimedRepo = { id: ids.repoId, ownerId: ids.ownerId, fullName: REPO };
   const dir = await mkdtemp(path.join(tmpdir(), "hallpass-e2e-"));
   const operatorFile = path.join(dir, "operator.yml");
   await writeFile(
@@ -194,10 +197,9 @@ export async function startStack(): Promise<Stack> {
       ? { DATABASE_URL: db.url ?? "", HALLPASS_MASTER_KEY: randomBytes(32).toString("base64") }
       : {}),
   };
-  const child: ChildProcess = spawn(process.execPath, [cli, "serve"], {
-    // No .env of the checkout: the server reads one from its working directory.
-    cwd: dir,
-    env: cleanEnv({
+  // No .env of the checkout: the server reads one from its working directory.
+  const server = spawnServe(
+    {
       ...sim.appEnv(WEBHOOK_SECRET),
       ...storage,
       HOST: "127.0.0.1",
@@ -208,17 +210,10 @@ export async function startStack(): Promise<Stack> {
       HALLPASS_OIDC_ISSUER: issuer.url,
       PAYMENTS_API_TOKEN: CREDENTIAL,
       LOG_LEVEL: "info",
-    }),
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  child.stdout?.on("data", (chunk) => {
-    output += chunk;
-  });
-  child.stderr?.on("data", (chunk) => {
-    output += chunk;
-  });
-  const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+    },
+    { entry: cli, cwd: dir },
+  );
+  const { child, exited } = server;
   let running = true;
   void exited.then(() => {
     running = false;
@@ -265,7 +260,7 @@ export async function startStack(): Promise<Stack> {
     upstream,
     url,
     proxyUrl,
-    output: () => output,
+    output: server.output,
     async deliver(webhook) {
       const { response } = await sim.deliver(webhook);
       if (response?.status !== 202) {
@@ -292,42 +287,12 @@ export async function startStack(): Promise<Stack> {
           heading: /^### (.*)$/m.exec(c.body)?.[1] ?? "",
           body: c.body,
         })),
-    dispatchRun(actor) {
-      const repo = sim.repo(REPO);
-      const ref = `refs/heads/${repo.defaultBranch}`;
-      const workflow = `${REPO}/.github/workflows/ops.yml@${ref}`;
-      return {
-        ...repoClaims(ids.repoId, ids.ownerId),
-        event_name: "workflow_dispatch",
-        ref,
-        sha: sim.branchHead(REPO),
-        head_ref: "",
-        base_ref: "",
-        actor,
-        actor_id: String(sim.user(actor).id),
-        workflow_ref: workflow,
-        job_workflow_ref: workflow,
-        sub: `repo:${REPO}:ref:${ref}`,
-      };
-    },
-    pullRequestRun(number) {
-      const { pull } = sim.pull(REPO, number);
-      const ref = `refs/pull/${number}/merge`;
-      const workflow = `${REPO}/.github/workflows/deploy.yml@${ref}`;
-      return {
-        ...repoClaims(ids.repoId, ids.ownerId),
-        event_name: "pull_request",
-        ref,
-        sha: pull.mergeCommitSha,
-        head_ref: pull.head.ref,
-        base_ref: pull.base.ref,
-        actor: sim.issue(REPO, number).author,
-        actor_id: String(sim.user(sim.issue(REPO, number).author).id),
-        workflow_ref: workflow,
-        job_workflow_ref: workflow,
-        sub: `repo:${REPO}:pull_request`,
-      };
-    },
+    dispatchRun: (actor) => dispatchRunClaims(sim, simRepo, actor),
+    pullRequestRun: (number) => ({
+      ...pullRequestRunClaims(sim, simRepo, number),
+      actor: sim.issue(REPO, number).author,
+      actor_id: String(sim.user(sim.issue(REPO, number).author).id),
+    }),
     async action(claims, extra = {}) {
       runs += 1;
       // GitHub's ID token endpoint for this job alone: jobs may run side by side.
@@ -398,20 +363,11 @@ export async function startStack(): Promise<Stack> {
     if (status === 200) break;
     if (!running || Date.now() > deadline) {
       await stack.close();
-      throw new Error(`hallpass serve did not become ready:\n${output}`);
+      throw new Error(`hallpass serve did not become ready:\n${server.output()}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   return stack;
-}
-
-function repoClaims(repoId: number, ownerId: number): Record<string, string> {
-  return {
-    repository: REPO,
-    repository_id: String(repoId),
-    repository_owner: "acme",
-    repository_owner_id: String(ownerId),
-  };
 }
 
 /**

@@ -28,6 +28,7 @@ import {
   outboxSettled,
   processed,
   type ReadySample,
+  type ReplicaOptions,
   SkewedClock,
   serve,
   startLink,
@@ -137,6 +138,38 @@ async function servedWhileGitHubIsDown(): Promise<ServedOutcome> {
   }
 }
 
+/**
+ * One in-process replica on `backend` whose connections to the GitHub
+ * simulator go through a link the test can cut; `close` stops all of it.
+ */
+async function behindLink(
+  backend: Backend,
+  options: Pick<ReplicaOptions, "githubTimeoutMs" | "deliveryAttempts">,
+) {
+  const sim = await GitHubSimulator.start({ appId: 8100 + Math.floor(Math.random() * 800) });
+  const ids = seedAcme(sim);
+  const github = await startLink({ host: "127.0.0.1", port: simPort(sim) });
+  const upstream = await startUpstream();
+  const dir = await mkdtemp(path.join(tmpdir(), "hallpass-github-down-"));
+  const db = await createTestDb(backend);
+  const env = await fleetEnv({ sim, ids, upstreamUrl: upstream.url, dir, githubHost: github.host });
+  const replica = await startReplica({ name: "a", db, env, clock: new SkewedClock(), ...options });
+  return {
+    sim,
+    ids,
+    github,
+    db,
+    replica,
+    async close() {
+      await replica.stop();
+      await Promise.all([github.close(), upstream.close()]);
+      await sim.close();
+      await db.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 describe("GitHub unreachable", () => {
   let served: Promise<ServedOutcome>;
   beforeAll(() => {
@@ -148,25 +181,8 @@ describe("GitHub unreachable", () => {
     "stops answering (%s): hallpass acknowledges at once, stays ready, decides nothing until GitHub answers, then resumes on what GitHub says",
     { timeout: 45_000 },
     async (backend: Backend, { expect }) => {
-      const sim = await GitHubSimulator.start({ appId: 8100 + Math.floor(Math.random() * 400) });
-      const ids = seedAcme(sim);
-      const github = await startLink({ host: "127.0.0.1", port: simPort(sim) });
-      const upstream = await startUpstream();
-      const dir = await mkdtemp(path.join(tmpdir(), "hallpass-github-down-"));
-      const db = await createTestDb(backend);
-      const env = await fleetEnv({
-        sim,
-        ids,
-        upstreamUrl: upstream.url,
-        dir,
-        githubHost: github.host,
-      });
       // One GitHub call may take a second here (20 s in production).
-      const replica = await startReplica({
-        name: "a",
-        db,
-        env,
-        clock: new SkewedClock(),
+      const { sim, ids, github, db, replica, close } = await behindLink(backend, {
         githubTimeoutMs: 1_000,
       });
       const url = [replica.url];
@@ -269,11 +285,7 @@ describe("GitHub unreachable", () => {
         expect(botComments(sim, byBob.number).length).toBeGreaterThanOrEqual(2); // received, granted
         expect(unready(await readiness.stop())).toEqual([]);
       } finally {
-        await replica.stop();
-        await Promise.all([github.close(), upstream.close()]);
-        await sim.close();
-        await db.close();
-        await rm(dir, { recursive: true, force: true });
+        await close();
       }
     },
   );
@@ -281,24 +293,7 @@ describe("GitHub unreachable", () => {
   it("keeps a delivery that waits on GitHub past its attempts (ten in production, about ten minutes; two here)", async ({
     expect,
   }) => {
-    const sim = await GitHubSimulator.start({ appId: 8500 + Math.floor(Math.random() * 100) });
-    const ids = seedAcme(sim);
-    const github = await startLink({ host: "127.0.0.1", port: simPort(sim) });
-    const upstream = await startUpstream();
-    const dir = await mkdtemp(path.join(tmpdir(), "hallpass-github-wait-"));
-    const db = await createTestDb(primaryBackend);
-    const env = await fleetEnv({
-      sim,
-      ids,
-      upstreamUrl: upstream.url,
-      dir,
-      githubHost: github.host,
-    });
-    const replica = await startReplica({
-      name: "a",
-      db,
-      env,
-      clock: new SkewedClock(),
+    const { sim, ids, github, db, replica, close } = await behindLink(primaryBackend, {
       deliveryAttempts: 2,
     });
     try {
@@ -328,11 +323,7 @@ describe("GitHub unreachable", () => {
         "pending",
       ]);
     } finally {
-      await replica.stop();
-      await Promise.all([github.close(), upstream.close()]);
-      await sim.close();
-      await db.close();
-      await rm(dir, { recursive: true, force: true });
+      await close();
     }
   });
 

@@ -3,7 +3,7 @@
  * the ways networks fail (connections refused, or accepted and never
  * answered), and `hallpass serve` in its own process.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import net from "node:net";
@@ -27,6 +27,7 @@ import { sendWebhook, type Webhook } from "../support/github/webhooks.js";
 import { captureLogger } from "../support/log.js";
 import { freePort } from "../support/net.js";
 import { TestOctokit } from "../support/octokit.js";
+import { spawnServe } from "../support/serve.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 
 /**
@@ -117,27 +118,11 @@ export interface Served {
 
 /** `hallpass serve` in its own process with `env` (on top of a clean one), listening on `port`. */
 export function serve(port: number, env: Record<string, string>): Served {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts", "serve"], {
-    env: cleanEnv({ HOST: "127.0.0.1", PORT: String(port), ...env }),
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  const collect = (chunk: Buffer) => {
-    output += chunk.toString("utf8");
-  };
-  child.stdout?.on("data", collect);
-  child.stderr?.on("data", collect);
-  const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+  const served = spawnServe({ HOST: "127.0.0.1", PORT: String(port), ...env });
+  const { child, exited } = served;
   return {
-    child,
+    ...served,
     url: `http://127.0.0.1:${port}`,
-    output: () => output,
-    lines: () =>
-      output
-        .split("\n")
-        .filter((line) => line.startsWith("{"))
-        .map((line) => JSON.parse(line) as Record<string, unknown>),
-    exited,
     async kill() {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
       await exited;

@@ -3,7 +3,6 @@
  * checks, the metrics endpoint, and 100 MB each way with the process's
  * memory staying flat.
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -14,35 +13,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "#src/log.js";
 import { startTokenService, type TokenService } from "#src/tokens/service.js";
 import { createTestDb, TEST_DATABASE_URL, type TestDb } from "../support/db.js";
-import { cleanEnv } from "../support/env.js";
 import { insertGrant } from "../support/grants.js";
 import { freePort } from "../support/net.js";
+import { type ServeProcess, spawnServe } from "../support/serve.js";
 import { testConfig } from "../support/token-service.js";
 import { startUpstream, type Upstream } from "../support/upstream.js";
 
 const MB = 1024 * 1024;
-
-interface Served {
-  readonly child: ChildProcess;
-  readonly output: () => string;
-  readonly exited: Promise<number | null>;
-}
-
-function serve(env: Record<string, string>): Served {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts", "serve"], {
-    env: cleanEnv(env),
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  child.stdout?.on("data", (chunk) => {
-    output += chunk;
-  });
-  child.stderr?.on("data", (chunk) => {
-    output += chunk;
-  });
-  const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
-  return { child, output: () => output, exited };
-}
 
 function rssOf(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
@@ -72,7 +49,7 @@ describe("hallpass serve with the proxy", () => {
   ])("stops at once on %s, naming the variable", async (_, upstream, withPort, message) => {
     const file = path.join(dir, `operator-${withPort}.yml`);
     await writeFile(file, operatorYaml(upstream));
-    const server = serve({
+    const server = spawnServe({
       PORT: String(await freePort()),
       HALLPASS_DATA_DIR: path.join(dir, "data"),
       HALLPASS_CONFIG: file,
@@ -86,7 +63,7 @@ describe("hallpass serve with the proxy", () => {
   describe.runIf(TEST_DATABASE_URL)("on Postgres, with a local upstream", () => {
     let db: TestDb;
     let upstream: Upstream;
-    let server: Served;
+    let server: ServeProcess;
     let service: TokenService;
     let url: string;
     let proxyUrl: string;
@@ -101,7 +78,7 @@ describe("hallpass serve with the proxy", () => {
       url = `http://127.0.0.1:${port}`;
       proxyUrl = `http://127.0.0.1:${proxyPort}`;
       const issuer = "https://hallpass.serve.test";
-      server = serve({
+      server = spawnServe({
         DATABASE_URL: db.url as string,
         HALLPASS_MASTER_KEY: masterKey,
         HALLPASS_CONFIG: file,

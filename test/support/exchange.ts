@@ -36,8 +36,11 @@ export interface SimRepo {
   readonly installationId: number;
 }
 
+/** What an ID token's claims say of a repository. */
+export type ClaimedRepo = Pick<SimRepo, "id" | "ownerId" | "fullName">;
+
 /** The repository claims of a GitHub Actions ID token of a run in `r`. */
-export function repoClaims(r: SimRepo): Record<string, string> {
+export function repoClaims(r: ClaimedRepo): Record<string, string> {
   return {
     repository: r.fullName,
     repository_id: String(r.id),
@@ -49,7 +52,7 @@ export function repoClaims(r: SimRepo): Record<string, string> {
 /** The claims of a `pull_request` run of pull request `number` at its current merge commit. */
 export function pullRequestRunClaims(
   sim: GitHubSimulator,
-  r: SimRepo,
+  r: ClaimedRepo,
   number: number,
 ): Record<string, unknown> {
   const pull = sim.pull(r.id, number).pull;
@@ -70,7 +73,7 @@ export function pullRequestRunClaims(
 /** The claims of a `workflow_dispatch` run by `actor` on `branch` (default: the default branch). */
 export function dispatchRunClaims(
   sim: GitHubSimulator,
-  r: SimRepo,
+  r: ClaimedRepo,
   actor: string,
   branch?: string,
 ): Record<string, unknown> {
