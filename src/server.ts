@@ -16,6 +16,7 @@ import { receiveWebhook } from "#src/github/webhooks.js";
 import type { Logger } from "#src/log.js";
 import { metricsRoute } from "#src/metrics.js";
 import type { Runtime } from "#src/runtime.js";
+import { isDatabaseUnreachable } from "#src/store/db.js";
 
 export interface ServerOptions {
   readonly config: Config;
@@ -64,6 +65,10 @@ export async function buildServer(options: ServerOptions) {
     const status = (error as { statusCode?: number }).statusCode;
     if (typeof status === "number" && status >= 400 && status < 500) {
       return reply.code(status).send({ error: "BAD_REQUEST", message: (error as Error).message });
+    }
+    if (isDatabaseUnreachable(error)) {
+      request.log.warn({ err: error }, "database unreachable");
+      return reply.code(503).send({ error: "DB_UNAVAILABLE", message: "database unavailable" });
     }
     request.log.error({ err: error }, "unhandled error");
     return reply.code(500).send({ error: "INTERNAL", message: "internal error" });

@@ -125,6 +125,36 @@ export function storableJson(value: unknown): string {
  * `detail` and `where` lines that quote values (a payload refused for a NUL
  * would be logged whole).
  */
+/** Connection failures, as Node and `pg` name them, and SQLSTATEs of a server that went away. */
+const UNREACHABLE_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EPIPE",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "57P01", // admin_shutdown
+  "57P02", // crash_shutdown
+  "57P03", // cannot_connect_now
+]);
+const UNREACHABLE_MESSAGE =
+  /connection terminated|connection timeout|timeout exceeded when trying to connect|connection error/i;
+
+/**
+ * Whether an error says the database could not be reached (down,
+ * restarting, the connection lost), as opposed to a statement it refused:
+ * the first is a 503 that GitHub or a client retries, the second a fault.
+ */
+export function isDatabaseUnreachable(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === "string" && (UNREACHABLE_CODES.has(code) || code.startsWith("08")))
+    return true;
+  return code === undefined && UNREACHABLE_MESSAGE.test(error.message);
+}
+
 export class QueryError extends Error {
   override readonly name = "QueryError";
   /** SQLSTATE (`23505`...), or a connection error's code (`ECONNREFUSED`...). */

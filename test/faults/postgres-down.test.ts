@@ -135,11 +135,12 @@ describe.runIf(TEST_DATABASE_URL)("Postgres unreachable mid-flow", () => {
         http: 503,
         database: "unreachable",
       });
-      // The approval arrives: answered with an error (GitHub records the delivery as failed).
+      // The approval arrives: answered 503 (GitHub records the delivery as failed).
       const approval = comment(b.number, "bob", "/approve");
       const started = performance.now();
       const { delivery: missed, response } = await sim.deliver(approval);
-      expect(response?.status).toBeGreaterThanOrEqual(500);
+      expect(response?.status).toBe(503);
+      expect(await response?.json()).toMatchObject({ error: "DB_UNAVAILABLE" });
       expect(performance.now() - started).toBeLessThan(6_000);
       // The proxy: a mutating request that cannot be recorded is not forwarded; then, unsure, it refuses all.
       const forwardedBefore = upstream.seen.length;
