@@ -187,16 +187,13 @@ export async function failOutbox(
 
 /**
  * Gives back a claimed side effect that was not attempted (its installation
- * is paused, or its write slot is far off): the claim does not count, and it
- * is due again after `retryInMs`.
+ * is paused): the claim does not count, and it is due as it was, held back
+ * by the pause like the installation's other rows.
  */
-export async function releaseOutbox(sql: Sql, id: number, retryInMs: number): Promise<void> {
+export async function releaseOutbox(sql: Sql, id: number): Promise<void> {
   await sql.query(
-    `UPDATE outbox
-        SET attempts = attempts - 1, locked_until = NULL,
-            run_after = greatest(run_after, now() + $2::int * interval '1 millisecond')
-      WHERE id = $1::bigint`,
-    [id, Math.ceil(retryInMs)],
+    "UPDATE outbox SET attempts = attempts - 1, locked_until = NULL WHERE id = $1::bigint",
+    [id],
   );
 }
 

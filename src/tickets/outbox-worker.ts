@@ -175,7 +175,9 @@ async function attempt(deps: Deps, policy: RetryPolicy, item: ClaimedSideEffect)
   const paused = await pausedFor(deps.db, item.installationId);
   if (paused > 0) {
     log.debug({ pausedForMs: paused }, "installation paused by a GitHub rate limit; not tried");
-    await releaseOutbox(deps.db, item.id, paused);
+    // The pause holds back every row of the installation; when it ends they
+    // are claimed together, most important first.
+    await releaseOutbox(deps.db, item.id);
     return;
   }
   try {
@@ -196,7 +198,8 @@ async function attempt(deps: Deps, policy: RetryPolicy, item: ClaimedSideEffect)
         "GitHub rate limit; the installation's side effects wait",
       );
       await pauseInstallation(deps.db, item.installationId, decision.retryInMs, decision.why);
-      await failOutbox(deps.db, item.id, text, decision.retryInMs, { throttled: true });
+      // Held back by the pause, like the installation's other rows (see above).
+      await failOutbox(deps.db, item.id, text, 0, { throttled: true });
       return;
     }
     if (decision.retryInMs === null) log.error(fields, "GitHub side effect given up");
