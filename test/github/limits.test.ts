@@ -3,9 +3,10 @@
  * `limits`, with small numbers and windows of a second or two): the whole
  * server, its webhooks, sweeper and outbox worker, over real HTTP.
  */
+import { randomUUID } from "node:crypto";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { RecordedRequest } from "../support/github/simulator.js";
-import { issuesEvent } from "../support/github/webhooks.js";
+import { issueCommentEvent, issuesEvent } from "../support/github/webhooks.js";
 import { type Hallpass, startHallpass } from "../support/hallpass.js";
 import {
   commentOn,
@@ -191,6 +192,46 @@ describe("hallpass under GitHub's rate limits", () => {
       expect(h.sim.commentsOn(REPO, t.number).at(-1)?.body).toMatch(/expired/i);
     }
     await everyCommentOnce();
+  });
+
+  it("decides a webhook whose reads GitHub refused for a spent primary limit once the limit resets", async () => {
+    const issue = await openIssueTicket(h, "alice");
+    await h.settle();
+    h.sim.clearRequests();
+
+    h.sim.limits = { primary: { limit: 40, windowMs: 2_000 } };
+    const token = h.sim.installationToken(installationId);
+    for (let i = 0; i < 40; i++) {
+      const response = await fetch(`${h.sim.apiUrl}/repos/${REPO}`, {
+        headers: { authorization: `token ${token}` },
+      });
+      expect(response.status).toBe(200);
+    }
+    const reset = h.sim.rateLimit(installationId)!.reset;
+    const approval = h.sim.comment(issue.repoId, issue.number, {
+      author: "carol",
+      body: "/approve",
+    });
+    const deliveryId = randomUUID();
+    const { response } = await h.sim.deliver(issueCommentEvent(h.sim, "created", approval), {
+      deliveryId,
+    });
+    expect(response?.status).toBe(202);
+    const delivery = async () =>
+      (
+        await h.db.query<{ state: string; attempts: number }>(
+          "SELECT state, attempts FROM webhook_deliveries WHERE id = $1::text",
+          [deliveryId],
+        )
+      ).rows[0];
+    await expect.poll(async () => (await delivery())?.state, { timeout: 15_000 }).toBe("done");
+
+    // Refused while the limit was spent: nothing decided then, the delivery tried again.
+    const refused = h.sim.requests().filter((r) => !r.fault && r.status === 403);
+    expect(refused.length).toBeGreaterThanOrEqual(1);
+    for (const r of refused) expect(r.at).toBeLessThan(reset * 1000);
+    expect((await delivery())?.attempts).toBeGreaterThan(1);
+    expect(await grantsOf(h, issue)).toMatchObject([{ state: "active", approvers: ["carol"] }]);
   });
 
   it("retries server errors and lost answers, and posts each comment once", async () => {
