@@ -77,6 +77,22 @@ async function everyCommentOnce(failures = 0): Promise<void> {
   expect(onGitHub).toEqual(recorded);
 }
 
+/**
+ * Sets a primary limit of `limit` requests per `windowMs` and spends it, as
+ * other work of the installation would; returns its reset (epoch seconds).
+ */
+async function spendPrimaryLimit(limit: number, windowMs: number): Promise<number> {
+  h.sim.limits = { primary: { limit, windowMs } };
+  const token = h.sim.installationToken(installationId);
+  for (let i = 0; i < limit; i++) {
+    const response = await fetch(`${h.sim.apiUrl}/repos/${REPO}`, {
+      headers: { authorization: `token ${token}` },
+    });
+    expect(response.status).toBe(200);
+  }
+  return h.sim.rateLimit(installationId)!.reset;
+}
+
 /** An issue ticket by alice, approved by carol: active. */
 async function activeIssue(): Promise<TicketRef> {
   const issue = await openIssueTicket(h, "alice", requestBody({ duration: "1h" }));
@@ -164,16 +180,7 @@ describe("hallpass under GitHub's rate limits", () => {
     await h.settle();
     h.sim.clearRequests();
 
-    h.sim.limits = { primary: { limit: 20, windowMs: 1_500 } };
-    // Other work of the installation spent it all.
-    const token = h.sim.installationToken(installationId);
-    for (let i = 0; i < 20; i++) {
-      const response = await fetch(`${h.sim.apiUrl}/repos/${REPO}`, {
-        headers: { authorization: `token ${token}` },
-      });
-      expect(response.status).toBe(200);
-    }
-    const reset = h.sim.rateLimit(installationId)!.reset;
+    const reset = await spendPrimaryLimit(20, 1_500);
     // Both grants run out: the sweeper queues two closing comments (no GitHub call).
     h.clock.advance(2 * 3_600_000);
     await h.sweep();
@@ -199,15 +206,7 @@ describe("hallpass under GitHub's rate limits", () => {
     await h.settle();
     h.sim.clearRequests();
 
-    h.sim.limits = { primary: { limit: 40, windowMs: 2_000 } };
-    const token = h.sim.installationToken(installationId);
-    for (let i = 0; i < 40; i++) {
-      const response = await fetch(`${h.sim.apiUrl}/repos/${REPO}`, {
-        headers: { authorization: `token ${token}` },
-      });
-      expect(response.status).toBe(200);
-    }
-    const reset = h.sim.rateLimit(installationId)!.reset;
+    const reset = await spendPrimaryLimit(40, 2_000);
     const approval = h.sim.comment(issue.repoId, issue.number, {
       author: "carol",
       body: "/approve",
