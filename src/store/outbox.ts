@@ -119,7 +119,8 @@ export async function claimOutbox(
           AND (o.locked_until IS NULL OR o.locked_until < now())
           AND NOT EXISTS (
                 SELECT 1 FROM outbox_installations p
-                 WHERE p.installation_id = o.installation_id AND p.paused_until > now())
+                 WHERE p.installation_id = o.installation_id
+                   AND (p.paused_until > now() OR p.next_write_at > now()))
           AND (o.ticket_id IS NULL OR NOT EXISTS (
                 SELECT 1 FROM outbox e
                  WHERE e.state = 'pending' AND e.ticket_id = o.ticket_id AND e.id < o.id))
@@ -152,13 +153,22 @@ export async function claimOutbox(
     }));
 }
 
-export async function completeOutbox(sql: Sql, id: number, result: unknown): Promise<void> {
-  await sql.query(
+/**
+ * Completes the claim `attempts` made of the row; false when the row is no
+ * longer that claim's (its lease ran out and another claim took it).
+ */
+export async function completeOutbox(
+  sql: Sql,
+  claim: { id: number; attempts: number },
+  result: unknown,
+): Promise<boolean> {
+  const { rowCount } = await sql.query(
     `UPDATE outbox SET state = 'done', done_at = now(), locked_until = NULL, last_error = NULL,
-            result = $2::jsonb
-      WHERE id = $1::bigint`,
-    [id, storableJson(result ?? null)],
+            result = $3::jsonb
+      WHERE id = $1::bigint AND attempts = $2::int AND state = 'pending'`,
+    [claim.id, claim.attempts, storableJson(result ?? null)],
   );
+  return rowCount > 0;
 }
 
 /**
@@ -168,20 +178,20 @@ export async function completeOutbox(sql: Sql, id: number, result: unknown): Pro
  */
 export async function failOutbox(
   sql: Sql,
-  id: number,
+  claim: { id: number; attempts: number },
   error: string,
   retryInMs: number | null,
   options: { throttled?: boolean } = {},
 ): Promise<void> {
   await sql.query(
     `UPDATE outbox
-        SET state = CASE WHEN $3::int IS NULL THEN 'dead' ELSE 'pending' END,
-            run_after = now() + coalesce($3::int, 0) * interval '1 millisecond',
+        SET state = CASE WHEN $4::int IS NULL THEN 'dead' ELSE 'pending' END,
+            run_after = now() + coalesce($4::int, 0) * interval '1 millisecond',
             locked_until = NULL,
-            last_error = left($2::text, 2000),
-            throttled = throttled + CASE WHEN $4::boolean THEN 1 ELSE 0 END
-      WHERE id = $1::bigint`,
-    [id, error, retryInMs, options.throttled === true],
+            last_error = left($3::text, 2000),
+            throttled = throttled + CASE WHEN $5::boolean THEN 1 ELSE 0 END
+      WHERE id = $1::bigint AND attempts = $2::int AND state = 'pending'`,
+    [claim.id, claim.attempts, error, retryInMs, options.throttled === true],
   );
 }
 
@@ -190,11 +200,34 @@ export async function failOutbox(
  * is paused): the claim does not count, and it is due as it was, held back
  * by the pause like the installation's other rows.
  */
-export async function releaseOutbox(sql: Sql, id: number): Promise<void> {
+export async function releaseOutbox(
+  sql: Sql,
+  claim: { id: number; attempts: number },
+): Promise<void> {
   await sql.query(
-    "UPDATE outbox SET attempts = attempts - 1, locked_until = NULL WHERE id = $1::bigint",
-    [id],
+    `UPDATE outbox SET attempts = attempts - 1, locked_until = NULL
+      WHERE id = $1::bigint AND attempts = $2::int AND state = 'pending'`,
+    [claim.id, claim.attempts],
   );
+}
+
+/**
+ * Renews the claim's lease for `leaseMs`, just before a write: false when
+ * the row is no longer that claim's (its lease ran out, another took it),
+ * and the write must not be made.
+ */
+export async function renewOutbox(
+  sql: Sql,
+  claim: { id: number; attempts: number },
+  leaseMs: number,
+): Promise<boolean> {
+  const { rowCount } = await sql.query(
+    `UPDATE outbox SET locked_until = now() + $3::int * interval '1 millisecond'
+      WHERE id = $1::bigint AND attempts = $2::int AND state = 'pending'
+        AND locked_until > now()`,
+    [claim.id, claim.attempts, Math.ceil(leaseMs)],
+  );
+  return rowCount > 0;
 }
 
 /**

@@ -11,7 +11,7 @@ import {
 } from "#src/github/retry.js";
 import type { Logger } from "#src/log.js";
 import { type Loop, startLoop } from "#src/loop.js";
-import type { Db } from "#src/store/db.js";
+import type { Db, Sql } from "#src/store/db.js";
 import {
   type ClaimedSideEffect,
   claimOutbox,
@@ -20,6 +20,7 @@ import {
   pausedFor,
   pauseInstallation,
   releaseOutbox,
+  renewOutbox,
   reserveWrite,
 } from "#src/store/outbox.js";
 import { recordComment } from "#src/store/ticket-comments.js";
@@ -63,7 +64,11 @@ export interface OutboxWorkerOptions {
    * across replicas. Default {@link WRITE_INTERVAL_MS}; 0 turns pacing off.
    */
   readonly writeIntervalMs?: number;
-  /** How long one request to GitHub may take before it counts as unanswered. Default 30 s. */
+  /**
+   * How long one request to GitHub may take before it counts as unanswered;
+   * without it, the App's deadline for every GitHub request applies
+   * (`GITHUB_REQUEST_TIMEOUT_MS`).
+   */
   readonly requestTimeoutMs?: number;
 }
 
@@ -95,6 +100,18 @@ const DEFAULT_USAGE_SETTLE_MS = 1_000;
 /** A side effect that cannot ever be carried out as written. */
 class Unworkable extends Error {}
 
+/**
+ * The claim's lease ran out and another claim (another replica, or this one
+ * later) took the row: this one must neither write nor record anything.
+ */
+class LeaseLost extends Error {}
+
+/** The installation was paused (a rate limit) after the row was claimed: give it back untried. */
+class Paused extends Error {}
+
+/** A write GitHub answered without what it made: it may have been made; the next attempt looks first. */
+class NoAnswer extends Error {}
+
 type Effect<K extends SideEffect["kind"]> = Extract<SideEffect, { kind: K }>;
 
 interface Deps {
@@ -106,6 +123,7 @@ interface Deps {
   readonly usageSettleMs?: number;
   readonly writeIntervalMs?: number;
   readonly requestTimeoutMs?: number;
+  readonly leaseMs: number;
 }
 
 /**
@@ -136,14 +154,14 @@ export function startOutboxWorker(options: OutboxWorkerOptions): Loop {
     maxAttempts: options.maxAttempts ?? DEFAULT_RETRY.maxAttempts,
     baseMs: options.retryBaseMs ?? DEFAULT_RETRY.baseMs,
   };
-  const leaseMs = options.leaseMs ?? 120_000;
+  const deps: Deps = { ...options, leaseMs: options.leaseMs ?? 120_000 };
   return startLoop({
     name: "outbox",
     log: options.log,
     idleMs: options.idleMs ?? 1_000,
     pass: async () => {
-      const claimed = await claimOutbox(options.db, BATCH, leaseMs);
-      for (const item of claimed) await attempt(options, policy, item);
+      const claimed = await claimOutbox(options.db, BATCH, deps.leaseMs);
+      for (const item of claimed) await attempt(deps, policy, item);
       return claimed.length > 0;
     },
   });
@@ -172,19 +190,23 @@ async function attempt(deps: Deps, policy: RetryPolicy, item: ClaimedSideEffect)
     ticket: `${effect.repo.owner}/${effect.repo.name}#${effect.number}`,
     attempt: item.attempts,
   });
-  const paused = await pausedFor(deps.db, item.installationId);
-  if (paused > 0) {
-    log.debug({ pausedForMs: paused }, "installation paused by a GitHub rate limit; not tried");
-    // The pause holds back every row of the installation; when it ends they
-    // are claimed together, most important first.
-    await releaseOutbox(deps.db, item.id);
-    return;
-  }
   try {
+    if ((await pausedFor(deps.db, item.installationId)) > 0) throw new Paused();
     if (effect.kind === "comment") await comment(deps, log, item, effect);
     else if (effect.kind === "check_run") await checkRun(deps, log, item, effect);
     else await closeIssue(deps, item, effect);
   } catch (error) {
+    if (error instanceof Paused) {
+      log.debug("installation paused by a GitHub rate limit; not tried");
+      // The pause holds back every row of the installation; when it ends they
+      // are claimed together, most important first.
+      await releaseOutbox(deps.db, item);
+      return;
+    }
+    if (error instanceof LeaseLost) {
+      log.warn("the claim's lease ran out before it was done; left to the claim that took it");
+      return;
+    }
     const failure = describeFailure(error);
     const decision =
       error instanceof Unworkable
@@ -199,35 +221,55 @@ async function attempt(deps: Deps, policy: RetryPolicy, item: ClaimedSideEffect)
       );
       await pauseInstallation(deps.db, item.installationId, decision.retryInMs, decision.why);
       // Held back by the pause, like the installation's other rows (see above).
-      await failOutbox(deps.db, item.id, text, 0, { throttled: true });
+      await failOutbox(deps.db, item, text, 0, { throttled: true });
       return;
     }
     if (decision.retryInMs === null) log.error(fields, "GitHub side effect given up");
     else log.warn(fields, "GitHub side effect failed; will retry");
-    await failOutbox(deps.db, item.id, text, decision.retryInMs);
+    await failOutbox(deps.db, item, text, decision.retryInMs);
   }
 }
 
 /**
- * Request options of every call: a deadline, past which GitHub counts as not
- * answering, and no retry inside the call: a write that got no answer may
- * have been done, and only the next attempt, which looks first, may repeat it.
+ * Request options of every call: no retry inside the call (a write that got
+ * no answer may have been done, and only the next attempt, which looks
+ * first, may repeat it), and the deadline `requestTimeoutMs` when set.
  */
-function timeout(deps: Deps): { request: { signal: AbortSignal; retries: 0 } } {
+function timeout(deps: Deps): { request: { signal?: AbortSignal; retries: 0 } } {
   return {
-    request: { signal: AbortSignal.timeout(deps.requestTimeoutMs ?? 30_000), retries: 0 },
+    request: {
+      retries: 0,
+      ...(deps.requestTimeoutMs ? { signal: AbortSignal.timeout(deps.requestTimeoutMs) } : {}),
+    },
   };
 }
 
 /**
- * Before a write: waits for the installation's next write slot, when writes
- * are paced (`writeIntervalMs`).
+ * Just before a write:
+ * 1. the row must still be this claim's: its lease is renewed, or, when
+ *    another claim took it meanwhile, nothing is written (`LeaseLost`);
+ * 2. the installation must not have been paused since the claim (`Paused`);
+ * 3. the write waits for the installation's next slot (`writeIntervalMs`).
  */
-async function paced(deps: Deps, item: ClaimedSideEffect): Promise<void> {
+async function beforeWrite(deps: Deps, item: ClaimedSideEffect): Promise<void> {
+  if (!(await renewOutbox(deps.db, item, deps.leaseMs))) throw new LeaseLost();
+  if ((await pausedFor(deps.db, item.installationId)) > 0) throw new Paused();
   const interval = deps.writeIntervalMs ?? WRITE_INTERVAL_MS;
   if (interval <= 0) return;
   const wait = await reserveWrite(deps.db, item.installationId, interval);
   if (wait > 0) await sleep(wait);
+}
+
+/** Completes the row for this claim, in `tx`; rolls it back when the claim lost the row. */
+async function complete(tx: Sql, item: ClaimedSideEffect, result: unknown): Promise<void> {
+  if (!(await completeOutbox(tx, item, result))) throw new LeaseLost();
+}
+
+/** What a write made, by its id: an answer without one may hide a write that was made. */
+function made<T extends { id?: unknown }>(data: T | string | undefined): T & { id: number } {
+  if (typeof data !== "object" || data === null || typeof data.id !== "number")
+    throw new NoAnswer("GitHub's answer to the write did not say what it made");
+  return data as T & { id: number };
 }
 
 /**
@@ -267,10 +309,10 @@ async function comment(
   if (posted)
     log.info({ commentId: posted.id }, "comment was posted by an earlier attempt; recording it");
   if (!posted) {
-    await paced(deps, item);
+    await beforeWrite(deps, item);
     const response = await gh.rest.issues.createComment({ ...target, body, ...timeout(deps) });
     await heed(deps, item, response.headers);
-    posted = response.data;
+    posted = made(response.data);
   }
   const { id, body: postedBody } = posted;
   await deps.db.transaction(async (tx) => {
@@ -283,7 +325,7 @@ async function comment(
         body: postedBody ?? body,
       });
     }
-    await completeOutbox(tx, item.id, { commentId: id });
+    await complete(tx, item, { commentId: id });
   });
   log.debug({ commentId: id }, "comment posted");
 }
@@ -375,7 +417,7 @@ async function checkRun(
   let runId = await currentRun(deps, gh, repo, ticket.checkRunId, effect.headSha);
   if (runId === null && item.maybeDone)
     runId = await runOfTicket(deps, gh, repo, effect.headSha, item.ticketId, await deps.identity());
-  await paced(deps, item);
+  await beforeWrite(deps, item);
   if (runId !== null) {
     const response = await gh.rest.checks.update({
       ...repo,
@@ -394,13 +436,13 @@ async function checkRun(
       ...timeout(deps),
     });
     await heed(deps, item, response.headers);
-    runId = response.data.id;
+    runId = made(response.data).id;
     log.debug({ checkRunId: runId }, "check run created");
   }
   const id = runId;
   await deps.db.transaction(async (tx) => {
     await setCheckRun(tx, ticket.id, id);
-    await completeOutbox(tx, item.id, { checkRunId: id, headSha: effect.headSha });
+    await complete(tx, item, { checkRunId: id, headSha: effect.headSha });
   });
 }
 
@@ -457,7 +499,7 @@ async function closeIssue(
   effect: Effect<"close_issue">,
 ): Promise<void> {
   const gh = await deps.github(item.installationId);
-  await paced(deps, item);
+  await beforeWrite(deps, item);
   const response = await gh.rest.issues.update({
     owner: effect.repo.owner,
     repo: effect.repo.name,
@@ -467,5 +509,5 @@ async function closeIssue(
     ...timeout(deps),
   });
   await heed(deps, item, response.headers);
-  await completeOutbox(deps.db, item.id, { closed: true });
+  await complete(deps.db, item, { closed: true });
 }

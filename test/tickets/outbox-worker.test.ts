@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { sealedEvent } from "#src/audit/append.js";
 import type { GitHub } from "#src/github/api.js";
@@ -166,6 +166,38 @@ describe("outbox worker: comments", () => {
       before.id,
     ]);
     expect(rows).toHaveLength(1);
+  });
+
+  it("writes nothing for a claim whose lease ran out while it waited, and another claim took the row", async () => {
+    const ticket = await issueTicket();
+    // A closing comment waits for the proxies' last usage before it is posted.
+    const ending: Notice = {
+      kind: "ended",
+      state: "revoked",
+      reason: "ticket closed",
+      by: "alice",
+      usage: { tokens: [], requests: [], requestsTotal: 0 },
+      grantId: randomUUID(),
+    };
+    const { dedupeKey } = await queueEffect(db, ticket, commentOn(ticket, ending));
+    // Worker a claims it for 300 ms, then waits a second for the usage to settle ...
+    start({ leaseMs: 300, usageSettleMs: 1_000 });
+    await expect.poll(async () => (await outboxRow(db, dedupeKey))?.attempts).toBe(1);
+    // ... by when its lease has run out, and worker b has taken the row and posted it.
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    start({ usageSettleMs: 0 });
+    await settled(dedupeKey);
+    // a then comes back to the row with its old claim: it posts nothing.
+    await expect
+      .poll(() => logs.lines().some((l) => /lease ran out/.test(String(l.msg))), {
+        timeout: 5_000,
+      })
+      .toBe(true);
+    expect(
+      world.sim.commentsOn(REPO, ticket.number).filter((c) => c.author === "hallpass[bot]"),
+    ).toHaveLength(1);
+    expect(world.sim.requests({ method: "POST", path: commentsPath(ticket) })).toHaveLength(1);
+    expect(await outboxRow(db, dedupeKey)).toMatchObject({ state: "done", attempts: 2 });
   });
 
   it("recognises its own comment with the marker an older version wrote (the dedupe key)", async () => {
