@@ -129,15 +129,20 @@ function isRateLimited(status: number, failure: Failure): boolean {
   );
 }
 
-/** Milliseconds to wait as GitHub asks: `retry-after` seconds, or until `x-ratelimit-reset`. */
+/**
+ * Milliseconds to wait as GitHub asks: `retry-after` seconds, or until
+ * `x-ratelimit-reset` and a second more (GitHub's clock and this one may
+ * differ); never less than a second, so that a `retry-after: 0` or a reset
+ * already past on this clock cannot spin.
+ */
 function rateLimitWait(headers: Failure["headers"]): number | null {
   const retryAfter = Number(headers["retry-after"]);
   if (headers["retry-after"] !== undefined && Number.isFinite(retryAfter) && retryAfter >= 0) {
-    return Math.min(Math.ceil(retryAfter * 1000), MAX_WAIT_MS);
+    return Math.min(Math.max(Math.ceil(retryAfter * 1000), 1_000), MAX_WAIT_MS);
   }
   const reset = Number(headers["x-ratelimit-reset"]);
   if (String(headers["x-ratelimit-remaining"]) === "0" && Number.isFinite(reset)) {
-    return Math.min(Math.max(reset * 1000 - Date.now(), 1_000), MAX_WAIT_MS);
+    return Math.min(Math.max(reset * 1000 - Date.now() + 1_000, 1_000), MAX_WAIT_MS);
   }
   return null;
 }
