@@ -6,10 +6,12 @@ import type { Logger } from "#src/log.js";
 import { type Loop, startLoop } from "#src/loop.js";
 import type { Db } from "#src/store/db.js";
 import {
+  type ClaimedDelivery,
   claimDeliveries,
   completeDelivery,
   DELIVERIES_CHANNEL,
   failDelivery,
+  renewDeliveries,
 } from "#src/store/deliveries.js";
 
 /** Hands one stored delivery to the app (Probot's `receive`). */
@@ -22,6 +24,8 @@ export interface DeliveryWorkerOptions {
   readonly idleMs?: number;
   /** Attempts before a delivery is given up (state `failed`), unless it waits for GitHub. */
   readonly maxAttempts?: number;
+  /** How long a claim holds a delivery unless renewed (default a minute, renewed every third of it). */
+  readonly leaseMs?: number;
 }
 
 const BATCH = 8;
@@ -44,45 +48,63 @@ const WAIT_FOR_GITHUB_MS = 24 * 60 * 60 * 1000;
  */
 export function startDeliveryWorker(options: DeliveryWorkerOptions): Loop {
   const maxAttempts = options.maxAttempts ?? 10;
+  const leaseMs = options.leaseMs ?? LEASE_MS;
   const loop = startLoop({
     name: "webhook deliveries",
     log: options.log,
     idleMs: options.idleMs ?? 1_000,
     pass: async () => {
-      const claimed = await claimDeliveries(options.db, BATCH, LEASE_MS);
-      await Promise.all(
-        claimed.map(async (delivery) => {
-          const log = options.log.child({ delivery: delivery.id, event: delivery.event });
-          const payload = jsonObject(delivery.body.toString("utf8"));
-          if (!payload) {
-            log.error("webhook delivery is not a JSON object; given up");
-            await failDelivery(options.db, delivery.id, "payload is not a JSON object", null);
-            return;
-          }
-          try {
-            await options.handle({
-              id: delivery.id,
-              name: delivery.event,
-              payload,
-            } as EmitterWebhookEvent);
-            await completeDelivery(options.db, delivery.id);
-          } catch (error) {
-            const waitForGitHub =
-              githubUnavailable(error) &&
-              Date.now() - delivery.receivedAt.getTime() < WAIT_FOR_GITHUB_MS;
-            const giveUp = delivery.attempts >= maxAttempts && !waitForGitHub;
-            const retryIn = giveUp ? null : Math.min(1_000 * 2 ** (delivery.attempts - 1), 600_000);
-            log.error(
-              { err: error, attempts: delivery.attempts, retryIn },
-              "webhook delivery failed",
-            );
-            await failDelivery(options.db, delivery.id, errorText(error), retryIn);
-          }
-        }),
-      );
+      const claimed = await claimDeliveries(options.db, BATCH, leaseMs);
+      // While handlers wait on GitHub, their leases are kept.
+      const handling = new Set(claimed);
+      const renewal = setInterval(() => {
+        renewDeliveries(options.db, [...handling], leaseMs).catch((error: unknown) =>
+          options.log.warn({ err: error }, "cannot renew the leases of deliveries in hand"),
+        );
+      }, leaseMs / 3);
+      try {
+        await Promise.all(
+          claimed.map(async (delivery) => {
+            try {
+              await handleOne(delivery);
+            } finally {
+              handling.delete(delivery);
+            }
+          }),
+        );
+      } finally {
+        clearInterval(renewal);
+      }
       return claimed.length === BATCH;
     },
   });
+  async function handleOne(delivery: ClaimedDelivery): Promise<void> {
+    const log = options.log.child({ delivery: delivery.id, event: delivery.event });
+    const payload = jsonObject(delivery.body.toString("utf8"));
+    if (!payload) {
+      log.error("webhook delivery is not a JSON object; given up");
+      await failDelivery(options.db, delivery, "payload is not a JSON object", null);
+      return;
+    }
+    try {
+      await options.handle({
+        id: delivery.id,
+        name: delivery.event,
+        payload,
+      } as EmitterWebhookEvent);
+      await completeDelivery(options.db, delivery);
+    } catch (error) {
+      const gitHubWait = waitForGitHub(error);
+      const keep =
+        gitHubWait !== null && Date.now() - delivery.receivedAt.getTime() < WAIT_FOR_GITHUB_MS;
+      const giveUp = delivery.attempts >= maxAttempts && !keep;
+      const backoff = Math.min(1_000 * 2 ** (delivery.attempts - 1), 600_000);
+      // A rate limit is waited out as long as GitHub asks, not retried sooner.
+      const retryIn = giveUp ? null : Math.max(backoff, gitHubWait ?? 0);
+      log.error({ err: error, attempts: delivery.attempts, retryIn }, "webhook delivery failed");
+      await failDelivery(options.db, delivery, errorText(error), retryIn);
+    }
+  }
   // New deliveries wake the worker; polling stays as the fallback.
   const unlisten = options.db
     .listen(DELIVERIES_CHANNEL, () => loop.kick())
@@ -100,17 +122,23 @@ export function startDeliveryWorker(options: DeliveryWorkerOptions): Loop {
 }
 
 /**
- * Whether every error of the handlers (Probot gathers them in an
+ * When every error of the handlers (Probot gathers them in an
  * AggregateError) is a GitHub request that failed for now, as the outbox
- * tells them (`whenToRetry`): no answer, a 5xx, a rate limit. A 4xx, or a
- * fault of hallpass, is not: those are given up after the attempts.
+ * tells them (`whenToRetry`: no answer, a 5xx, a rate limit): how long
+ * GitHub asks to wait (0 when it does not say). Null for anything else (a
+ * 4xx, a fault of hallpass): those are given up after the attempts.
  */
-function githubUnavailable(error: unknown): boolean {
+function waitForGitHub(error: unknown): number | null {
   const errors: unknown[] = error instanceof AggregateError ? error.errors : [error];
-  return (
-    errors.length > 0 &&
-    errors.every((e) => e instanceof RequestError && whenToRetry(e, 1).retryInMs !== null)
-  );
+  if (errors.length === 0) return null;
+  let wait = 0;
+  for (const e of errors) {
+    if (!(e instanceof RequestError)) return null;
+    const decision = whenToRetry(e, 1);
+    if (decision.retryInMs === null) return null;
+    if (decision.rateLimit) wait = Math.max(wait, decision.retryInMs);
+  }
+  return wait;
 }
 
 function errorText(error: unknown): string {

@@ -96,30 +96,57 @@ export async function claimDeliveries(
   }));
 }
 
-export async function completeDelivery(sql: Sql, id: string): Promise<void> {
+/** A claim of a delivery: the row, and the attempt the claim made. */
+export type DeliveryClaim = Pick<ClaimedDelivery, "id" | "attempts">;
+
+/**
+ * Completes the claim. A claim whose lease ran out, and that another took,
+ * changes nothing: the later claim finishes the delivery.
+ */
+export async function completeDelivery(sql: Sql, claim: DeliveryClaim): Promise<void> {
   await sql.query(
     `UPDATE webhook_deliveries
         SET state = 'done', processed_at = now(), locked_until = NULL, last_error = NULL
-      WHERE id = $1::text`,
-    [id],
+      WHERE id = $1::text AND attempts = $2::int AND state = 'pending'`,
+    [claim.id, claim.attempts],
   );
 }
 
 /** Schedules a retry after `retryInMs`, or gives up (state `failed`) when it is null. */
 export async function failDelivery(
   sql: Sql,
-  id: string,
+  claim: DeliveryClaim,
   error: string,
   retryInMs: number | null,
 ): Promise<void> {
   await sql.query(
     `UPDATE webhook_deliveries
-        SET state = CASE WHEN $3::int IS NULL THEN 'failed' ELSE 'pending' END,
-            run_after = now() + coalesce($3::int, 0) * interval '1 millisecond',
+        SET state = CASE WHEN $4::int IS NULL THEN 'failed' ELSE 'pending' END,
+            run_after = now() + coalesce($4::int, 0) * interval '1 millisecond',
             locked_until = NULL,
-            last_error = left($2::text, 2000),
-            processed_at = CASE WHEN $3::int IS NULL THEN now() END
-      WHERE id = $1::text`,
-    [id, error, retryInMs],
+            last_error = left($3::text, 2000),
+            processed_at = CASE WHEN $4::int IS NULL THEN now() END
+      WHERE id = $1::text AND attempts = $2::int AND state = 'pending'`,
+    [claim.id, claim.attempts, error, retryInMs],
+  );
+}
+
+/**
+ * Extends the leases of claims still being handled, so that a handler
+ * slower than the lease (GitHub slow to answer its reads) is not handled a
+ * second time, at once, by another claim.
+ */
+export async function renewDeliveries(
+  sql: Sql,
+  claims: readonly DeliveryClaim[],
+  leaseMs: number,
+): Promise<void> {
+  if (claims.length === 0) return;
+  await sql.query(
+    `UPDATE webhook_deliveries w
+        SET locked_until = now() + $3::int * interval '1 millisecond'
+       FROM unnest($1::text[], $2::int[]) AS c(id, attempts)
+      WHERE w.id = c.id AND w.attempts = c.attempts AND w.state = 'pending'`,
+    [claims.map((c) => c.id), claims.map((c) => c.attempts), leaseMs],
   );
 }

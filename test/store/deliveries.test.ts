@@ -39,7 +39,7 @@ describe.each(backends)("webhook deliveries on %s", (backend) => {
     const [claimed] = await claimDeliveries(db, 10, 60_000);
     expect(claimed?.id).toBe(stored.id);
     expect(claimed?.body.toString("utf8")).toBe(body);
-    await completeDelivery(db, stored.id);
+    await completeDelivery(db, claimed!);
     expect(await claimDeliveries(db, 10, 60_000)).toEqual([]);
   });
 
@@ -56,8 +56,8 @@ describe.each(backends)("webhook deliveries on %s", (backend) => {
     const db = await fresh();
     const stored = delivery("{}");
     await recordDelivery(db, stored);
-    await claimDeliveries(db, 10, 60_000);
-    await failDelivery(db, stored.id, "TypeError: bad \u0000 title", null);
+    const [claimed] = await claimDeliveries(db, 10, 60_000);
+    await failDelivery(db, claimed!, "TypeError: bad \u0000 title", null);
     const { rows } = await db.query("SELECT last_error FROM webhook_deliveries");
     expect(rows).toEqual([{ last_error: "TypeError: bad \uFFFD title" }]);
   });
