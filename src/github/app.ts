@@ -40,12 +40,17 @@ export const GITHUB_REQUEST_TIMEOUT_MS = 20_000;
  * while the others carry on; a webhook handler's read refused by a rate limit
  * fails, and its delivery is retried. The retry plugin stays, for reads: the
  * outbox turns it off for its writes (a comment retried after a 504 may have
- * been posted by the first try).
+ * been posted by the first try), and it leaves rate limits to the callers.
  */
-export const AppOctokit = ProbotOctokit.defaults((options: { throttle?: object }) => ({
-  ...options,
-  throttle: { ...options.throttle, enabled: false },
-}));
+export const AppOctokit = ProbotOctokit.defaults(
+  (options: { throttle?: object; retry?: object }) => ({
+    ...options,
+    throttle: { ...options.throttle, enabled: false },
+    // A 429 is a rate limit, waited out as GitHub asks by the caller (the
+    // outbox, the delivery worker), not retried a second later.
+    retry: { ...options.retry, doNotRetry: [400, 401, 403, 404, 410, 422, 429, 451] },
+  }),
+);
 
 /**
  * The Probot instance of the GitHub App, pointed at github.com or at GitHub

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import type { GitHub } from "#src/github/api.js";
 import type { Logger } from "#src/log.js";
 import { type Loop, startLoop } from "#src/loop.js";
@@ -13,6 +14,11 @@ export interface RedeliveryOptions {
   /** How far back to look; GitHub keeps deliveries for 3 days. */
   readonly windowMs?: number;
   readonly intervalMs?: number;
+  /**
+   * At least this long between two redelivery requests (GitHub asks for a
+   * second between content-creating requests). Default 1 s.
+   */
+  readonly requestIntervalMs?: number;
 }
 
 const WINDOW_MS = 6 * 60 * 60 * 1000;
@@ -67,6 +73,7 @@ export async function redeliverMissed(options: RedeliveryOptions): Promise<numbe
     let requested = 0;
     for (const [guid, attempt] of latest) {
       if (seen.has(guid)) continue;
+      if (requested > 0) await sleep(options.requestIntervalMs ?? 1_000);
       await gh.request("POST /app/hook/deliveries/{delivery_id}/attempts", {
         delivery_id: attempt.id,
       });
