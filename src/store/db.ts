@@ -138,21 +138,23 @@ const UNREACHABLE_CODES = new Set([
   "57P01", // admin_shutdown
   "57P02", // crash_shutdown
   "57P03", // cannot_connect_now
+  "53300", // too_many_connections
 ]);
 const UNREACHABLE_MESSAGE =
   /connection terminated|connection timeout|timeout exceeded when trying to connect|connection error/i;
 
 /**
- * Whether an error says the database could not be reached (down,
- * restarting, the connection lost), as opposed to a statement it refused:
- * the first is a 503 that GitHub or a client retries, the second a fault.
+ * Whether a database error says the database could not be reached (down,
+ * restarting, out of connections, the connection lost), as opposed to a
+ * statement it refused: the first is a 503 that GitHub or a client
+ * retries, the second a fault. Only errors of the database count: another
+ * network failure with the same code is not the database's.
  */
 export function isDatabaseUnreachable(error: unknown): boolean {
-  if (!(error instanceof Error)) return false;
-  const code = (error as { code?: unknown }).code;
-  if (typeof code === "string" && (UNREACHABLE_CODES.has(code) || code.startsWith("08")))
-    return true;
-  return code === undefined && UNREACHABLE_MESSAGE.test(error.message);
+  if (!(error instanceof QueryError)) return false;
+  const { code } = error;
+  if (code !== undefined) return UNREACHABLE_CODES.has(code) || code.startsWith("08");
+  return UNREACHABLE_MESSAGE.test(error.message);
 }
 
 export class QueryError extends Error {

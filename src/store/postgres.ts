@@ -88,7 +88,9 @@ export function openPostgres(url: string, options: PostgresOptions = {}): Db {
     kind: "postgres",
     ...wrap(pool),
     async transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T> {
-      const client = await pool.connect();
+      const client = await pool.connect().catch((error: unknown) => {
+        throw new QueryError(error, "BEGIN");
+      });
       // A connection lost while checked out is an 'error' event on the client:
       // unheard, it would crash the process. The statement in flight (or the
       // next one) fails with it, and the rollback below then destroys the client.
