@@ -1,18 +1,7 @@
-// Bundles the server and CLI into dist/main.js (dependencies stay in
-// node_modules) and copies the SQL migrations next to it.
-import { cp, rm } from "node:fs/promises";
-import { build } from "esbuild";
+// Bundles the server and CLI into dist/main.js and copies the SQL
+// migrations next to it (see bundle-server.mjs).
+import { rm } from "node:fs/promises";
+import { bundleServer } from "./bundle-server.mjs";
 
 await rm("dist", { recursive: true, force: true });
-await build({
-  entryPoints: ["src/main.ts"],
-  outfile: "dist/main.js",
-  bundle: true,
-  platform: "node",
-  format: "esm",
-  target: "node20",
-  packages: "external",
-  sourcemap: true,
-  logLevel: "warning",
-});
-await cp("src/store/migrations", "dist/migrations", { recursive: true });
+await bundleServer("dist");

@@ -14,11 +14,11 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
-import { cp, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { build } from "esbuild";
 import type { ExpectStatic } from "vitest";
+import { bundleServer } from "../../scripts/bundle-server.mjs";
 import { runPost, runStep, type StepResult, startIdTokenEndpoint } from "../support/action.js";
 import { createTestDb, primaryBackend, type TestDb } from "../support/db.js";
 import { cleanEnv } from "../support/env.js";
@@ -60,24 +60,7 @@ function useBuiltCli(): Promise<string> {
         rmSync(stale, { recursive: true, force: true });
     }
     const dir = mkdtempSync(path.join(parent, "hallpass-e2e-"));
-    const cli = (async () => {
-      await build({
-        absWorkingDir: ROOT,
-        entryPoints: ["src/main.ts"],
-        outfile: path.join(dir, "main.js"),
-        bundle: true,
-        platform: "node",
-        format: "esm",
-        target: "node20",
-        packages: "external",
-        sourcemap: true,
-        logLevel: "warning",
-      });
-      await cp(path.join(ROOT, "src/store/migrations"), path.join(dir, "migrations"), {
-        recursive: true,
-      });
-      return path.join(dir, "main.js");
-    })();
+    const cli = bundleServer(dir, { root: ROOT });
     built = { dir, cli, users: 0 };
   }
   built.users += 1;
