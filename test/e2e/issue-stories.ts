@@ -109,10 +109,8 @@ export async function issueStory(s: Stack, expect: ExpectStatic): Promise<void> 
     const ended = await noticeOn(expect, s, n, "🔒 Access revoked");
     expect(ended.body).toContain("| By | `bob` |");
     expect(ended.body).toContain("| Reason | revoked by bob |");
-    const calls = api.callsWith(token);
     // Calls made before the proxy heard of the revocation were forwarded: the API saw them.
-    const forwarded = calls.filter((c) => c.status === 200).length;
-    const revoked = calls.filter((c) => c.error === "TOKEN_REVOKED").length;
+    const { forwarded, revoked } = api.tally(token);
     expect(api.seen()).toHaveLength(forwarded);
     const rows = usageRows(ended.body);
     expect(rows).toEqual(
@@ -250,9 +248,10 @@ export async function personStory(s: Stack, expect: ExpectStatic): Promise<void>
     const ended = await noticeOn(expect, s, n, "🔒 Access revoked");
     expect(ended.body).toContain("| By | the operator |");
     expect(ended.body).toContain("| Reason | revoked by the operator: INC-42 is resolved |");
-    const calls = api.callsWith(token);
-    const refunds = calls.filter((c) => c.method === "POST" && c.status === 200).length;
-    const revoked = calls.filter((c) => c.error === "TOKEN_REVOKED").length;
+    const refunds = api
+      .callsWith(token)
+      .filter((c) => c.method === "POST" && c.status === 200).length;
+    const { revoked } = api.tally(token);
     expect(api.seen().filter((r) => r.url === "/v1/refunds")).toHaveLength(refunds);
     const rows = usageRows(ended.body);
     expect(rows).toEqual(

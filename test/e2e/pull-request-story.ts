@@ -109,9 +109,7 @@ export async function pullRequestStory(s: Stack, expect: ExpectStatic): Promise<
       expect(ended.body).toContain(
         `| Reason | new commits were pushed after the approved commit ${approved.slice(0, 7)} |`,
       );
-      const calls = api.callsWith(first.token);
-      const forwarded = calls.filter((c) => c.status === 200).length;
-      const revoked = calls.filter((c) => c.error === "TOKEN_REVOKED").length;
+      const { forwarded, revoked } = api.tally(first.token);
       expect(api.seen()).toHaveLength(forwarded);
       const rows = usageRows(ended.body);
       expect(rows).toEqual(
@@ -175,10 +173,8 @@ export async function pullRequestStory(s: Stack, expect: ExpectStatic): Promise<
       const ended = revokedNotices(n)[1]?.body ?? "";
       expect(ended).toContain("| Reason | the pull request was merged |");
       expect(ended).toContain("| By | `bob` |");
-      const calls = api.callsWith(second.token);
-      const forwarded = calls.filter((c) => c.status === 200).length;
-      const revoked = calls.filter((c) => c.error === "TOKEN_REVOKED").length;
-      const firstForwarded = api.callsWith(first.token).filter((c) => c.status === 200).length;
+      const { forwarded, revoked } = api.tally(second.token);
+      const firstForwarded = api.tally(first.token).forwarded;
       expect(api.seen()).toHaveLength(firstForwarded + forwarded);
       const rows = usageRows(ended);
       expect(rows).toEqual(

@@ -101,6 +101,8 @@ export interface ApiClient {
   call(token: string, method: string, apiPath: string): Promise<ProxyCall>;
   /** The calls made with `token`, oldest first. */
   callsWith(token: string): ProxyCall[];
+  /** Of the calls made with `token`: how many the API answered 200, and how many the proxy refused as revoked. */
+  tally(token: string): { forwarded: number; revoked: number };
   /** What reached the API of this client's calls (and of `requestId`s it handed out). */
   seen(): Seen[];
   /** A request id of this client, for a call made elsewhere (a command's). */
@@ -299,6 +301,13 @@ export async function startStack(): Promise<Stack> {
       return {
         nextRequestId,
         callsWith: (token) => calls.filter((c) => c.token === token),
+        tally(token) {
+          const mine = calls.filter((c) => c.token === token);
+          return {
+            forwarded: mine.filter((c) => c.status === 200).length,
+            revoked: mine.filter((c) => c.error === "TOKEN_REVOKED").length,
+          };
+        },
         seen: () =>
           upstream.seen.filter((r) => String(r.headers["x-request-id"]).startsWith(`${tag}-`)),
         async call(token, method, apiPath) {
