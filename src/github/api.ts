@@ -1,5 +1,6 @@
 import type { ProbotOctokit } from "probot";
 import type { CommitPerson } from "#src/rules/decide.js";
+import { isBotAccount } from "#src/rules/principal.js";
 
 /** An installation-authenticated client (Probot's: retries and throttling included). */
 export type GitHub = InstanceType<typeof ProbotOctokit>;
@@ -42,7 +43,7 @@ export async function fetchTicket(gh: GitHub, repo: RepoName, number: number): P
   const author = {
     id: issue.user?.id ?? 0,
     login: issue.user?.login ?? "ghost",
-    isBot: issue.user?.type === "Bot" || (issue.user?.login ?? "").endsWith("[bot]"),
+    isBot: issue.user ? isBotAccount(issue.user) : false,
   };
   const labels = issue.labels
     .map((l) => (typeof l === "string" ? l : (l.name ?? "")))
