@@ -7,7 +7,10 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { adminSocketPath } from "#src/cli/admin-socket.js";
 import { runCli } from "#src/cli/run.js";
+import { migrate } from "#src/store/migrate.js";
+import { openPglite } from "#src/store/pglite.js";
 import { cleanEnv } from "../support/env.js";
+import { type GrantFixture, insertGrant } from "../support/grants.js";
 import { freePort } from "../support/net.js";
 import { captureOutput } from "../support/output.js";
 
@@ -25,10 +28,20 @@ describe("operator commands while hallpass serve holds the embedded database", (
   let dir: string;
   let child: ReturnType<typeof spawn>;
   let env: NodeJS.ProcessEnv;
+  let grant: GrantFixture;
   const masterKey = randomBytes(32).toString("base64");
 
   beforeAll(async () => {
     dir = await mkdtemp(path.join(tmpdir(), "hallpass-admin-"));
+    // An active grant, left in the embedded database as the lifecycle would
+    // leave it, for the operator to revoke while the server holds the database.
+    const db = await openPglite(path.join(dir, "pgdata"));
+    try {
+      await migrate(db);
+      grant = await insertGrant(db, { state: "active" });
+    } finally {
+      await db.close();
+    }
     const port = await freePort();
     env = cleanEnv({ PORT: String(port), HALLPASS_DATA_DIR: dir, HALLPASS_MASTER_KEY: masterKey });
     child = spawn(process.execPath, ["--import", "tsx", "src/main.ts", "serve"], {
@@ -67,14 +80,42 @@ describe("operator commands while hallpass serve holds the embedded database", (
     expect((await cli(["migrate"], env)).stdout).toBe("database is up to date\n");
   });
 
+  it("revoke a live grant, and the export shows it", async () => {
+    const revoke = await cli(["revoke", "--grant", grant.grantId, "--reason", "incident 7"], env);
+    expect(revoke).toMatchObject({ code: 0, stderr: "" });
+    expect(revoke.stdout).toMatch(new RegExp(`^revoked grant ${grant.grantId} on `));
+
+    const again = await cli(["revoke", "--grant", grant.grantId], env);
+    expect(again.code).toBe(1);
+
+    const exported = await cli(["audit", "export"], env);
+    expect(exported).toMatchObject({ code: 0, stderr: "" });
+    const events = exported.stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as { type?: string; event?: { type?: string } });
+    expect(JSON.stringify(events)).toContain(grant.grantId);
+    expect(JSON.stringify(events)).toContain("incident 7");
+
+    const verify = await cli(["audit", "verify"], env);
+    expect(verify).toMatchObject({ code: 0, stderr: "" });
+  });
+
   it("never make a new embedded database where there is none", async () => {
     const elsewhere = await mkdtemp(path.join(tmpdir(), "hallpass-empty-"));
     try {
-      const verify = await cli(["audit", "verify"], { ...env, HALLPASS_DATA_DIR: elsewhere });
-      expect(verify.code).toBe(1);
-      expect(verify.stderr).toMatch(
-        /there is no embedded database in .*: run this where hallpass serve runs/,
-      );
+      for (const command of [
+        ["audit", "verify"],
+        ["audit", "export"],
+        ["revoke", "--grant", grant.grantId],
+        ["keys", "rotate"],
+      ]) {
+        const run = await cli(command, { ...env, HALLPASS_DATA_DIR: elsewhere });
+        expect(run.code, command.join(" ")).toBe(1);
+        expect(run.stderr, command.join(" ")).toMatch(
+          /there is no embedded database in .*: run this where hallpass serve runs/,
+        );
+      }
       expect(existsSync(path.join(elsewhere, "pgdata", "PG_VERSION"))).toBe(false);
     } finally {
       await rm(elsewhere, { recursive: true, force: true });
