@@ -11,7 +11,12 @@
  * - a last segment with wildcards (`/src/b*`, `*.js`): gitignore also matches
  *   everything below a matching directory; GitHub has been reported not to;
  * - `**` inside a segment (`**.js`): gitignore reads it as `*`; other globs let
- *   it cross directories.
+ *   it cross directories;
+ * - `**` as the last segment before a trailing slash (`foo/**`, then `/`):
+ *   gitignore reads it as `foo/**` for directories only, so it matches what is
+ *   below a directory inside `foo` and never a file directly inside `foo`;
+ *   implementations that drop the slash, or read the last `**` as zero or more
+ *   directories, take all of `foo`.
  *
  * Matching is linear-time backtracking over segments and characters (no RegExp
  * built from input), so no pattern can make a lookup explode.
@@ -67,6 +72,8 @@ export const NOTE_ANCHOR =
   "GitHub does not document whether a pattern with a slash only in the middle is anchored to the root (start it with `/` or `**/`)";
 export const NOTE_TAIL =
   "GitHub does not document whether a last segment with wildcards also matches what is below a matching directory (end the pattern with `/` or a plain name)";
+export const NOTE_TRAILING_ANY =
+  "GitHub does not document whether a pattern ending in `/**/` matches the files directly inside the directory before it, which gitignore does not (for everything below `dir`, write `dir/` or `dir/**`; for what is in its subdirectories only, `dir/*/`)";
 export const NOTE_INNER =
   "GitHub does not document whether `**` inside a segment crosses directories (use `**` as a whole segment, or `*`)";
 
@@ -324,9 +331,13 @@ function build(
 
   let kind: Kind = "prefix";
   let tailUnsure = false;
+  // `x/**/`: in gitignore the `x/**` is at least one name and a directory, so the
+  // files it governs are two or more names below `x`; another reading takes all of `x`.
+  let anyUnsure = false;
   const last = segs[segs.length - 1] as Tok[];
   if (trailing) {
     kind = "contents";
+    anyUnsure = isWholeAny(last);
   } else if (isWholeAny(last)) {
     segs.pop();
     kind = "contents";
@@ -339,7 +350,7 @@ function build(
   let hasInner = false;
   for (const toks of segs) if (innerRuns(toks) > 0) hasInner = true;
   const plain = segs.map(toSeg);
-  if (!anchorUnsure && !tailUnsure && !hasInner) {
+  if (!anchorUnsure && !tailUnsure && !anyUnsure && !hasInner) {
     const m = finish(plain, anchored, kind);
     return { readings: [[m]], notes: [], single: m, required: null };
   }
@@ -347,12 +358,21 @@ function build(
   const notes: string[] = [];
   if (anchorUnsure) notes.push(NOTE_ANCHOR);
   if (tailUnsure) notes.push(NOTE_TAIL);
+  if (anyUnsure) notes.push(NOTE_TRAILING_ANY);
   if (hasInner) notes.push(NOTE_INNER);
+  // Each variant is the segments under one reading of a trailing `**/`: as
+  // written, and gitignore's (the last `**` becomes one name, a directory).
+  const variants: { segs: readonly Tok[][]; plain: readonly Seg[] }[] = [{ segs, plain }];
+  if (anyUnsure) {
+    variants.push({ segs: [...segs.slice(0, -1), [S]], plain: [...plain.slice(0, -1), ONE_SEG] });
+  }
   const readings: Matcher[][] = [];
   for (const a of anchorUnsure ? [true, false] : [anchored]) {
     for (const k of tailUnsure ? (["prefix", "exact"] as const) : [kind]) {
-      readings.push([finish(plain, a, k)]);
-      if (hasInner) readings.push(crossed(segs).map((list) => finish(list, a, k)));
+      for (const v of variants) {
+        readings.push([finish(v.plain, a, k)]);
+        if (hasInner) readings.push(crossed(v.segs).map((list) => finish(list, a, k)));
+      }
     }
   }
   const all = readings.flat();

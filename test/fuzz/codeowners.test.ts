@@ -45,7 +45,16 @@ const owner = fc.constantFrom("@bob", "@acme/eng", "x@example.com", "@mallory", 
 const line = fc.oneof(
   fc
     .tuple(
-      fc.constantFrom("*", "/services/", "services/payments/", "**/x.ts", "/a/*", "*.md", "legacy"),
+      fc.constantFrom(
+        "*",
+        "/services/",
+        "services/payments/",
+        "**/x.ts",
+        "/a/*",
+        "*.md",
+        "legacy",
+        "services/**/",
+      ),
       fc.array(owner, { maxLength: 3 }),
     )
     .map(([p, o]) => [p, ...o].join(" ")),

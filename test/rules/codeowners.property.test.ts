@@ -24,8 +24,11 @@ function reference(pattern: string): RegExp {
   let contents = segs.length > 1 && segs[segs.length - 1]?.length === 0;
   if (contents) segs.pop();
   const anchored = leading || segs.length > 1;
+  // `x/**/` is `x/**` for directories only: below a directory inside `x`.
+  let below = 1;
   if (is(segs[segs.length - 1], "**")) {
     segs.pop();
+    if (contents) below = 2;
     contents = true;
   }
   const exact = !contents && is(segs[segs.length - 1], "*");
@@ -42,7 +45,7 @@ function reference(pattern: string): RegExp {
     }
     re += "/";
   }
-  re += contents ? "(?:[^/]+/)+$" : exact ? "$" : "(?:[^/]+/)*$";
+  re += contents ? `(?:[^/]+/){${below},}$` : exact ? "$" : "(?:[^/]+/)*$";
   return new RegExp(re, "u");
 }
 
@@ -86,6 +89,9 @@ const anyLine = fc.oneof(
     "*.js @b",
     "/a/b* @a",
     "**.md @b",
+    "/a/**/ @a",
+    "**/a/**/ @b",
+    "**/ @b",
     "* bad-owner",
     "/a/ @a\r* @b",
     "/a/#b @a",

@@ -393,6 +393,47 @@ describe("patterns GitHub may read two ways", () => {
     expect(who(text, "src/lib/a.ts")).toBe("owned 1 @all");
   });
 
+  // gitignore reads `foo/**/` as the directories below `foo` (so what is in
+  // them), never a file directly in `foo`; other readings take all of `foo`.
+  it.each(["foo/**/", "/foo/**/", "**/foo/**/"])(
+    "never hands a file directly in foo to `%s`'s owners: gitignore matches only below a subdirectory",
+    (pattern) => {
+      const co = parseCodeowners(file("* @security", `${pattern} @team-x`));
+      expect(who(co, "foo/config.yml")).toBe("blocked 2");
+      expect(who(co, "foo/")).toBe("blocked 2");
+      expect(who(co, "foo/x/bar")).toBe("owned 2 @team-x");
+      expect(who(co, "foo/x/y/z.yml")).toBe("owned 2 @team-x");
+      expect(who(co, "foo/x/")).toBe("owned 2 @team-x");
+      expect(who(co, "foo")).toBe("owned 1 @security");
+      expect(who(co, "bar/config.yml")).toBe("owned 1 @security");
+      const o = ownersOf(co, "foo/config.yml");
+      expect(o.status === "blocked" && o.reason).toContain("directly inside");
+    },
+  );
+
+  it("reads `**/foo/**/` at any depth and `/foo/**/` at the root only", () => {
+    const any = file("* @security", "**/foo/**/ @team-x");
+    expect(who(any, "a/foo/config.yml")).toBe("blocked 2");
+    expect(who(any, "a/foo/x/bar")).toBe("owned 2 @team-x");
+    const root = file("* @security", "/foo/**/ @team-x");
+    expect(who(root, "a/foo/x/bar")).toBe("owned 1 @security");
+  });
+
+  it("reads `/foo/*/`, gitignore's `/foo/**/` written unambiguously, one way", () => {
+    const text = file("* @security", "/foo/*/ @team-x");
+    expect(who(text, "foo/config.yml")).toBe("owned 1 @security");
+    expect(who(text, "foo/x/bar")).toBe("owned 2 @team-x");
+    expect(who(text, "foo/x/y/z.yml")).toBe("owned 2 @team-x");
+    expect(who(text, "foo/x/")).toBe("owned 2 @team-x");
+  });
+
+  it("blocks a file at the root for `**/`, which gitignore reads as the files in a directory", () => {
+    const text = file("* @security", "**/ @team-x");
+    expect(who(text, "config.yml")).toBe("blocked 2");
+    expect(who(text, "a/config.yml")).toBe("owned 2 @team-x");
+    expect(who(text, "a/")).toBe("owned 2 @team-x");
+  });
+
   it("does not block when every reading names the same owners", () => {
     const text = file("* @api", "payments/api/ @API");
     expect(who(text, "services/payments/api/x.ts")).toBe("owned 1 @api");
