@@ -234,6 +234,9 @@ function directory(
     }));
 }
 
+/** The most changed files GitHub's compare lists. */
+const COMPARE_FILES = 300;
+
 function compare(backend: Backend, repo: Repo, basehead: string): Reply {
   const { model, view } = backend;
   const [base, head] = basehead.includes("...") ? basehead.split("...") : basehead.split("..");
@@ -256,7 +259,13 @@ function compare(backend: Backend, repo: Repo, basehead: string): Reply {
     behind_by: result.behind.length,
     total_commits: result.ahead.length,
     commits: result.ahead.slice(0, 250).map((c) => commit(view, repo, c)),
-    files: diffEntries(view, repo, headSha, model.git.diff(mergeBase, model.git.require(headSha))),
+    // GitHub lists at most 300 changed files, and says nothing of the rest.
+    files: diffEntries(
+      view,
+      repo,
+      headSha,
+      model.git.diff(mergeBase, model.git.require(headSha)).slice(0, COMPARE_FILES),
+    ),
   };
   return json(body);
 }

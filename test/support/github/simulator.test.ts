@@ -4,9 +4,14 @@ import { Octokit } from "@octokit/rest";
 import { verify } from "@octokit/webhooks-methods";
 import type {
   InstallationDeletedEvent,
+  InstallationRepositoriesRemovedEvent,
+  InstallationSuspendEvent,
+  InstallationUnsuspendEvent,
   IssueCommentEditedEvent,
+  IssuesDeletedEvent,
   IssuesLabeledEvent,
   IssuesOpenedEvent,
+  IssuesTransferredEvent,
   MembershipRemovedEvent,
   OrganizationMemberRemovedEvent,
   PullRequestClosedEvent,
@@ -14,6 +19,9 @@ import type {
   PullRequestReviewSubmittedEvent,
   PullRequestSynchronizeEvent,
   PushEvent,
+  RepositoryArchivedEvent,
+  RepositoryDeletedEvent,
+  RepositoryTransferredEvent,
 } from "@octokit/webhooks-types";
 import { ProbotOctokit } from "probot";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -26,6 +34,7 @@ import { GitHubSimulator } from "./simulator.js";
 import { example } from "./webhook-parts.js";
 import {
   installationEvent,
+  installationRepositoriesEvent,
   issueCommentEvent,
   issuesEvent,
   membershipEvent,
@@ -33,6 +42,7 @@ import {
   pullRequestEvent,
   pullRequestReviewEvent,
   pushEvent,
+  repositoryEndEvent,
 } from "./webhooks.js";
 
 const APP_ID = 4242;
@@ -785,6 +795,88 @@ describe("GitHubSimulator", () => {
       [example("organization", "member_removed"), removed],
       [example("membership", "removed"), left],
       [example("installation", "deleted"), uninstalled],
+    ];
+    for (const [base, built] of shapes) expect(missingFields(base, built)).toEqual([]);
+  });
+
+  it("builds the webhooks of what ends a ticket on GitHub's side, in the shape of GitHub's examples", () => {
+    const issue = sim.openIssue("acme/payments", { author: "alice", labels: ["access"] });
+    const moved = sim.openIssue("acme/ledger", { author: "alice", labels: ["access"] });
+    const ledger = sim.repo("acme/ledger").id;
+    const scratch = sim.addRepo("acme/scratch").id;
+
+    const transferred: IssuesTransferredEvent = issuesEvent(sim, "transferred", issue, {
+      to: moved,
+    }).payload;
+    const deleted: IssuesDeletedEvent = issuesEvent(sim, "deleted", issue).payload;
+    const suspended: InstallationSuspendEvent = installationEvent(sim, "suspend", {
+      installationId,
+      sender: "olivia",
+    }).payload;
+    const unsuspended: InstallationUnsuspendEvent = installationEvent(sim, "unsuspend", {
+      installationId,
+    }).payload;
+    const removed: InstallationRepositoriesRemovedEvent = installationRepositoriesEvent(
+      sim,
+      "removed",
+      { installationId, repos: [ledger] },
+    ).payload;
+    const archived: RepositoryArchivedEvent = repositoryEndEvent(sim, "archived", {
+      repo: ledger,
+      sender: "olivia",
+    }).payload;
+    sim.renameRepo(scratch, "other/scratch");
+    const transferredRepo: RepositoryTransferredEvent = repositoryEndEvent(sim, "transferred", {
+      repo: scratch,
+      sender: "olivia",
+      from: "acme",
+    }).payload;
+    sim.deleteRepo(ledger);
+    const repoDeleted: RepositoryDeletedEvent = repositoryEndEvent(sim, "deleted", {
+      repo: ledger,
+      sender: "olivia",
+    }).payload;
+
+    expect(transferred).toMatchObject({
+      issue: { number: issue.number },
+      repository: { full_name: "acme/payments" },
+      changes: {
+        new_issue: { number: moved.number },
+        new_repository: { full_name: "acme/ledger" },
+      },
+      installation: { id: installationId },
+    });
+    expect(deleted).toMatchObject({ action: "deleted", issue: { number: issue.number } });
+    expect(suspended.installation).toMatchObject({
+      id: installationId,
+      suspended_by: { login: "olivia" },
+    });
+    expect(suspended.installation.suspended_at).toEqual(expect.any(String));
+    expect(unsuspended.installation).toMatchObject({ suspended_by: null, suspended_at: null });
+    expect(removed).toMatchObject({
+      installation: { id: installationId },
+      repositories_removed: [{ id: ledger, full_name: "acme/ledger" }],
+    });
+    expect(archived).toMatchObject({
+      action: "archived",
+      repository: { id: ledger, archived: true },
+      installation: { id: installationId },
+    });
+    expect(transferredRepo).toMatchObject({
+      repository: { id: scratch, full_name: "other/scratch" },
+      changes: { owner: { from: { user: { login: "acme" } } } },
+    });
+    expect(repoDeleted).toMatchObject({ action: "deleted", repository: { id: ledger } });
+
+    const shapes: [object, object][] = [
+      [example("issues", "transferred"), transferred],
+      [example("issues", "deleted"), deleted],
+      [example("installation", "suspend"), suspended],
+      [example("installation", "unsuspend"), unsuspended],
+      [example("installation_repositories", "removed"), removed],
+      [example("repository", "privatized"), archived],
+      [example("repository", "transferred"), transferredRepo],
+      [example("repository", "deleted"), repoDeleted],
     ];
     for (const [base, built] of shapes) expect(missingFields(base, built)).toEqual([]);
   });

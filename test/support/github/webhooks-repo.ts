@@ -1,6 +1,7 @@
 /**
- * Repository and account webhooks: `push`, `repository.edited`, `organization.member_removed`,
- * `membership.removed` and `installation.deleted`.
+ * Repository and account webhooks: `push`, `repository` (edited, archived,
+ * deleted, transferred), `organization.member_removed`, `membership.removed`,
+ * `installation` (deleted, suspend, unsuspend) and `installation_repositories.removed`.
  */
 import type { Commit as CommitPayload } from "@octokit/webhooks-types";
 import { ZERO_SHA } from "./git.js";
@@ -10,6 +11,8 @@ import type { GitHubSimulator } from "./simulator.js";
 import {
   type EventOf,
   example,
+  installationLite,
+  organizationOf,
   organizationPayload,
   repoEventCommon,
   repositoryPayload,
@@ -22,6 +25,8 @@ import type { Webhook } from "./webhooks.js";
  * A `push` of `branch` from `before` (`ZERO_SHA` for a new branch) to
  * `after` (default: the branch's head now), listing each pushed commit's
  * added, modified and removed files. The pusher defaults to the head commit's author.
+ * `listed` lists only the first that many pushed commits, as GitHub does for
+ * a long push (its cap) or for commits it already had (none).
  */
 export function pushEvent(
   sim: GitHubSimulator,
@@ -32,6 +37,7 @@ export function pushEvent(
     after?: string;
     pusher?: string;
     forced?: boolean;
+    listed?: number;
   },
 ): Webhook<"push"> {
   const { view } = sim;
@@ -92,7 +98,7 @@ export function pushEvent(
       forced: input.forced ?? false,
       base_ref: null,
       compare: `${view.web}/${fullNameOf(repo)}/compare/${input.before.slice(0, 12)}...${after.slice(0, 12)}`,
-      commits: pushed.map((c) => toPayload(c.sha)),
+      commits: pushed.slice(0, input.listed ?? pushed.length).map((c) => toPayload(c.sha)),
       head_commit: toPayload(after),
       pusher: { name: pusher, email: sim.user(pusher).email },
     },
@@ -157,17 +163,22 @@ export function membershipEvent(
   };
 }
 
-/** `installation.deleted` for an installation of the model (deleted or not yet). */
-export function installationEvent(
+/**
+ * `installation.deleted`, `suspend` or `unsuspend` for an installation of the
+ * model (deleted or not yet; the model does not keep suspensions).
+ */
+export function installationEvent<A extends "deleted" | "suspend" | "unsuspend">(
   sim: GitHubSimulator,
-  action: "deleted",
+  action: A,
   input: { installationId: number; sender?: string },
-): Webhook<"installation", EventOf<"installation", "deleted">> {
+): Webhook<"installation", EventOf<"installation", A>> {
   const { view } = sim;
   const found = sim.installations.get(input.installationId);
-  if (!found) throw new Error(`installation.deleted: no installation ${input.installationId}`);
+  if (!found) throw new Error(`installation.${action}: no installation ${input.installationId}`);
+  const sender = input.sender ?? found.account;
   const rest = restInstallation(view, found);
-  const base = example("installation", action);
+  // The examples of the three actions share one shape (suspend's adds who suspended it).
+  const base = example("installation", action) as EventOf<"installation", "deleted">;
   const repos = [...sim.repos.values()].filter(
     (r) =>
       r.deletedAt === null && r.owner === found.account && (found.repositoryIds?.has(r.id) ?? true),
@@ -192,8 +203,9 @@ export function installationEvent(
         created_at: rest.created_at,
         updated_at: rest.updated_at,
         single_file_name: null,
-        suspended_by: null,
-        suspended_at: null,
+        ...(action === "suspend"
+          ? { suspended_by: userPayload(view, sender), suspended_at: iso(sim.now()) }
+          : { suspended_by: null, suspended_at: null }),
       },
       repositories: repos.map((r) => ({
         id: r.id,
@@ -202,6 +214,42 @@ export function installationEvent(
         full_name: fullNameOf(r),
         private: r.private,
       })),
+      sender: userPayload(view, sender),
+    } as EventOf<"installation", A>,
+  };
+}
+
+/** `installation_repositories.removed`: the installation no longer covers these repositories. */
+export function installationRepositoriesEvent(
+  sim: GitHubSimulator,
+  action: "removed",
+  input: { installationId: number; repos: readonly RepoRef[]; sender?: string },
+): Webhook<"installation_repositories", EventOf<"installation_repositories", "removed">> {
+  const { view } = sim;
+  const found = sim.installations.get(input.installationId);
+  if (!found) throw new Error(`installation_repositories: no installation ${input.installationId}`);
+  const base = example("installation_repositories", action);
+  return {
+    event: "installation_repositories",
+    payload: {
+      ...base,
+      installation: {
+        ...installationEvent(sim, "deleted", { installationId: found.id }).payload.installation,
+        repository_selection: "selected",
+      },
+      repository_selection: "selected",
+      repositories_added: [],
+      repositories_removed: input.repos.map((ref) => {
+        const r = sim.repo(ref);
+        return {
+          id: r.id,
+          node_id: nodeId("Repository", r.id),
+          name: r.name,
+          full_name: fullNameOf(r),
+          private: r.private,
+        };
+      }),
+      requester: null,
       sender: userPayload(view, input.sender ?? found.account),
     },
   };
@@ -226,4 +274,45 @@ export function repositoryEvent(
       changes: input.changes,
     } as EventOf<"repository", "edited">,
   };
+}
+
+/**
+ * `repository.archived`, `deleted` or `transferred`. `deleted` describes the
+ * repository as it was (delete it in the model after or before: both work);
+ * `transferred` follows `sim.renameRepo` to the new owner and names the old
+ * one (`from`). The github.com examples have no `archived` (the `privatized`
+ * one is used, archived) and no `deleted` (the `ghes-35` one is used).
+ */
+export function repositoryEndEvent<A extends "archived" | "deleted" | "transferred">(
+  sim: GitHubSimulator,
+  action: A,
+  input: { repo: number; sender: string; from?: string },
+): Webhook<"repository", EventOf<"repository", A>> {
+  const { view } = sim;
+  const repo = sim.repos.get(input.repo);
+  if (!repo) throw new Error(`repository.${action}: no repository ${input.repo}`);
+  // As repoEventCommon, but a deleted repository is still described.
+  const common = {
+    repository: repositoryPayload(view, repo),
+    sender: userPayload(view, input.sender),
+    ...installationLite(view, repo),
+    ...organizationOf(view, repo),
+  };
+  const build = {
+    archived: () => ({
+      ...example("repository", "privatized"),
+      ...common,
+      action: "archived",
+      repository: { ...common.repository, archived: true },
+    }),
+    deleted: () => ({ ...example("repository", "deleted"), ...common }),
+    transferred: () => ({
+      ...example("repository", "transferred"),
+      ...common,
+      changes: {
+        owner: { from: { user: userPayload(view, input.from ?? repo.owner) } },
+      },
+    }),
+  };
+  return { event: "repository", payload: build[action]() as EventOf<"repository", A> };
 }

@@ -26,19 +26,29 @@ function required<T>(value: T | undefined, name: string, event: string): T {
   return value;
 }
 
-export type IssuesAction = "opened" | "edited" | "labeled" | "unlabeled" | "closed" | "reopened";
+export type IssuesAction =
+  | "opened"
+  | "edited"
+  | "labeled"
+  | "unlabeled"
+  | "closed"
+  | "reopened"
+  | "transferred"
+  | "deleted";
 
 /**
  * An `issues` event about the issue as the model has it now. `label` names the
  * label added or removed; `changes` gives `edited` its `from` values (see
  * `sim.editIssue`, which returns them). The sender defaults to the author
- * (the closer, for `closed`).
+ * (the closer, for `closed`). `transferred` names the issue it became (`to`,
+ * opened in the other repository first); for `transferred` and `deleted` the
+ * issue is described as the model still has it.
  */
 export function issuesEvent<A extends IssuesAction>(
   sim: GitHubSimulator,
   action: A,
   ref: IssueRef,
-  options: { sender?: string; label?: string; changes?: Changes } = {},
+  options: { sender?: string; label?: string; changes?: Changes; to?: IssueRef } = {},
 ): Webhook<"issues", EventOf<"issues", A>> {
   const issue = sim.issue(ref.repoId, ref.number);
   const sender = options.sender ?? (action === "closed" ? issue.closedBy : null) ?? issue.author;
@@ -81,6 +91,20 @@ export function issuesEvent<A extends IssuesAction>(
       ...common,
       issue: { ...body, state: "open" },
     }),
+    transferred: () => {
+      const target = required(options.to, "to", "issues.transferred");
+      const to = sim.issue(target.repoId, target.number);
+      return {
+        ...example("issues", "transferred"),
+        ...common,
+        issue: body,
+        changes: {
+          new_issue: issuePayload(sim.view, to),
+          new_repository: repoEventCommon(sim, to.repoId, sender).repository,
+        },
+      };
+    },
+    deleted: () => ({ ...example("issues", "deleted"), ...common, issue: body }),
   };
   return { event: "issues", payload: build[action]() };
 }
