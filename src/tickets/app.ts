@@ -1,7 +1,6 @@
 import type { ApplicationFunction, Context } from "probot";
 import type { GitHub } from "#src/github/api.js";
-import { CODEOWNERS_PATHS, ownersOf } from "#src/rules/codeowners.js";
-import { POLICY_FILE } from "#src/rules/policy.js";
+import { ownersOf } from "#src/rules/codeowners.js";
 import { isBotAccount } from "#src/rules/principal.js";
 import { requestHash } from "#src/rules/request.js";
 import { voidApprovalsBy, voidReviewApproval } from "#src/store/approvals.js";
@@ -23,6 +22,7 @@ import { approveExtensionByReview, handleComment, notAfter } from "#src/tickets/
 import type { LifecycleDeps, RepoContext, Trigger } from "#src/tickets/context.js";
 import { mayApprove } from "#src/tickets/decision.js";
 import { evaluateTicket, readRequest, type TicketView, viewTicket } from "#src/tickets/evaluate.js";
+import { pushChangesRules } from "#src/tickets/push.js";
 import { handleCommentChange } from "#src/tickets/tamper.js";
 import { endOpenGrant, recordApproval, say, type TicketScope } from "#src/tickets/transitions.js";
 
@@ -277,7 +277,7 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
       if (!ctx) return;
       const { ref, repository } = context.payload;
       if (ref !== `refs/heads/${repository.default_branch}`) return;
-      if (!pushChangesRules(context.payload)) return;
+      if (!(await pushChangesRules(ctx, context.payload, deps.log))) return;
       await rulesChanged(deps, ctx, context.payload.sender?.login ?? "hallpass");
     });
 
@@ -324,30 +324,6 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
       );
     });
   };
-}
-
-const RULE_FILES: ReadonlySet<string> = new Set([POLICY_FILE, ...CODEOWNERS_PATHS]);
-
-/** A push payload listing this many commits may have left some out. */
-const PUSH_COMMITS = 20;
-
-type PushPayload = Context<"push">["payload"];
-
-/**
- * Whether a push to the default branch may have changed the rules. The
- * payload's commits say, unless they cannot: a force-push (the commits it
- * dropped, which may have changed the rules, are in no list), a list that
- * may be truncated, a branch created. Then the answer is yes: decisions are
- * taken again, never kept on rules that might have changed.
- */
-function pushChangesRules(payload: PushPayload): boolean {
-  if (payload.forced || payload.commits.length >= PUSH_COMMITS || /^0+$/.test(payload.before))
-    return true;
-  return payload.commits.some((c) =>
-    [...(c.added ?? []), ...(c.modified ?? []), ...(c.removed ?? [])].some((f) =>
-      RULE_FILES.has(f),
-    ),
-  );
 }
 
 /**

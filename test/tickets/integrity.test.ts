@@ -433,6 +433,95 @@ describe("approval integrity", () => {
     });
   });
 
+  describe("a push whose commits do not say what changed is compared before → after", () => {
+    const OWNED = "* @bob @carol @mallory\n";
+    const NOT_OWNED = "* @bob @carol\n";
+    /** acme/forced with mallory a code owner, and an issue ticket she approved: active. */
+    async function approvedByMallory(): Promise<TicketRef> {
+      const forced = h.sim.repo("acme/forced");
+      const before = h.sim.branchHead(forced.id);
+      h.sim.commit(forced.id, { files: { CODEOWNERS: OWNED }, author: "bob" });
+      await h.deliver(pushEvent(h.sim, { repo: forced.id, branch: "main", before }));
+      const issue = await openIssueTicket(
+        h,
+        "alice",
+        requestBody({ resource: "forced-api" }),
+        forced.id,
+      );
+      const ref = { repoId: forced.id, number: issue.number };
+      await commentOn(h, ref, "mallory", "/approve");
+      expect(await stateOf(h, ref)).toMatchObject({ state: "active", approvers: ["mallory"] });
+      return ref;
+    }
+    const revokedForMallory = {
+      state: "revoked",
+      end_reason: "mallory is no longer a code owner of /",
+    };
+
+    it("a push listing no commits whose before → after takes mallory out of CODEOWNERS revokes her approval's grant", async () => {
+      const ref = await approvedByMallory();
+      const forced = h.sim.repo("acme/forced");
+      const before = h.sim.branchHead(forced.id);
+      h.sim.commit(forced.id, { files: { CODEOWNERS: NOT_OWNED }, author: "bob" });
+      const push = pushEvent(h.sim, { repo: forced.id, branch: "main", before, listed: 0 });
+      expect(push.payload.commits).toEqual([]);
+      expect(push.payload.before).not.toBe(push.payload.after);
+      await h.deliver(push);
+      expect(await stateOf(h, ref)).toMatchObject(revokedForMallory);
+      expect(await auditKindsOf(h, ref)).toContain("grant.revoked");
+    });
+
+    it("a push of 21 commits, listed to 20, whose 21st takes mallory out of CODEOWNERS revokes her approval's grant", async () => {
+      const ref = await approvedByMallory();
+      const forced = h.sim.repo("acme/forced");
+      const before = h.sim.branchHead(forced.id);
+      for (let i = 0; i < 20; i++)
+        h.sim.commit(forced.id, { files: { [`notes/${i}.md`]: `${i}\n` }, author: "bob" });
+      h.sim.commit(forced.id, { files: { CODEOWNERS: NOT_OWNED }, author: "bob" });
+      const push = pushEvent(h.sim, { repo: forced.id, branch: "main", before, listed: 20 });
+      expect(
+        push.payload.commits.flatMap((c) => [...c.added, ...c.modified, ...c.removed]),
+      ).not.toContain("CODEOWNERS");
+      await h.deliver(push);
+      expect(await stateOf(h, ref)).toMatchObject(revokedForMallory);
+    });
+
+    it("a compare that lists 300 files, the most GitHub lists, none of them a rule file, is taken as a rules change", async () => {
+      const ref = await approvedByMallory();
+      const forced = h.sim.repo("acme/forced");
+      const before = h.sim.branchHead(forced.id);
+      const many = Object.fromEntries(
+        Array.from({ length: 300 }, (_, i) => [`0/${String(i).padStart(3, "0")}.md`, "x\n"]),
+      );
+      // Paths sort "0/..." before "CODEOWNERS": the compare leaves the rule change out.
+      h.sim.commit(forced.id, { files: { ...many, CODEOWNERS: NOT_OWNED }, author: "bob" });
+      await h.deliver(pushEvent(h.sim, { repo: forced.id, branch: "main", before, listed: 0 }));
+      expect(await stateOf(h, ref)).toMatchObject(revokedForMallory);
+    });
+
+    it("a compare GitHub cannot answer (it no longer has the old head) is taken as a rules change", async () => {
+      const ref = await approvedByMallory();
+      const forced = h.sim.repo("acme/forced");
+      const before = h.sim.branchHead(forced.id);
+      h.sim.commit(forced.id, { files: { CODEOWNERS: NOT_OWNED }, author: "bob" });
+      const push = pushEvent(h.sim, { repo: forced.id, branch: "main", before, listed: 0 });
+      const gone = "ab".repeat(20);
+      await h.deliver({ ...push, payload: { ...push.payload, before: gone } });
+      expect(h.sim.requests({ method: "GET", path: /\/compare\//, status: 404 })).toHaveLength(1);
+      expect(await stateOf(h, ref)).toMatchObject(revokedForMallory);
+    });
+
+    it("a push listing no commits whose compare touches no rule file leaves the rules as they were", async () => {
+      const forced = h.sim.repo("acme/forced");
+      const generation = await rulesGeneration(h.db, forced.id);
+      const before = h.sim.branchHead(forced.id);
+      h.sim.commit(forced.id, { files: { "README.md": "unrelated\n" }, author: "bob" });
+      await h.deliver(pushEvent(h.sim, { repo: forced.id, branch: "main", before, listed: 0 }));
+      expect(h.sim.requests({ method: "GET", path: /\/compare\//, status: 200 })).not.toEqual([]);
+      expect(await rulesGeneration(h.db, forced.id)).toBe(generation);
+    });
+  });
+
   it("another default branch is other rules: grants its CODEOWNERS do not back are revoked", async () => {
     const forced = h.sim.repo("acme/forced");
     const issue = await openIssueTicket(

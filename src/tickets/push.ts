@@ -1,0 +1,84 @@
+import type { Context } from "probot";
+import type { GitHub } from "#src/github/api.js";
+import { describeFailure } from "#src/github/retry.js";
+import type { Logger } from "#src/log.js";
+import { CODEOWNERS_PATHS } from "#src/rules/codeowners.js";
+import { POLICY_FILE } from "#src/rules/policy.js";
+import type { RepoContext } from "#src/tickets/context.js";
+
+const RULE_FILES: ReadonlySet<string> = new Set([POLICY_FILE, ...CODEOWNERS_PATHS]);
+
+/**
+ * A push payload listing this many commits may have left some out: GitHub
+ * caps the list (at 20 where its documentation says so, 2048 elsewhere), so
+ * from the smaller cap on the list is not trusted.
+ */
+const PUSH_COMMITS = 20;
+
+/** GitHub's compare lists at most this many changed files, and says nothing of the rest. */
+const COMPARE_FILES = 300;
+
+type PushPayload = Context<"push">["payload"];
+
+/**
+ * Whether a push to the default branch may have changed the rules (the
+ * policy file or CODEOWNERS). Decisions are taken again whenever the answer
+ * is not a sure no:
+ *
+ * 1. A branch created: yes (its rules are new).
+ * 2. Commits listed, fewer than GitHub's cap, not a force-push: the files
+ *    they added, modified or removed say.
+ * 3. Otherwise (no commits listed though the head moved, a list that may be
+ *    cut short, a force-push), GitHub's compare of `before...after` says:
+ *    a rule file among its changed files, yes. When it cannot say, yes: it
+ *    failed, it lists the most files it lists (the rest are unknown), or
+ *    `before` is not an ancestor of `after` (the commits a force-push
+ *    dropped, which may have changed the rules, are in no diff from their
+ *    merge base).
+ */
+export async function pushChangesRules(
+  ctx: RepoContext,
+  payload: PushPayload,
+  log: Logger,
+): Promise<boolean> {
+  if (/^0+$/.test(payload.before)) return true;
+  const listed = payload.commits;
+  if (!payload.forced && listed.length > 0 && listed.length < PUSH_COMMITS) {
+    return listed.some((c) =>
+      [...(c.added ?? []), ...(c.modified ?? []), ...(c.removed ?? [])].some((f) =>
+        RULE_FILES.has(f),
+      ),
+    );
+  }
+  const where = { repo: `${ctx.repo.owner}/${ctx.repo.name}`, before: payload.before };
+  let compared: Awaited<ReturnType<GitHub["rest"]["repos"]["compareCommitsWithBasehead"]>>["data"];
+  try {
+    ({ data: compared } = await ctx.gh.rest.repos.compareCommitsWithBasehead({
+      owner: ctx.repo.owner,
+      repo: ctx.repo.name,
+      basehead: `${payload.before}...${payload.after}`,
+      // The changed files come with the first page, whatever its size.
+      per_page: 1,
+    }));
+  } catch (error) {
+    const { status, message } = describeFailure(error);
+    log.warn(
+      { ...where, status, message },
+      "could not compare the push; taking it as a rules change and deciding again",
+    );
+    return true;
+  }
+  const files = compared.files ?? [];
+  if (compared.behind_by > 0 || files.length >= COMPARE_FILES) {
+    log.info(
+      { ...where, behind_by: compared.behind_by, files: files.length },
+      "the compare of this push cannot show every change; taking it as a rules change",
+    );
+    return true;
+  }
+  return files.some(
+    (f) =>
+      RULE_FILES.has(f.filename) ||
+      (f.previous_filename !== undefined && RULE_FILES.has(f.previous_filename)),
+  );
+}
