@@ -369,10 +369,16 @@ export async function autoApprovalUses(
   return rows.map((r) => ({ rule: r.auto_rule, at: r.starts_at }));
 }
 
-/** Ids of the open grants matching `where`, for fan-out revocations. */
+/** Ids of the open grants matching `where` (`number`: the ticket's, with `repoId`), for fan-out revocations. */
 export async function openGrantIds(
   sql: Sql,
-  where: { installationId?: number; requesterId?: number; repoOwnerId?: number; repoId?: number },
+  where: {
+    installationId?: number;
+    requesterId?: number;
+    repoOwnerId?: number;
+    repoId?: number;
+    number?: number;
+  },
 ): Promise<{ grantId: string; ticketId: string }[]> {
   const { rows } = await sql.query<{ id: string; ticket_id: string }>(
     `SELECT g.id, g.ticket_id FROM grants g JOIN tickets t ON t.id = g.ticket_id
@@ -381,12 +387,14 @@ export async function openGrantIds(
         AND ($2::bigint IS NULL OR g.requester_id = $2::bigint)
         AND ($3::bigint IS NULL OR t.repo_owner_id = $3::bigint)
         AND ($4::bigint IS NULL OR t.repo_id = $4::bigint)
+        AND ($5::int IS NULL OR t.number = $5::int)
       ORDER BY g.created_at`,
     [
       where.installationId ?? null,
       where.requesterId ?? null,
       where.repoOwnerId ?? null,
       where.repoId ?? null,
+      where.number ?? null,
     ],
   );
   return rows.map((r) => ({ grantId: r.id, ticketId: r.ticket_id }));

@@ -176,3 +176,16 @@ export async function markInstallationDeleted(sql: Sql, installationId: number):
     [installationId],
   );
 }
+
+/** Records that the installation was suspended (`true`) or unsuspended; nothing ended comes back with it. */
+export async function markInstallationSuspended(
+  sql: Sql,
+  installationId: number,
+  suspended: boolean,
+): Promise<void> {
+  await sql.query(
+    `UPDATE installations SET suspended_at = CASE WHEN $2::boolean THEN now() END, updated_at = now()
+      WHERE id = $1::bigint`,
+    [installationId, suspended],
+  );
+}

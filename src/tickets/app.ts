@@ -16,6 +16,7 @@ import { bumpRulesGeneration } from "#src/store/rules-generations.js";
 import {
   getTicketById,
   markInstallationDeleted,
+  markInstallationSuspended,
   ticketsWithOpenGrants,
 } from "#src/store/tickets.js";
 import { approveExtensionByReview, handleComment, notAfter } from "#src/tickets/commands.js";
@@ -320,6 +321,89 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
         { installationId },
         "the hallpass GitHub App was uninstalled",
         "hallpass",
+        true,
+      );
+    });
+
+    // What ends a ticket on GitHub's side. No comment: the ticket is gone, or
+    // hallpass can no longer write there (suspended, removed, archived).
+    app.on("installation.suspend", async (context) => {
+      const { installation, sender } = context.payload;
+      await markInstallationSuspended(deps.db, installation.id, true);
+      await revokeWhere(
+        deps,
+        { installationId: installation.id },
+        "the hallpass GitHub App was suspended",
+        sender.login,
+        true,
+      );
+    });
+
+    // Grants ended by the suspension stay ended.
+    app.on("installation.unsuspend", async (context) => {
+      await markInstallationSuspended(deps.db, context.payload.installation.id, false);
+    });
+
+    app.on("installation_repositories.removed", async (context) => {
+      const { installation, repositories_removed: removed, sender } = context.payload;
+      for (const repo of removed) {
+        await revokeWhere(
+          deps,
+          { installationId: installation.id, repoId: repo.id },
+          `the hallpass GitHub App no longer has access to ${repo.full_name}`,
+          sender.login,
+          true,
+        );
+      }
+    });
+
+    app.on("issues.transferred", async (context) => {
+      const { issue, repository, changes, sender } = context.payload;
+      await revokeWhere(
+        deps,
+        { repoId: repository.id, number: issue.number },
+        `the issue was transferred to ${changes.new_repository.full_name}`,
+        sender.login,
+        true,
+      );
+    });
+
+    app.on("issues.deleted", async (context) => {
+      const { issue, repository, sender } = context.payload;
+      await revokeWhere(
+        deps,
+        { repoId: repository.id, number: issue.number },
+        "the issue was deleted",
+        sender.login,
+        true,
+      );
+    });
+
+    app.on(["repository.deleted", "repository.archived"], async (context) => {
+      const { repository, sender } = context.payload;
+      await revokeWhere(
+        deps,
+        { repoId: repository.id },
+        `the repository ${repository.full_name} was ${context.payload.action}`,
+        sender.login,
+        true,
+      );
+    });
+
+    app.on("repository.transferred", async (context) => {
+      const { repository, changes, sender } = context.payload;
+      const from = changes.owner.from as {
+        user?: { login: string };
+        organization?: { login: string };
+      };
+      const old = from.user?.login ?? from.organization?.login;
+      await revokeWhere(
+        deps,
+        { repoId: repository.id },
+        old
+          ? `the repository ${old}/${repository.name} was transferred to ${repository.owner.login}`
+          : `the repository was transferred to ${repository.full_name}`,
+        sender.login,
         true,
       );
     });
