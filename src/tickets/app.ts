@@ -462,7 +462,11 @@ async function withdrawApproval(
   });
 }
 
-/** Ends every open grant matching `where` (fail closed: active → revoked, pending → cancelled). */
+/**
+ * Ends every open grant matching `where` (fail closed: active → revoked,
+ * pending → cancelled); `quiet` when hallpass can no longer write to the
+ * tickets: audited, nothing queued for GitHub.
+ */
 async function revokeWhere(
   deps: LifecycleDeps,
   where: Parameters<typeof openGrantIds>[1],

@@ -10,8 +10,7 @@ const RULE_FILES: ReadonlySet<string> = new Set([POLICY_FILE, ...CODEOWNERS_PATH
 
 /**
  * A push payload listing this many commits may have left some out: GitHub
- * caps the list (at 20 where its documentation says so, 2048 elsewhere), so
- * from the smaller cap on the list is not trusted.
+ * documents a cap of 20 on the list, so from 20 on it is not trusted.
  */
 const PUSH_COMMITS = 20;
 

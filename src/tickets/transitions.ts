@@ -32,7 +32,10 @@ import type { Notice, RepoRef, SideEffect } from "#src/tickets/notices.js";
 export interface TicketScope {
   readonly ticket: Ticket;
   readonly repo: RepoRef;
-  /** Side effects are skipped when the App is gone (installation deleted). */
+  /**
+   * Side effects are skipped when hallpass can no longer write to the ticket
+   * (installation deleted or suspended, ticket or repository gone or archived).
+   */
   readonly quiet?: boolean;
   /**
    * Skip the transition (null) when another replica holds the ticket, instead
