@@ -199,21 +199,7 @@ export class ConfigError extends HallpassError {
  * config.database.kind; // "pglite" when DATABASE_URL is not set
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const parsed = envSchema.safeParse(env);
-  if (!parsed.success) {
-    throw new ConfigError(
-      parsed.error.issues.map((issue) => {
-        const name = String(issue.path[0] ?? "environment");
-        const value = env[name];
-        const shown =
-          value !== undefined && !SECRET_VARIABLES.has(name) && value.length <= 200
-            ? ` (got ${JSON.stringify(value)})`
-            : "";
-        return `${name}: ${issue.message}${shown}`;
-      }),
-    );
-  }
-  const e = parsed.data;
+  const e = parseEnv(envSchema, env);
   const problems: string[] = [];
   const production = e.NODE_ENV === "production";
   const httpPort = e.PORT ?? 3000;
@@ -288,9 +274,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: e.LOG_LEVEL,
     publicUrl,
     dataDir,
-    database: e.DATABASE_URL
-      ? { kind: "postgres", url: e.DATABASE_URL }
-      : { kind: "pglite", dataDir: path.join(dataDir, "pgdata") },
+    database: databaseOf(e),
     masterKey: e.HALLPASS_MASTER_KEY ?? null,
     operatorConfigPath,
     app,
@@ -307,6 +291,41 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     oidc: { issuer, audience },
     webhookProxyUrl: e.WEBHOOK_PROXY_URL ?? null,
   } satisfies Config);
+}
+
+const databaseSchema = envSchema.pick({ DATABASE_URL: true, HALLPASS_DATA_DIR: true });
+
+/**
+ * Reads only where the database is (`DATABASE_URL`, else the embedded one
+ * under `HALLPASS_DATA_DIR`), for commands that need nothing else: the audit
+ * log is hashes and never sealed, so `hallpass audit` needs no master key,
+ * App or public URL.
+ */
+export function loadDatabaseConfig(env: NodeJS.ProcessEnv = process.env): DatabaseConfig {
+  return databaseOf(parseEnv(databaseSchema, env));
+}
+
+function databaseOf(e: z.infer<typeof databaseSchema>): DatabaseConfig {
+  return e.DATABASE_URL
+    ? { kind: "postgres", url: e.DATABASE_URL }
+    : { kind: "pglite", dataDir: path.join(path.resolve(e.HALLPASS_DATA_DIR), "pgdata") };
+}
+
+/** Parses `env` with `schema`; a bad variable is a ConfigError naming it (a secret's value never shown). */
+function parseEnv<T extends z.ZodType>(schema: T, env: NodeJS.ProcessEnv): z.infer<T> {
+  const parsed = schema.safeParse(env);
+  if (parsed.success) return parsed.data;
+  throw new ConfigError(
+    parsed.error.issues.map((issue) => {
+      const name = String(issue.path[0] ?? "environment");
+      const value = env[name];
+      const shown =
+        value !== undefined && !SECRET_VARIABLES.has(name) && value.length <= 200
+          ? ` (got ${JSON.stringify(value)})`
+          : "";
+      return `${name}: ${issue.message}${shown}`;
+    }),
+  );
 }
 
 function readAppCredentials(

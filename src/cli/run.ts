@@ -11,10 +11,10 @@ import { POLICY_CHECK_USAGE, policyCheck } from "#src/cli/policy-check.js";
 import { revokeCommand } from "#src/cli/revoke.js";
 import { serve } from "#src/cli/serve.js";
 import { TOKEN_USAGE, tokenCommand } from "#src/cli/token.js";
-import { type Config, ConfigError, loadConfig } from "#src/config.js";
+import { ConfigError, type DatabaseConfig, loadConfig, loadDatabaseConfig } from "#src/config.js";
 import { HallpassError, isHallpassError } from "#src/errors.js";
 import { createLogger } from "#src/log.js";
-import type { Db } from "#src/store/db.js";
+import { type Db, QueryError } from "#src/store/db.js";
 import { migrate } from "#src/store/migrate.js";
 import { openDb } from "#src/store/open.js";
 import { loadMasterKey } from "#src/tokens/master-key.js";
@@ -167,7 +167,7 @@ export async function runCli(
       }
       case "migrate":
         flags(rest, {});
-        return await withDb(loadConfig(env), session, async (db) => {
+        return await withDb(loadConfig(env).database, session, async (db) => {
           const applied = await migrate(db);
           out.stdout.write(
             applied.length === 0
@@ -226,6 +226,11 @@ export async function runCli(
       out.stderr.write(`hallpass: ${error.message}\n`);
       return error.code === "BAD_REQUEST" ? 2 : 1;
     }
+    if (error instanceof QueryError) {
+      // An unreachable or refusing database: one line, its message already free of values.
+      out.stderr.write(`hallpass: the database failed: ${error.message}\n`);
+      return 1;
+    }
     if (
       error instanceof TypeError &&
       (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")
@@ -282,7 +287,8 @@ async function audit(
     const { values } = flags(rest, { ticket: { type: "string" } });
     run = (db) => auditExport(db, out, values.ticket);
   }
-  return withDb(loadConfig(env), session, async (db) => {
+  // The audit log is hashes, never sealed: no master key, App or URL is needed to read it.
+  return withDb(loadDatabaseConfig(env), session, async (db) => {
     await migrate(db);
     return run(db);
   });
@@ -382,7 +388,7 @@ async function keys(
     requireEmbeddedDb(config.database.dataDir, session);
   }
   const masterKey = await loadMasterKey(config);
-  return withDb(config, session, async (db) => {
+  return withDb(config.database, session, async (db) => {
     await migrate(db);
     return keysRotate(db, masterKey, rest, out);
   });
@@ -404,7 +410,7 @@ async function revoke(
     return 2;
   }
   const target = values.grant ? { grant: values.grant } : { ticket: positionals[0] ?? "" };
-  return withDb(loadConfig(env), session, async (db) => {
+  return withDb(loadConfig(env).database, session, async (db) => {
     await migrate(db);
     return revokeCommand(db, out, target, values.reason ?? "no reason given");
   });
@@ -436,18 +442,18 @@ function requireEmbeddedDb(dataDir: string, session: Session): void {
  * empty database it just made).
  */
 async function withDb(
-  config: Config,
+  database: DatabaseConfig,
   session: Session,
   fn: (db: Db) => Promise<number>,
 ): Promise<number> {
   if (session.db) return fn(session.db);
-  if (config.database.kind === "pglite") {
-    const { dataDir } = config.database;
+  if (database.kind === "pglite") {
+    const { dataDir } = database;
     const code = await runOnServer(dataDir, session.argv, session.out);
     if (code !== null) return code;
     requireEmbeddedDb(dataDir, session);
   }
-  const db = await openDb(config.database);
+  const db = await openDb(database);
   try {
     return await fn(db);
   } finally {

@@ -9,6 +9,7 @@ import type { Db } from "#src/store/db.js";
 import { openPglite } from "#src/store/pglite.js";
 import { backends, createTestDb, type TestDb } from "../support/db.js";
 import { cleanEnv } from "../support/env.js";
+import { freePort } from "../support/net.js";
 import { captureOutput } from "../support/output.js";
 
 async function cli(args: string[], env: NodeJS.ProcessEnv) {
@@ -89,6 +90,18 @@ describe.each(backends)("hallpass audit on %s", (backend) => {
     ]);
   });
 
+  it("verifies and exports with nothing configured but the database: no master key, App or URL", async () => {
+    // Production would require all three of the server; the audit log is hashes and needs none.
+    const env: NodeJS.ProcessEnv = { ...t.env, NODE_ENV: "production" };
+    delete env.HALLPASS_MASTER_KEY;
+    const verify = await cli(["audit", "verify"], env);
+    expect(verify).toMatchObject({ code: 0, stderr: "" });
+    expect(verify.stdout).toMatch(/^audit chain intact: 5 events/);
+    const exported = await cli(["audit", "export"], env);
+    expect(exported).toMatchObject({ code: 0, stderr: "" });
+    expect(exported.stdout.trim().split("\n")).toHaveLength(5);
+  });
+
   it("exits non-zero and names the row when the chain is broken", async () => {
     await t.use((db) =>
       db.exec(`ALTER TABLE audit_events DISABLE TRIGGER USER;
@@ -120,6 +133,19 @@ describe("hallpass CLI", () => {
       code: 1,
       stdout: "",
       stderr: 'hallpass: PORT: must be a port number (got "http")\n',
+    });
+  });
+
+  it("says in one line that the database cannot be reached", async () => {
+    const port = await freePort();
+    const result = await cli(
+      ["audit", "verify"],
+      cleanEnv({ DATABASE_URL: `postgresql://hallpass@127.0.0.1:${port}/none` }),
+    );
+    expect(result).toEqual({
+      code: 1,
+      stdout: "",
+      stderr: `hallpass: the database failed: connect ECONNREFUSED 127.0.0.1:${port}\n`,
     });
   });
 

@@ -114,7 +114,7 @@ describe("the CLI and .env", () => {
     const dotEnv = path.join(checkout, ".env");
     const stderr = captureOutput();
     const code = await runCli(
-      ["audit", "verify"],
+      ["keys", "rotate"],
       { stdout: captureOutput().stream, stderr: stderr.stream },
       cleanEnv({ DATABASE_URL: "postgresql://user@127.0.0.1:1/none", HALLPASS_MASTER_KEY: "" }),
       { dotEnv },
