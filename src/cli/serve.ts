@@ -85,20 +85,19 @@ export async function serve(
       }),
     ],
   });
-  await server.listen({ host: config.host, port: config.port });
+  try {
+    await server.listen({ host: config.host, port: config.port });
+  } catch (error) {
+    await Promise.all([server.close(), proxy?.close()]);
+    throw cannotListen("PORT", config.host, config.port, error);
+  }
   if (proxy && config.proxyPort !== null) {
     try {
       const at = await proxy.listen(config.proxyPort, config.host);
       log.info({ url: at, resources: [...proxy.resources.keys()] }, "access proxy listening");
     } catch (error) {
       await Promise.all([server.close(), proxy.close()]);
-      throw new HallpassError(
-        "CONFIG_INVALID",
-        `PROXY_PORT: cannot listen on ${config.proxyPort}`,
-        {
-          cause: error,
-        },
-      );
+      throw cannotListen("PROXY_PORT", config.host, config.proxyPort, error);
     }
   }
 
@@ -123,4 +122,24 @@ export async function serve(
   await runtime.stop();
   log.info("stopped");
   return exitCode;
+}
+
+/** Why a port could not be listened on, as one line naming the variable to change. */
+function cannotListen(
+  variable: "PORT" | "PROXY_PORT",
+  host: string,
+  port: number,
+  error: unknown,
+): HallpassError {
+  const code = (error as NodeJS.ErrnoException).code;
+  const at = `cannot listen on ${host}:${port}`;
+  const message =
+    code === "EADDRINUSE"
+      ? `${variable}: ${at}: another process is listening there`
+      : code === "EACCES"
+        ? `${variable}: ${at}: permission denied (ports below 1024 need privileges)`
+        : code === "EADDRNOTAVAIL" || code === "ENOTFOUND" || code === "EAI_AGAIN"
+          ? `HOST: ${at}: not an address of this machine (${code})`
+          : `${variable}: ${at}: ${(error as Error).message}`;
+  return new HallpassError("CONFIG_INVALID", message, { cause: error });
 }

@@ -2,11 +2,14 @@ import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import type { AddressInfo } from "node:net";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { isHallpassError } from "#src/errors.js";
-import { loadMigrations } from "#src/store/migrate.js";
+import { loadMigrations, migrate } from "#src/store/migrate.js";
+import { openPglite } from "#src/store/pglite.js";
 import { createTestDb, primaryBackend, TEST_DATABASE_URL } from "../support/db.js";
 import { cleanEnv } from "../support/env.js";
 import { GitHubSimulator } from "../support/github/simulator.js";
@@ -14,6 +17,39 @@ import { insertGrant } from "../support/grants.js";
 import { freePort } from "../support/net.js";
 import { startOidcIssuer } from "../support/oidc-issuer.js";
 import { startTestServer } from "../support/server.js";
+
+/**
+ * `hallpass serve` as its own process; resolves with its exit code, or
+ * "still running" after 40 s (a server that starts stays up: only a fatal
+ * error ends it; the margin is for a loaded machine compiling the sources).
+ */
+async function serveUntilExit(env: NodeJS.ProcessEnv) {
+  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts", "serve"], {
+    env,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (chunk) => {
+    stdout += chunk;
+  });
+  child.stderr.on("data", (chunk) => {
+    stderr += chunk;
+  });
+  const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
+  const code = await Promise.race([
+    exited,
+    new Promise<string>((resolve) => setTimeout(() => resolve("still running"), 40_000)),
+  ]);
+  child.kill("SIGKILL");
+  await exited;
+  const logged = stdout
+    .trim()
+    .split("\n")
+    .filter((line) => line.startsWith("{"))
+    .map((line) => JSON.parse(line) as { level: number; msg: string; code?: string });
+  return { code, stdout, stderr, errors: logged.filter((line) => line.level >= 50) };
+}
 
 describe("hallpass serve", () => {
   it("starts on the embedded database with no configuration and stops cleanly on SIGTERM", async () => {
@@ -237,4 +273,66 @@ describe("hallpass serve", () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it("exits non-zero within seconds, in one line naming the cause, when PORT is taken", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "hallpass-serve-"));
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    const { port } = taken.address() as AddressInfo;
+    try {
+      const outcome = await serveUntilExit(
+        cleanEnv({ PORT: String(port), HOST: "127.0.0.1", HALLPASS_DATA_DIR: dir }),
+      );
+      expect(outcome.code).toBe(1);
+      expect(outcome.stderr).toBe(
+        `hallpass: PORT: cannot listen on 127.0.0.1:${port}: another process is listening there\n`,
+      );
+      expect(outcome.errors).toEqual([]);
+      expect(outcome.stdout).not.toMatch(/EADDRINUSE|\n\s+at /);
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it("exits non-zero within seconds, in one line naming the cause, on a database migrated by a newer hallpass", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "hallpass-serve-"));
+    const newer = [
+      ...(await loadMigrations()),
+      { name: "from_a_newer_hallpass", sql: "SELECT 1", checksum: "newer" },
+    ].map((m, i) => ({ ...m, version: i + 1 }));
+    const unknown = newer.length;
+    let env: NodeJS.ProcessEnv;
+    let close = async () => {};
+    if (primaryBackend === "postgres") {
+      const db = await createTestDb("postgres", { migrated: false });
+      await migrate(db, newer);
+      env = cleanEnv({
+        DATABASE_URL: db.url ?? "",
+        HALLPASS_MASTER_KEY: randomBytes(32).toString("base64"),
+      });
+      close = () => db.close();
+    } else {
+      const db = await openPglite(path.join(dir, "pgdata"));
+      await migrate(db, newer);
+      await db.close();
+      env = cleanEnv({ HALLPASS_DATA_DIR: dir });
+    }
+    try {
+      const outcome = await serveUntilExit({ ...env, PORT: String(await freePort()) });
+      expect(outcome.code).toBe(1);
+      expect(outcome.errors).toEqual([
+        expect.objectContaining({
+          level: 60,
+          code: "MIGRATION_TAMPERED",
+          msg: `the database has migration ${unknown} (from_a_newer_hallpass) that this hallpass does not know; it was migrated by a newer version`,
+        }),
+      ]);
+      expect(`${outcome.stdout}${outcome.stderr}`).not.toMatch(/stack|\n\s+at /);
+      expect(outcome.stderr).toBe("");
+    } finally {
+      await close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
