@@ -26,17 +26,18 @@ const USAGE = `usage: hallpass <command> [flags]
   migrate                        apply database migrations and exit
   init [--repo DIR] [--resource NAME] [--force]
                                  set a repository up: policy, issue form, policy workflow
-  policy check [--repo DIR] [--config FILE] [--json]
+  policy check [--repo DIR] [--config FILE [--repo-id N --owner-id N]] [--json]
                                  check .github/hallpass.yml and CODEOWNERS in a checkout
   config check [FILE] [--json]   check the operator config (default: HALLPASS_CONFIG)
   audit verify [--json]          check the hash chain of the audit log
   audit export [--ticket o/r#N]  write the audit log (or one ticket's) as JSON lines
-  keys rotate [--now]            publish a new signing key
+  keys rotate [--now [--revoke-old]]
+                                 publish a new signing key
   revoke owner/repo#N | --grant ID [--reason TEXT]
                                  end a ticket's pending or active grant
   login [--url URL]              log in to a hallpass server with GitHub
   logout [--url URL]             forget that login
-  token owner/repo#N [--scope S]... [--url URL] [-- command args...]
+  token owner/repo#N [--scope S]... [--resource R] [--url URL] [-- command args...]
                                  an access token for your own grant
   --version                      print hallpass's version
 

@@ -90,6 +90,18 @@ describe("hallpass <command> --help", () => {
     expect(stdout).toContain("--version");
   });
 
+  it("lists every flag of every command in the overall usage and in the README's table", async () => {
+    const { stdout } = await cli(["--help"]);
+    const usage = entries(stdout, /^ {2}([a-z]+)\b/, /^ {4,}\S/);
+    const readme = entries(readFileSync("README.md", "utf8"), /^\| `([a-z]+)\b/);
+    for (const [name, { flags }] of Object.entries(COMMANDS)) {
+      for (const flag of flags) {
+        expect(usage.get(name), `hallpass --help, ${name} ${flag}`).toContain(flag);
+        expect(readme.get(name), `README.md, ${name} ${flag}`).toContain(flag);
+      }
+    }
+  });
+
   it("leaves --help after -- to the command token runs", async () => {
     // token parses the command line itself; a --help meant for the command is not hallpass's.
     const { code, stdout } = await cli(["token", "acme/payments#1", "--", "curl", "--help"]);
@@ -130,3 +142,22 @@ describe("unknown flags", () => {
     });
   });
 });
+
+/**
+ * The lines of `text` about each command: a line matching `start` (its first
+ * group the command) and the lines after it matching `more`, if given.
+ */
+function entries(text: string, start: RegExp, more?: RegExp): Map<string, string> {
+  const found = new Map<string, string>();
+  let current: string | null = null;
+  for (const line of text.split("\n")) {
+    const name = start.exec(line)?.[1];
+    if (name) current = name;
+    else if (!current || !more?.test(line)) {
+      current = null;
+      continue;
+    }
+    found.set(current, `${found.get(current) ?? ""}${line}\n`);
+  }
+  return found;
+}
