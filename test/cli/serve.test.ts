@@ -20,7 +20,7 @@ import { startTestServer } from "../support/server.js";
 
 /**
  * `hallpass serve` as its own process; resolves with its exit code, or
- * "still running" after 40 s (a server that starts stays up: only a fatal
+ * "still running" after 50 s (a server that starts stays up: only a fatal
  * error ends it; the margin is for a loaded machine compiling the sources).
  */
 async function serveUntilExit(env: NodeJS.ProcessEnv) {
@@ -39,7 +39,7 @@ async function serveUntilExit(env: NodeJS.ProcessEnv) {
   const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
   const code = await Promise.race([
     exited,
-    new Promise<string>((resolve) => setTimeout(() => resolve("still running"), 40_000)),
+    new Promise<string>((resolve) => setTimeout(() => resolve("still running"), 50_000)),
   ]);
   child.kill("SIGKILL");
   await exited;
@@ -272,7 +272,7 @@ describe("hallpass serve", () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
-  });
+  }, 90_000);
 
   it("exits non-zero within seconds, in one line naming the cause, when PORT is taken", async () => {
     const dir = await mkdtemp(path.join(tmpdir(), "hallpass-serve-"));
@@ -293,7 +293,7 @@ describe("hallpass serve", () => {
       await new Promise((resolve) => taken.close(resolve));
       await rm(dir, { recursive: true, force: true });
     }
-  }, 60_000);
+  }, 90_000);
 
   it("exits non-zero within seconds, in one line naming the cause, on a database migrated by a newer hallpass", async () => {
     const dir = await mkdtemp(path.join(tmpdir(), "hallpass-serve-"));
@@ -334,5 +334,5 @@ describe("hallpass serve", () => {
       await close();
       await rm(dir, { recursive: true, force: true });
     }
-  }, 60_000);
+  }, 90_000);
 });
