@@ -406,6 +406,9 @@ describe("App registration (setup mode)", () => {
           logoWidth: 100,
         });
         expect(result.screenshot.byteLength).toBeGreaterThan(10_000);
+        // HALLPASS_SCREENSHOT=docs/setup-page.png keeps the picture (the README shows it).
+        const keep = process.env.HALLPASS_SCREENSHOT;
+        if (keep) await writeFile(keep, result.screenshot);
       });
     },
     60_000,
