@@ -1,20 +1,22 @@
 /**
  * Every command the docs show (README.md, action/README.md, SECURITY.md,
- * docs/*.md) is one that works. Which blocks hold commands, and how they are
+ * docs/*.md) is one that works. Which text holds commands, and how it is
  * split into commands, is in test/support/doc-commands.ts: fenced sh, bash,
  * shell and zsh blocks; console blocks and untagged blocks of `$ ` prompts
- * (the prompted lines); and the `run:` of workflow steps in yaml blocks.
+ * (the prompted lines); the `run:` of workflow steps in yaml blocks (and
+ * such a block must be valid YAML); and inline `hallpass …` spans of prose.
  *
- * Each command parses as shell (`bash -n`, a `<placeholder>` read as a
- * word), and then, by what it runs:
+ * Each command of a block parses as shell (`bash -n`, a `<placeholder>`
+ * read as a word), and then, by what it runs:
  * - the hallpass CLI (`hallpass …`, `node dist/main.js …`, `npm run hallpass
- *   -- …`), through one build of `dist/main.js` as `npm run build` makes it:
- *   its command (and subcommand) and every flag it names must be in the
- *   command's `--help`; those that work offline (`--version`, `--help`,
- *   `init`, `policy check`) are run, and must exit 0. `hallpass` runs in an
- *   API's checkout set up by `hallpass init` (the CODEOWNERS and operator
- *   config its next steps ask for added), `node dist/main.js` in a hallpass
- *   checkout next to it (`../payments`);
+ *   -- …`, and the inline mentions): its command, subcommand and every flag
+ *   it names must be in the command's `--help` (the CLI's usage, asked in
+ *   this process). Those that work offline (`--version`, `--help`, `init`,
+ *   `policy check`) are run as processes of one build of `dist/main.js`
+ *   (as `npm run build` makes it) and must exit 0: `hallpass` in an API's
+ *   checkout set up by `hallpass init` (with the CODEOWNERS and operator
+ *   config its next steps ask for), `node dist/main.js` in a hallpass
+ *   checkout beside it (`../payments`). Inline mentions are never run;
  * - npm: `npm start`, `npm test` and `npm run X` name a script of the
  *   package.json of the directory they run in (after the block's `cd`);
  * - `cd DIR` and `bash FILE` in a shell block name what is in this repository;
@@ -32,10 +34,12 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCli } from "#src/cli/run.js";
 import { bundleServer } from "../../scripts/bundle-server.mjs";
 import { type DocCommand, docCommands, PLACEHOLDER } from "../support/doc-commands.js";
 import { cleanEnv } from "../support/env.js";
 import { freePort } from "../support/net.js";
+import { captureOutput } from "../support/output.js";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const DOCS = [
@@ -179,10 +183,22 @@ function hallpassServer() {
   return server;
 }
 
+/**
+ * `hallpass help <command>` (or `hallpass --help`), in this process: usages
+ * are the CLI's own text, and a process of the bundle for each would cost
+ * most of this file's time.
+ */
 function help(command: string): Promise<Outcome> {
   let found = helps.get(command);
   if (!found) {
-    found = cli(command === "" ? ["--help"] : ["help", command], fixture.hallpass);
+    const stdout = captureOutput();
+    const stderr = captureOutput();
+    found = runCli(
+      command === "" ? ["--help"] : ["help", command],
+      { stdout: stdout.stream, stderr: stderr.stream },
+      cleanEnv(),
+      { dotEnv: null },
+    ).then((code) => ({ code, stdout: stdout.text(), stderr: stderr.text() }));
     helps.set(command, found);
   }
   return found;
@@ -199,6 +215,10 @@ async function check(command: DocCommand): Promise<Checked> {
   const problems: string[] = [];
   const kinds = new Set<string>();
   if (command.error) return { problems: [command.error], kinds };
+  if (command.origin === "inline") {
+    await checkCli(command.commands[0]?.slice(1) ?? [], null, problems, kinds);
+    return { problems, kinds };
+  }
   const parsed = spawnSync(
     "bash",
     ["-n", "-c", command.source.replace(/<[a-z][a-z0-9 _-]*>/g, "X")],
@@ -223,9 +243,9 @@ async function check(command: DocCommand): Promise<Checked> {
       if (!existsSync(target)) problems.push(`${args[0]} does not exist in this repository`);
       if (name === "cd") cwd = path.join(cwd, args[0] ?? "");
     } else if (name === "hallpass") {
-      await checkCli(args, "api", problems, kinds);
+      await checkCli(args, fixture.payments, problems, kinds);
     } else if (name === "node" && args[0] === "dist/main.js") {
-      await checkCli(args.slice(1), "hallpass", problems, kinds);
+      await checkCli(args.slice(1), fixture.hallpass, problems, kinds);
     } else if (name === "npm") {
       kinds.add("npm");
       const [verb = "", script = ""] = args;
@@ -239,7 +259,7 @@ async function check(command: DocCommand): Promise<Checked> {
         problems.push(`npm ${verb}: no script "${wanted}" in ${path.join(cwd, "package.json")}`);
       }
       if (wanted === "hallpass" && args[2] === "--") {
-        await checkCli(args.slice(3), "hallpass", problems, kinds);
+        await checkCli(args.slice(3), fixture.hallpass, problems, kinds);
       }
     } else if (name === "curl") {
       await checkCurl(args, problems, kinds);
@@ -260,10 +280,13 @@ function directoryOf(command: DocCommand): string {
   return dir;
 }
 
-/** A CLI invocation: its flags exist; run it when it works offline. */
+/**
+ * A CLI invocation: its command, subcommand and flags exist; run it in `cwd`
+ * when it works offline (null: a mention in prose, never run).
+ */
 async function checkCli(
   argv: readonly string[],
-  where: "api" | "hallpass",
+  cwd: string | null,
   problems: string[],
   kinds: Set<string>,
 ): Promise<void> {
@@ -272,7 +295,7 @@ async function checkCli(
   const [command = "", sub] = own;
   if (command === "" || PLACEHOLDER.test(command)) return;
   kinds.add("cli flags");
-  const topLevel = command.startsWith("-");
+  const topLevel = command.startsWith("-") || command === "help";
   const usage = await help(topLevel ? "" : command);
   if (usage.code !== 0) {
     problems.push(`hallpass has no command "${command}" (${usage.stderr.trim()})`);
@@ -289,8 +312,9 @@ async function checkCli(
     problems.push(`hallpass ${command} has no subcommand "${sub}" (hallpass ${command} --help)`);
   }
   for (const word of own) {
-    if (!word.startsWith("-") || word === "-") continue;
-    const flag = word.split("=")[0] ?? word;
+    // As a usage writes it, too: `[--url URL]`.
+    const flag = word.replace(/^[[(]+|[\])]+$/g, "").split("=")[0] ?? "";
+    if (!/^--?[a-z]/.test(flag)) continue;
     const listed = new RegExp(`(^|[\\s\\[|(])${flag.replace(/[-]/g, "\\-")}(?![\\w-])`, "m");
     if (!listed.test(usage.stdout)) {
       problems.push(`flag ${flag} is not in hallpass ${topLevel ? "" : `${command} `}--help`);
@@ -301,11 +325,10 @@ async function checkCli(
     own.includes("--help") ||
     own.includes("-h") ||
     (command === "policy" && sub === "check");
-  if (!offline || problems.length > 0 || own.some((w) => PLACEHOLDER.test(w))) return;
+  if (cwd === null || !offline || problems.length > 0 || own.some((w) => PLACEHOLDER.test(w)))
+    return;
   kinds.add("cli run");
-  const cwd =
-    command === "init" ? checkout("init") : where === "api" ? fixture.payments : fixture.hallpass;
-  const outcome = await cli(argv, cwd);
+  const outcome = await cli(argv, command === "init" ? checkout("init") : cwd);
   if (outcome.code !== 0) {
     problems.push(
       `exits ${outcome.code}: ${(outcome.stderr || outcome.stdout).trim().slice(0, 500)}`,
@@ -388,6 +411,7 @@ describe("a wrong command", () => {
     ["curl -fsS -X DELETE https://hallpass.acme.dev/introspect", "no route DELETE /introspect"],
     ["echo 'unclosed", "does not parse as shell: "],
   ];
+  const prose = "Run `hallpass keys rotate --later` to rotate.";
 
   it.each(wrong)("fails, naming its document and line: %s", async (source, problem) => {
     const [command] = docCommands("docs/wrong.md", `# Wrong\n\n\`\`\`sh\n${source}\n\`\`\`\n`);
@@ -396,10 +420,19 @@ describe("a wrong command", () => {
     const { problems } = await check(command);
     expect(problems).toEqual([expect.stringContaining(problem)]);
   });
+
+  it("fails when a mention in prose names a flag hallpass lacks", async () => {
+    const [command] = docCommands("docs/wrong.md", `# Wrong\n\n${prose}\n`);
+    expect(command).toMatchObject({ line: 3, origin: "inline" });
+    if (!command) return;
+    expect((await check(command)).problems).toEqual([
+      "flag --later is not in hallpass keys --help",
+    ]);
+  });
 });
 
 describe("docCommands", () => {
-  it("reads shell and console blocks, continuations, comments and workflow steps", () => {
+  it("reads shell and console blocks, continuations, comments, workflow steps and mentions", () => {
     const markdown = [
       "# Title", // 1
       "```sh", // 2
@@ -413,7 +446,7 @@ describe("docCommands", () => {
       "hallpass 0.1.0", // 10
       "```", // 11
       "```", // 12
-      "output, not a command", // 13
+      "output, not a command: `hallpass serve`", // 13
       "```", // 14
       "````markdown", // 15
       "```sh", // 16
@@ -430,6 +463,7 @@ describe("docCommands", () => {
       "steps:", // 27
       '  - run: curl -H "A: b" https://x.test/', // 28
       "```", // 29
+      "Prose naming `hallpass init --repo .`, but not `npm test`.", // 30
     ].join("\n");
     const found = docCommands("doc.md", markdown).map((c) => ({
       line: c.line,
@@ -462,6 +496,7 @@ describe("docCommands", () => {
       { line: 22, commands: [["./smoke.sh"]] },
       { line: 24, commands: [["echo", "one"]] },
       { line: 28, commands: [], error: "not valid YAML, so GitHub refuses the workflow" },
+      { line: 30, commands: [["hallpass", "init", "--repo", "."]] },
     ]);
   });
 });

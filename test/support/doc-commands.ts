@@ -10,7 +10,10 @@
  * - yaml blocks that are GitHub workflows (`steps`, or `jobs.*.steps`): each
  *   step's `run:`; a yaml block with a `run:` key must parse, as GitHub would
  *   refuse the workflow;
- * - every other block (untagged output, yaml, json, text, mermaid) holds none.
+ * - every other block (untagged output, yaml, json, text, mermaid) holds none;
+ * - outside blocks, an inline code span that starts with `hallpass ` is a
+ *   mention of a command, whose words are split at spaces (it may show a
+ *   usage: `[--url URL]`).
  *
  * Within those, a trailing `\` continues a command on the next line, `#`
  * at the start of a word begins a comment, and `&&`, `||`, `;` and `|`
@@ -31,8 +34,11 @@ export interface DocCommand {
   readonly source: string;
   /** Its simple commands, as words (quotes removed, nothing expanded). */
   readonly commands: readonly (readonly string[])[];
-  /** Where it comes from: a shell block, or a workflow step's `run:` (runs in the user's repository). */
-  readonly origin: "shell" | "workflow";
+  /**
+   * Where it comes from: a shell block, a workflow step's `run:` (runs in
+   * the user's repository), or an inline code span of prose.
+   */
+  readonly origin: "shell" | "workflow" | "inline";
   /** Why the block could not be read (a workflow that is not valid YAML): then it has no commands. */
   readonly error?: string;
 }
@@ -88,6 +94,26 @@ export function docCommands(file: string, markdown: string): DocCommand[] {
       found.push(...workflowRuns(file, block.line, text));
     }
   }
+  found.push(...inlineMentions(file, markdown));
+  return found.sort((a, b) => a.line - b.line);
+}
+
+/** Inline code spans `hallpass …` of the lines outside fenced blocks. */
+function inlineMentions(file: string, markdown: string): DocCommand[] {
+  const inBlock = new Set<number>();
+  for (const block of fencedBlocks(markdown)) {
+    for (let line = block.line - 1; line <= block.line + block.lines.length; line++)
+      inBlock.add(line);
+  }
+  const found: DocCommand[] = [];
+  markdown.split("\n").forEach((text, index) => {
+    const line = index + 1;
+    if (inBlock.has(line)) return;
+    for (const [, span = ""] of text.matchAll(/`(hallpass [^`]+)`/g)) {
+      const words = span.split(/\s+/).filter((w) => w !== "");
+      found.push({ file, line, block: 0, source: span, commands: [words], origin: "inline" });
+    }
+  });
   return found;
 }
 
