@@ -168,15 +168,19 @@ function hallpassServer() {
     const url = `http://127.0.0.1:${port}`;
     const deadline = Date.now() + 30_000;
     while ((await fetch(`${url}/healthz`).catch(() => null))?.status !== 200) {
-      if (Date.now() > deadline || child.exitCode !== null)
-        throw new Error(`hallpass serve did not get ready: ${stderr}`);
+      if (Date.now() > deadline || child.exitCode !== null) {
+        child.kill("SIGKILL");
+        throw new Error(`hallpass serve did not listen: ${stderr}`);
+      }
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     return {
       url,
       stop: async () => {
         child.kill("SIGTERM");
+        const killer = setTimeout(() => child.kill("SIGKILL"), 5_000);
         await exited;
+        clearTimeout(killer);
       },
     };
   })();
@@ -381,7 +385,7 @@ beforeAll(async () => {
   results = await checkAll(COMMANDS);
 }, 60_000);
 afterAll(async () => {
-  await (await server)?.stop();
+  await (await server?.catch(() => null))?.stop();
   if (fixture) rmSync(fixture.dir, { recursive: true, force: true });
 });
 
