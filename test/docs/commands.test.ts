@@ -252,7 +252,12 @@ async function check(command: DocCommand): Promise<Checked> {
       await checkCli(args.slice(1), fixture.hallpass, problems, kinds);
     } else if (name === "npm") {
       kinds.add("npm");
-      const [verb = "", script = ""] = args;
+      // npm's own flags (`npm run --silent hallpass -- …`) come before the script.
+      const dashes = args.indexOf("--");
+      const words = (dashes === -1 ? args : args.slice(0, dashes)).filter(
+        (w) => !w.startsWith("-"),
+      );
+      const [verb = "", script = ""] = words;
       if (NPM_COMMANDS.has(verb)) continue;
       const wanted = verb === "run" || verb === "run-script" ? script : verb;
       const file = path.join(ROOT, cwd, "package.json");
@@ -262,8 +267,8 @@ async function check(command: DocCommand): Promise<Checked> {
       if (!Object.hasOwn(scripts, wanted)) {
         problems.push(`npm ${verb}: no script "${wanted}" in ${path.join(cwd, "package.json")}`);
       }
-      if (wanted === "hallpass" && args[2] === "--") {
-        await checkCli(args.slice(3), fixture.hallpass, problems, kinds);
+      if (wanted === "hallpass" && dashes !== -1) {
+        await checkCli(args.slice(dashes + 1), fixture.hallpass, problems, kinds);
       }
     } else if (name === "curl") {
       await checkCurl(args, problems, kinds);
