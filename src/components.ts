@@ -1,4 +1,5 @@
 import type { Probot } from "probot";
+import type { AppMetrics } from "#src/app-metrics.js";
 import type { Config } from "#src/config.js";
 import type { GitHub } from "#src/github/api.js";
 import { startDeliveryWorker } from "#src/github/delivery-worker.js";
@@ -31,6 +32,8 @@ export interface GitHubComponentOptions {
   readonly writeIntervalMs?: number;
   /** See `OutboxWorkerOptions.usageSettleMs`. */
   readonly usageSettleMs?: number;
+  /** The counters of approvals, commands, deliveries and outbox writes. */
+  readonly metrics?: AppMetrics;
 }
 
 /** Ten minutes, as the specification sets it. */
@@ -53,6 +56,7 @@ export function gitHubComponent(options: GitHubComponentOptions): StartComponent
       serverUrl: config.publicUrl,
       warnBeforeS: options.warnBeforeS ?? DEFAULT_WARN_BEFORE_S,
       now,
+      ...(options.metrics ? { metrics: options.metrics } : {}),
     };
     await probot.load(ticketsApp(deps));
     // The token service, started first, has checked this key against the database.
@@ -62,6 +66,7 @@ export function gitHubComponent(options: GitHubComponentOptions): StartComponent
         db,
         log,
         handle: (event) => probot.receive(event),
+        ...(options.metrics ? { metrics: options.metrics } : {}),
         ...(options.workerIdleMs ? { idleMs: options.workerIdleMs } : {}),
         ...(options.deliveryAttempts ? { maxAttempts: options.deliveryAttempts } : {}),
       }),
@@ -71,6 +76,7 @@ export function gitHubComponent(options: GitHubComponentOptions): StartComponent
         github: installationClient(probot),
         identity: appIdentity(appClient(probot)),
         markerKey: deriveKey(masterKey.key, "outbox-marker"),
+        ...(options.metrics ? { metrics: options.metrics } : {}),
         ...(options.workerIdleMs ? { idleMs: options.workerIdleMs } : {}),
         ...(options.usageSettleMs === undefined ? {} : { usageSettleMs: options.usageSettleMs }),
         ...(options.writeIntervalMs === undefined

@@ -1,3 +1,4 @@
+import { AppMetrics } from "#src/app-metrics.js";
 import { startAdminSocket } from "#src/cli/admin-socket.js";
 import type { Output } from "#src/cli/audit.js";
 import { gitHubComponent, installationClient } from "#src/components.js";
@@ -10,6 +11,7 @@ import { loadOperator } from "#src/operator.js";
 import { checkProxyConfig, createProxyServer, type ProxyServer } from "#src/proxy/server.js";
 import { Runtime, type StartComponent } from "#src/runtime.js";
 import { buildServer } from "#src/server.js";
+import { stateMetrics } from "#src/state-metrics.js";
 import type { Db } from "#src/store/db.js";
 import { tokenRoutes } from "#src/tokens/routes.js";
 import { startTokenService, type TokenService } from "#src/tokens/service.js";
@@ -33,6 +35,7 @@ export async function serve(
 ): Promise<number> {
   const operator = await loadOperator(config);
   const metrics = createMetrics();
+  const counters = new AppMetrics(metrics);
   const proxy: ProxyServer | null = checkProxyConfig(config.proxyPort, operator)
     ? createProxyServer({ operator, publicUrl: config.proxyUrl, log, metrics })
     : null;
@@ -62,11 +65,12 @@ export async function serve(
     );
   }
   if (probot) {
-    components.push(gitHubComponent({ config, log, operator, probot }));
+    components.push(gitHubComponent({ config, log, operator, probot, metrics: counters }));
   } else {
     log.info("no GitHub App configured: open %s to register one", config.publicUrl);
   }
   const runtime = new Runtime({ database: config.database, log, components });
+  stateMetrics(metrics, () => runtime.db, { log });
   const server = await buildServer({
     config,
     log,
@@ -82,6 +86,7 @@ export async function serve(
         },
         introspectionSecrets: (resource) =>
           operator.secrets.get(resource)?.introspectionSecret ?? null,
+        metrics: counters,
       }),
     ],
   });

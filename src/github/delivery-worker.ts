@@ -1,5 +1,6 @@
 import { RequestError } from "@octokit/request-error";
 import type { EmitterWebhookEvent } from "@octokit/webhooks";
+import type { AppMetrics } from "#src/app-metrics.js";
 import { whenToRetry } from "#src/github/retry.js";
 import { jsonObject } from "#src/github/webhooks.js";
 import type { Logger } from "#src/log.js";
@@ -26,6 +27,8 @@ export interface DeliveryWorkerOptions {
   readonly maxAttempts?: number;
   /** How long a claim holds a delivery unless renewed (default a minute, renewed every third of it). */
   readonly leaseMs?: number;
+  /** Counts deliveries done, retried and given up. */
+  readonly metrics?: AppMetrics;
 }
 
 const BATCH = 8;
@@ -84,6 +87,7 @@ export function startDeliveryWorker(options: DeliveryWorkerOptions): Loop {
     if (!payload) {
       log.error("webhook delivery is not a JSON object; given up");
       await failDelivery(options.db, delivery, "payload is not a JSON object", null);
+      options.metrics?.delivery("failed");
       return;
     }
     try {
@@ -93,6 +97,7 @@ export function startDeliveryWorker(options: DeliveryWorkerOptions): Loop {
         payload,
       } as EmitterWebhookEvent);
       await completeDelivery(options.db, delivery);
+      options.metrics?.delivery("done");
     } catch (error) {
       const gitHubWait = waitForGitHub(error);
       const keep =
@@ -103,6 +108,7 @@ export function startDeliveryWorker(options: DeliveryWorkerOptions): Loop {
       const retryIn = giveUp ? null : Math.max(backoff, gitHubWait ?? 0);
       log.error({ err: error, attempts: delivery.attempts, retryIn }, "webhook delivery failed");
       await failDelivery(options.db, delivery, errorText(error), retryIn);
+      options.metrics?.delivery(retryIn === null ? "failed" : "retry");
     }
   }
   // New deliveries wake the worker; polling stays as the fallback.

@@ -12,9 +12,18 @@ export type Command =
 
 export type CommandResult =
   | { readonly ok: true; readonly command: Command }
-  | { readonly ok: false; readonly command: string; readonly problem: string };
+  | { readonly ok: false; readonly command: `/${Command["name"]}`; readonly problem: string };
 
-const NAMES = ["approve", "deny", "revoke", "done", "extend", "break-glass", "status"] as const;
+/** Every command's name, as it follows the `/`. */
+export const COMMAND_NAMES = [
+  "approve",
+  "deny",
+  "revoke",
+  "done",
+  "extend",
+  "break-glass",
+  "status",
+] as const satisfies readonly Command["name"][];
 const MAX_REASON = 500;
 
 /**
@@ -34,8 +43,12 @@ export function parseCommand(body: string | null | undefined): CommandResult | n
   if (!match) return null;
   const name = match[1] as string;
   const args = (match[2] ?? "").trim();
-  if (!(NAMES as readonly string[]).includes(name)) return null;
-  const fail = (problem: string): CommandResult => ({ ok: false, command: `/${name}`, problem });
+  if (!(COMMAND_NAMES as readonly string[]).includes(name)) return null;
+  const fail = (problem: string): CommandResult => ({
+    ok: false,
+    command: `/${name as Command["name"]}`,
+    problem,
+  });
   switch (name) {
     case "approve":
     case "revoke":

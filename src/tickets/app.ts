@@ -199,6 +199,7 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
             data: { review_id: review.id, why: "no pending request" },
           },
         );
+        deps.metrics?.approvalRefused("no_pending_request");
         return;
       }
       // Bound to the request as the PR body read when the review was given.
@@ -240,7 +241,7 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
           at,
         },
         { review_id: review.id, commit_id: review.commit_id, request_hash: hash },
-        { reviewed: reviews === true },
+        { reviewed: reviews === true, ...(deps.metrics ? { metrics: deps.metrics } : {}) },
       );
       await evaluateTicket(deps, ctx, pr.number, { kind: "approval", actor: reviewer.login, view });
     });

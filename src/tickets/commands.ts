@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import type { ApprovalRefusal, CommandName } from "#src/app-metrics.js";
 import { accessOf } from "#src/github/api.js";
 import type { BoundResource } from "#src/rules/bind.js";
 import { type Ownership, ownersOf } from "#src/rules/codeowners.js";
@@ -44,6 +45,8 @@ interface Env {
   readonly ctx: RepoContext;
   readonly view: TicketView;
   readonly comment: NewComment;
+  /** Set once the command was refused (counted then), so that it is not counted done too. */
+  refused?: boolean;
 }
 
 /**
@@ -82,6 +85,11 @@ export async function handleComment(
   }
   if (!parsed.ok) return refuse(env, parsed.command, parsed.problem);
   const command = parsed.command;
+  await carryOut(env, command);
+  if (!env.refused) deps.metrics?.command(command.name, "done");
+}
+
+function carryOut(env: Env, command: Command): Promise<void> {
   switch (command.name) {
     case "status":
       return status(env);
@@ -102,7 +110,17 @@ export async function handleComment(
 /** Refusals are answered at most once per person and ticket in this window. */
 const REFUSAL_WINDOW_MS = 60_000;
 
-async function refuse(env: Env, command: string, why: string): Promise<void> {
+/**
+ * Answers a refused command (at most once per person and ticket a minute)
+ * and counts it; a refused `/approve` also counts as a refused approval,
+ * by `reason`.
+ */
+async function refuse(
+  env: Env,
+  command: `/${CommandName}`,
+  why: string,
+  reason?: ApprovalRefusal,
+): Promise<void> {
   const actor = env.comment.author.login;
   const window = Math.floor(env.deps.now().getTime() / REFUSAL_WINDOW_MS);
   await say(
@@ -116,6 +134,9 @@ async function refuse(env: Env, command: string, why: string): Promise<void> {
       data: { command, why, comment_id: env.comment.id },
     },
   );
+  env.refused = true;
+  env.deps.metrics?.command(command.slice(1) as CommandName, "refused");
+  if (reason) env.deps.metrics?.approvalRefused(reason);
 }
 
 const isRequester = (env: Env, grant: Grant | null) =>
@@ -157,28 +178,40 @@ async function approve(env: Env): Promise<void> {
       env,
       "/approve",
       "on a pull request, approve with a review: it binds the approval to the reviewed commit",
+      "pull_request_comment",
     );
   }
   if (!grant)
-    return refuse(env, "/approve", "there is no pending request on this ticket to approve");
-  const target = resourceOf(env, grant);
-  if (!target)
-    return refuse(env, "/approve", "there is no valid request on this ticket to approve");
-  if (isRequester(env, grant))
-    return refuse(env, "/approve", "you cannot approve your own request");
-  const why = await mayApprove(env, target.resource, target.ownership, comment.author.login);
-  if (why !== null) {
     return refuse(
       env,
       "/approve",
-      why.startsWith("only code owners") ? `${why} (${ownersText(target.ownership)})` : why,
+      "there is no pending request on this ticket to approve",
+      "no_pending_request",
+    );
+  const target = resourceOf(env, grant);
+  if (!target)
+    return refuse(
+      env,
+      "/approve",
+      "there is no valid request on this ticket to approve",
+      "unreadable_request",
+    );
+  if (isRequester(env, grant))
+    return refuse(env, "/approve", "you cannot approve your own request", "own_request");
+  const may = await mayApprove(env, target.resource, target.ownership, comment.author.login);
+  if (may !== null) {
+    return refuse(
+      env,
+      "/approve",
+      may.reason === "not_code_owner" ? `${may.why} (${ownersText(target.ownership)})` : may.why,
+      may.reason,
     );
   }
   if (grant.state === "active") {
     const extension = await pendingExtension(deps.db, grant.id);
     if (extension) return approveExtension(env, grant, extension);
     if (grant.breakGlass && !grant.reviewedAt) return reviewBreakGlass(env, grant);
-    return refuse(env, "/approve", "this access is already granted");
+    return refuse(env, "/approve", "this access is already granted", "already_granted");
   }
   // Bound to the request as the approver saw it when commenting.
   const seen = readRequest(comment.issue.body, view, comment.createdAt, grant);
@@ -188,6 +221,7 @@ async function approve(env: Env): Promise<void> {
       env,
       "/approve",
       "the request on this ticket cannot be read, so there is nothing to approve",
+      "unreadable_request",
     );
   const hash = requestHash(seen.request, seenResource);
   const recorded = await approveByComment(env, grant, hash, { request_hash: hash });
@@ -228,7 +262,7 @@ function approveByComment(
       at: notAfter(comment.createdAt, deps.now()),
     },
     { comment_id: comment.id, ...data },
-    options,
+    { ...options, ...(deps.metrics ? { metrics: deps.metrics } : {}) },
   );
 }
 
@@ -258,7 +292,7 @@ async function revoke(
   command: Extract<Command, { name: "revoke" | "done" }>,
 ): Promise<void> {
   const grant = await openGrant(env.deps.db, env.view.ticket.id);
-  const name = `/${command.name}`;
+  const name = `/${command.name}` as const;
   if (!grant) return refuse(env, name, "there is no pending or active access on this ticket");
   const requester = isRequester(env, grant);
   if (command.name === "done" && !requester)
@@ -443,6 +477,7 @@ export async function approveExtensionByReview(
       at: review.at,
     },
     { review_id: review.id, extension: extension.id },
+    deps.metrics ? { metrics: deps.metrics } : {},
   );
   const target = resourceOf(env, grant);
   if (target) await tryExtend(env, grant, extension, target);

@@ -1,3 +1,4 @@
+import type { AppMetrics } from "#src/app-metrics.js";
 import type { GitHub } from "#src/github/api.js";
 import type { Logger } from "#src/log.js";
 import type { OperatorConfig } from "#src/rules/operator.js";
@@ -13,6 +14,8 @@ export interface LifecycleDeps {
   /** How long before the end the requester is warned, seconds. */
   readonly warnBeforeS: number;
   readonly now: () => Date;
+  /** Counts approvals and commands (see `AppMetrics`). */
+  readonly metrics?: AppMetrics;
 }
 
 /** One repository as a webhook names it, with the client of its installation. */

@@ -1,3 +1,4 @@
+import type { ApprovalRefusal } from "#src/app-metrics.js";
 import { accessOf, commitPeople, teamMembers } from "#src/github/api.js";
 import type { BoundResource } from "#src/rules/bind.js";
 import type { Ownership } from "#src/rules/codeowners.js";
@@ -157,24 +158,29 @@ export async function isOwner(
  * Why `login` may not approve on this ticket (null when they may): they
  * must be a code owner of the path with write access, not a bot, and on a
  * PR none of its commits' authors, committers or co-authors, all of whom
- * must be known. The same rules `decide()` counts approvals by.
+ * must be known. The same rules `decide()` counts approvals by. The
+ * refusal has a reason code (for the metrics) and a sentence (for the reply).
  */
 export async function mayApprove(
   env: DecisionEnv,
   resource: BoundResource,
   ownership: Ownership,
   login: string,
-): Promise<string | null> {
+): Promise<{ readonly reason: ApprovalRefusal; readonly why: string } | null> {
   const { ctx, view } = env;
-  if (isBotAccount({ login })) return "bots never approve";
+  if (isBotAccount({ login })) return { reason: "bot", why: "bots never approve" };
   if (!(await isOwner(ctx, resource, ownership, login)))
-    return `only code owners of ${resource.policy.path} can approve`;
+    return {
+      reason: "not_code_owner",
+      why: `only code owners of ${resource.policy.path} can approve`,
+    };
   if ((await accessOf(ctx.gh, ctx.repo, login)) !== "write")
-    return "approvers need write access to this repository";
+    return { reason: "no_write_access", why: "approvers need write access to this repository" };
   if (view.live.kind !== "pull_request") return null;
   const { people, unidentified } = await commitPeople(ctx.gh, ctx.repo, view.live.number);
-  if (unidentified.length > 0) return unidentified.join("; ");
+  if (unidentified.length > 0)
+    return { reason: "commit_unidentified", why: unidentified.join("; ") };
   if (people.some((p) => p.login.toLowerCase() === login.toLowerCase()))
-    return "they wrote or committed code on this pull request";
+    return { reason: "commit_author", why: "they wrote or committed code on this pull request" };
   return null;
 }

@@ -1,5 +1,6 @@
 import type { KeyObject } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
+import type { AppMetrics } from "#src/app-metrics.js";
 import { sealedEvent } from "#src/audit/append.js";
 import type { GitHub } from "#src/github/api.js";
 import {
@@ -70,6 +71,8 @@ export interface OutboxWorkerOptions {
    * (`GITHUB_REQUEST_TIMEOUT_MS`).
    */
   readonly requestTimeoutMs?: number;
+  /** Counts each attempt's result. */
+  readonly metrics?: AppMetrics;
 }
 
 /**
@@ -123,6 +126,7 @@ interface Deps {
   readonly usageSettleMs?: number;
   readonly writeIntervalMs?: number;
   readonly requestTimeoutMs?: number;
+  readonly metrics?: AppMetrics;
   readonly leaseMs: number;
 }
 
@@ -195,6 +199,7 @@ async function attempt(deps: Deps, policy: RetryPolicy, item: ClaimedSideEffect)
     if (effect.kind === "comment") await comment(deps, log, item, effect);
     else if (effect.kind === "check_run") await checkRun(deps, log, item, effect);
     else await closeIssue(deps, item, effect);
+    deps.metrics?.outboxWrite(effect.kind, "done");
   } catch (error) {
     if (error instanceof Paused) {
       log.debug("installation paused by a GitHub rate limit; not tried");
@@ -205,6 +210,7 @@ async function attempt(deps: Deps, policy: RetryPolicy, item: ClaimedSideEffect)
     }
     if (error instanceof LeaseLost) {
       log.warn("the claim's lease ran out before it was done; left to the claim that took it");
+      deps.metrics?.outboxWrite(effect.kind, "lease_lost");
       return;
     }
     const failure = describeFailure(error);
@@ -222,11 +228,13 @@ async function attempt(deps: Deps, policy: RetryPolicy, item: ClaimedSideEffect)
       await pauseInstallation(deps.db, item.installationId, decision.retryInMs, decision.why);
       // Held back by the pause, like the installation's other rows (see above).
       await failOutbox(deps.db, item, text, 0, { throttled: true });
+      deps.metrics?.outboxWrite(effect.kind, "rate_limited");
       return;
     }
     if (decision.retryInMs === null) log.error(fields, "GitHub side effect given up");
     else log.warn(fields, "GitHub side effect failed; will retry");
     await failOutbox(deps.db, item, text, decision.retryInMs);
+    deps.metrics?.outboxWrite(effect.kind, decision.retryInMs === null ? "dead" : "retry");
   }
 }
 

@@ -1,3 +1,4 @@
+import type { AppMetrics } from "#src/app-metrics.js";
 import { appendAudit } from "#src/audit/append.js";
 import type { Json } from "#src/audit/event.js";
 import {
@@ -357,14 +358,28 @@ export function warnExpiry(db: Db, scope: TicketScope, grant: Grant): Promise<bo
  * the ticket's open grant (null: the ticket has had no request yet, and the
  * first it opens takes it). `reviewed` also marks an active break-glass grant
  * reviewed. Returns `stale` when the request it was given to is gone, `known`
- * when this review or comment was recorded before.
+ * when this review or comment was recorded before. `metrics` counts it, once
+ * committed: recorded, or refused as stale.
  */
 export async function recordApproval(
   db: Db,
   scope: TicketScope,
   approval: Omit<NewApproval, "ticketId">,
   data: { readonly [key: string]: Json | undefined },
-  options: { readonly reviewed?: boolean } = {},
+  options: { readonly reviewed?: boolean; readonly metrics?: AppMetrics } = {},
+): Promise<"recorded" | "known" | "stale"> {
+  const outcome = await insertApprovalOf(db, scope, approval, data, options.reviewed === true);
+  if (outcome === "recorded") options.metrics?.approvalRecorded(approval.channel);
+  else if (outcome === "stale") options.metrics?.approvalRefused("stale");
+  return outcome;
+}
+
+function insertApprovalOf(
+  db: Db,
+  scope: TicketScope,
+  approval: Omit<NewApproval, "ticketId">,
+  data: { readonly [key: string]: Json | undefined },
+  reviewed: boolean,
 ): Promise<"recorded" | "known" | "stale"> {
   return db.transaction(async (tx) => {
     await lockTicket(tx, scope.ticket.id, { skipLocked: false });
@@ -386,7 +401,7 @@ export async function recordApproval(
       grantId: approval.grantId,
       data: { channel: approval.channel, ...data },
     });
-    if (options.reviewed && open?.state === "active" && (await markReviewed(tx, open.id))) {
+    if (reviewed && open?.state === "active" && (await markReviewed(tx, open.id))) {
       await record(tx, scope, { kind: "grant.reviewed", actor, grantId: open.id, data });
     }
     return "recorded";

@@ -1,6 +1,8 @@
 import type { FastifyPluginAsync } from "fastify";
+import { ZodError } from "zod";
+import type { AppMetrics, TokenChannel } from "#src/app-metrics.js";
 import type { Config } from "#src/config.js";
-import { HallpassError } from "#src/errors.js";
+import { HallpassError, isHallpassError } from "#src/errors.js";
 import { exchangeRequest } from "#src/tokens/exchange.js";
 import { authenticateResource, type IntrospectionSecrets } from "#src/tokens/introspect.js";
 import {
@@ -28,6 +30,8 @@ export interface TokenRoutesDeps {
   /** Introspection secrets of the resources (from the operator config). */
   readonly introspectionSecrets: IntrospectionSecrets;
   readonly rateLimits?: RateLimits;
+  /** Counts each token request's outcome, and refusals by code. */
+  readonly metrics?: AppMetrics;
 }
 
 /** Token requests a minute, in each replica's memory (see `TokenBuckets`). */
@@ -98,6 +102,24 @@ export function tokenRoutes(deps: TokenRoutesDeps): FastifyPluginAsync {
       throw error;
     }
   };
+  /**
+   * Counts a token request's end: minted once the mint committed (it has
+   * when `request` resolves), refused by its code, rate limited, or failed
+   * (the server's fault: not ready, the database away).
+   */
+  const counted = async <T>(channel: TokenChannel, request: () => Promise<T>): Promise<T> => {
+    try {
+      const minted = await request();
+      deps.metrics?.token(channel, "minted");
+      return minted;
+    } catch (error) {
+      if (isHallpassError(error, "RATE_LIMITED")) deps.metrics?.token(channel, "rate_limited");
+      else if (isRefusal(error)) deps.metrics?.token(channel, "refused", error.code);
+      else if (error instanceof ZodError) deps.metrics?.token(channel, "refused", "BAD_REQUEST");
+      else deps.metrics?.token(channel, "failed");
+      throw error;
+    }
+  };
   return async (app) => {
     app.addContentTypeParser(
       "application/x-www-form-urlencoded",
@@ -151,31 +173,35 @@ export function tokenRoutes(deps: TokenRoutesDeps): FastifyPluginAsync {
       return outcome;
     });
 
-    app.post(EXCHANGE_PATH, async (request, reply) => {
-      const service = deps.service();
-      const body = exchangeRequest.parse(request.body ?? {});
-      reply.header("cache-control", "no-store");
-      const retryAfter = (s: number) => reply.header("retry-after", String(s));
-      // A missing or malformed header is refused (and audited) as a malformed ID token.
-      return guarded(request.ip, retryAfter, () =>
-        service.exchange(presentedToken(request.headers.authorization), body, {
-          limit: (repositoryId) =>
-            perRepository.spend(String(repositoryId), `repository ${repositoryId}`, retryAfter),
-        }),
-      );
-    });
+    app.post(EXCHANGE_PATH, (request, reply) =>
+      counted("actions", async () => {
+        const service = deps.service();
+        const body = exchangeRequest.parse(request.body ?? {});
+        reply.header("cache-control", "no-store");
+        const retryAfter = (s: number) => reply.header("retry-after", String(s));
+        // A missing or malformed header is refused (and audited) as a malformed ID token.
+        return guarded(request.ip, retryAfter, () =>
+          service.exchange(presentedToken(request.headers.authorization), body, {
+            limit: (repositoryId) =>
+              perRepository.spend(String(repositoryId), `repository ${repositoryId}`, retryAfter),
+          }),
+        );
+      }),
+    );
 
-    app.post(PERSON_TOKEN_PATH, async (request, reply) => {
-      const service = deps.service();
-      const body = personTokenRequest.parse(request.body ?? {});
-      reply.header("cache-control", "no-store");
-      const retryAfter = (s: number) => reply.header("retry-after", String(s));
-      return guarded(request.ip, retryAfter, () =>
-        service.personToken(presentedToken(request.headers.authorization), body, {
-          limit: (userId) => perUser.spend(String(userId), "you", retryAfter),
-        }),
-      );
-    });
+    app.post(PERSON_TOKEN_PATH, (request, reply) =>
+      counted("cli", async () => {
+        const service = deps.service();
+        const body = personTokenRequest.parse(request.body ?? {});
+        reply.header("cache-control", "no-store");
+        const retryAfter = (s: number) => reply.header("retry-after", String(s));
+        return guarded(request.ip, retryAfter, () =>
+          service.personToken(presentedToken(request.headers.authorization), body, {
+            limit: (userId) => perUser.spend(String(userId), "you", retryAfter),
+          }),
+        );
+      }),
+    );
   };
 }
 

@@ -7,13 +7,19 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { gitHubComponent } from "#src/components.js";
+import { AppMetrics } from "#src/app-metrics.js";
+import { gitHubComponent, installationClient } from "#src/components.js";
 import { loadConfig } from "#src/config.js";
+import { HallpassError } from "#src/errors.js";
 import { createGitHubApp } from "#src/github/app.js";
+import { createMetrics } from "#src/metrics.js";
 import { loadOperator, type Operator } from "#src/operator.js";
 import type { StartComponent } from "#src/runtime.js";
+import { stateMetrics } from "#src/state-metrics.js";
 import type { Db } from "#src/store/db.js";
 import { sweep } from "#src/tickets/sweeper.js";
+import { tokenRoutes } from "#src/tokens/routes.js";
+import { startTokenService, type TokenService } from "#src/tokens/service.js";
 import { createTestDb, primaryBackend, type TestDb } from "./db.js";
 import { cleanEnv } from "./env.js";
 import { GitHubSimulator } from "./github/simulator.js";
@@ -73,6 +79,16 @@ export interface HallpassOptions {
   readonly warnBeforeS?: number;
   /** How long a closing comment waits for the proxies' last usage rows (default 0: at once). */
   readonly usageSettleMs?: number;
+  /**
+   * The token service and its routes, as `hallpass serve` runs them (the
+   * exchange reads GitHub through the App), on the test clock.
+   */
+  readonly tokenService?: boolean;
+  /**
+   * `/metrics` with the App's counters and the database's state, as
+   * `hallpass serve` composes them; the state is read again after `cacheMs`.
+   */
+  readonly metrics?: { readonly cacheMs: number };
 }
 
 export async function startHallpass(options: HallpassOptions): Promise<Hallpass> {
@@ -97,6 +113,21 @@ export async function startHallpass(options: HallpassOptions): Promise<Hallpass>
   const app = config.app;
   if (!app) throw new Error("the simulator's App credentials are missing");
   const probot = await createGitHubApp(config, app, capture.log, [], { octokit: TestOctokit });
+  const registry = options.metrics ? createMetrics() : null;
+  const counters = registry ? new AppMetrics(registry) : null;
+  let tokens: TokenService | null = null;
+  const tokenComponents: StartComponent[] = options.tokenService
+    ? [
+        async (opened) => {
+          tokens = await startTokenService(opened, config, capture.log, {
+            operator: operator.config,
+            github: installationClient(probot),
+            now: clock.now,
+          });
+          return tokens;
+        },
+      ]
+    : [];
   const component: StartComponent = gitHubComponent({
     config,
     log: capture.log,
@@ -109,13 +140,40 @@ export async function startHallpass(options: HallpassOptions): Promise<Hallpass>
     redeliveryIntervalMs: 0, // tests call redeliverMissed themselves
     usageSettleMs: options.usageSettleMs ?? 0,
     writeIntervalMs: 0, // the simulator does not pace; tests of pacing start the worker themselves
+    ...(counters ? { metrics: counters } : {}),
   });
   const server = await startTestServer({
     db,
     env,
     capture,
-    components: [component, ...(options.extraComponents?.({ operator, db }) ?? [])],
+    components: [
+      ...tokenComponents,
+      component,
+      ...(options.extraComponents?.({ operator, db }) ?? []),
+    ],
+    ...(registry ? { metrics: registry } : {}),
+    ...(options.tokenService
+      ? {
+          routes: [
+            tokenRoutes({
+              config,
+              service: () => {
+                if (!tokens) throw new HallpassError("NOT_READY", "token service not ready");
+                return tokens;
+              },
+              introspectionSecrets: () => null,
+              ...(counters ? { metrics: counters } : {}),
+            }),
+          ],
+        }
+      : {}),
   });
+  if (registry && options.metrics) {
+    stateMetrics(registry, () => server.runtime.db, {
+      log: capture.log,
+      cacheMs: options.metrics.cacheMs,
+    });
+  }
   sim.webhookTarget = { url: server.url, secret: SECRET };
   const running = server;
 

@@ -1,4 +1,6 @@
 import type { AddressInfo } from "node:net";
+import type { FastifyPluginAsync } from "fastify";
+import type { Registry } from "prom-client";
 import { loadConfig } from "#src/config.js";
 import type { Logger } from "#src/log.js";
 import { Runtime, type StartComponent } from "#src/runtime.js";
@@ -31,6 +33,10 @@ export interface TestServerOptions {
   readonly capture?: ReturnType<typeof captureLogger>;
   /** Wait until ready (default true). */
   readonly ready?: boolean;
+  /** The registry served at `/metrics`. */
+  readonly metrics?: Registry;
+  /** Further routes, as `hallpass serve` adds the token service's. */
+  readonly routes?: FastifyPluginAsync[];
 }
 
 /** The real HTTP server on an ephemeral port, with the runtime on a test database. */
@@ -52,7 +58,13 @@ export async function startTestServer(options: TestServerOptions): Promise<TestS
     retry: { initialMs: 20, maxMs: 200 },
     ...(options.migrations ? { migrations: options.migrations } : {}),
   });
-  const server = await buildServer({ config, log, runtime });
+  const server = await buildServer({
+    config,
+    log,
+    runtime,
+    ...(options.metrics ? { metrics: options.metrics } : {}),
+    ...(options.routes ? { routes: options.routes } : {}),
+  });
   await server.listen({ host: "127.0.0.1", port: 0 });
   const started = runtime.start();
   if (options.ready !== false) await started;
