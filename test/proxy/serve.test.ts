@@ -132,6 +132,10 @@ describe("hallpass serve with the proxy", () => {
         /hallpass_proxy_upstream_duration_seconds_count\{resource="payments-api"\} [1-9]/,
       );
       expect(metrics).toMatch(/hallpass_process_resident_memory_bytes \d/);
+      // The App's and the token service's, on the same registry.
+      expect(metrics).toMatch(/^hallpass_state_up 1$/m);
+      expect(metrics).toMatch(/^hallpass_grants\{state="active"\} 1$/m);
+      expect(metrics).toMatch(/^hallpass_tokens_total\{channel="actions",outcome="minted"\} 0$/m);
       expect(server.output()).toContain('"msg":"access proxy listening"');
       expect(server.output()).not.toContain("serve-upstream-credential");
     });
