@@ -155,4 +155,33 @@ describe("the App's metrics", () => {
         counter(before, "hallpass_outbox_writes_total", { kind: "comment", result: "done" }),
     ).toBe(1);
   });
+  it("shows a delivery waiting, and its lag, while GitHub fails the reads it needs", async () => {
+    const before = await scrape(url());
+    const retried = (s: Scrape) =>
+      counter(s, "hallpass_webhook_deliveries_total", { outcome: "retry" }) -
+      counter(before, "hallpass_webhook_deliveries_total", { outcome: "retry" });
+    h.sim.failNext({ method: "GET", path: /\/branches\//, status: 502 });
+    const issue = h.sim.openIssue(REPO, {
+      author: "alice",
+      body: requestBody(),
+      labels: ["hallpass"],
+    });
+    const { response } = await h.sim.deliver(issuesEvent(h.sim, "opened", issue));
+    expect(response?.status).toBe(202);
+
+    const waiting = await scrapeUntil(url(), (s) => retried(s) === 1);
+    expect(waiting.value("hallpass_webhook_deliveries_pending")).toBe(1);
+    expect(waiting.value("hallpass_webhook_delivery_lag_seconds")).toBeGreaterThan(0);
+
+    const done = await scrapeUntil(
+      url(),
+      (s) => s.value("hallpass_webhook_deliveries_pending") === 0,
+    );
+    expect(done.value("hallpass_webhook_delivery_lag_seconds")).toBe(0);
+    expect(
+      counter(done, "hallpass_webhook_deliveries_total", { outcome: "done" }) -
+        counter(before, "hallpass_webhook_deliveries_total", { outcome: "done" }),
+    ).toBe(1);
+    expect(retried(done)).toBe(1);
+  });
 });
