@@ -71,6 +71,7 @@ const registry = {
   TOKEN_REVOKED: { status: 401, public: "access token revoked" },
   GRANT_STATUS_UNKNOWN: { status: 503, public: "grant status cannot be confirmed" },
   PAYLOAD_TOO_LARGE: { status: 413, public: "request body too large" },
+  LENGTH_REQUIRED: { status: 411, public: "request body length required" },
   USAGE_UNAVAILABLE: { status: 503, public: "usage cannot be recorded" },
   UPSTREAM_TIMEOUT: { status: 504, public: "upstream timed out" },
   UPSTREAM_UNAVAILABLE: { status: 502, public: "upstream unavailable" },

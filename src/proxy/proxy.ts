@@ -71,8 +71,13 @@ function newRequestId(): string {
   return `${ID_PREFIX}.${idCounter.toString(36)}`;
 }
 
-/** A request's body grew past the resource's limit while it streamed. */
-class BodyTooLarge extends Error {}
+/**
+ * The largest body limit under which a body without `Content-Length` is
+ * held back in memory until it ends, so that one over the limit is refused
+ * before anything is forwarded. Past it, such a body is refused (411): the
+ * caller announces its length, checked before anything is forwarded.
+ */
+export const HOLD_BACK_MAX_BYTES = 1024 * 1024;
 
 /** What a request of a grant's token records, once its token verified. */
 class Call {
@@ -139,7 +144,9 @@ interface Refusal {
  * 5. The path, decoded and normalised once (`parseTarget`; 400), and method
  *    + path within the token's permissions (403).
  * 6. The grant's rate limit, one bucket for all its tokens (429 + Retry-After).
- * 7. The body within the resource's limit (413).
+ * 7. The body within the resource's limit (413): announced, or held back
+ *    until it ends when it came without a length (at most
+ *    `HOLD_BACK_MAX_BYTES`; a resource taking more refuses it, 411).
  * 8. Recorded: a mutating request durably before it is forwarded (503 when
  *    that fails); a read only if the usage backlog has room (503).
  * 9. Forwarded with keep-alive: the caller's credentials, hop-by-hop headers
@@ -356,14 +363,37 @@ export function proxyHandler(
       }
     }
 
-    // 7. The body's size, when it is announced.
-    const length = contentLength(headers.contentLength);
+    // 7. The body's size: announced, or (chunked) held back here until it ends.
+    let length = contentLength(headers.contentLength);
     const limit = resource.settings.maxRequestBodyBytes;
     if (length !== null && length > limit) {
       return deny({
         code: "PAYLOAD_TOO_LARGE",
         message: `the request body is larger than ${limit} bytes`,
       });
+    }
+    let held: Buffer | null = null;
+    if (length === null && headers.chunked) {
+      if (limit > HOLD_BACK_MAX_BYTES) {
+        return deny({
+          code: "LENGTH_REQUIRED",
+          message: `send the body with a Content-Length: this resource takes bodies of up to ${limit} bytes, and without a Content-Length at most ${HOLD_BACK_MAX_BYTES}`,
+        });
+      }
+      const body = await holdBack(req, limit);
+      if (body === "too_large") {
+        return deny({
+          code: "PAYLOAD_TOO_LARGE",
+          message: `the request body is larger than ${limit} bytes`,
+        });
+      }
+      if (body === "closed") {
+        metrics.request(resource.name, "failed", null);
+        state.usage.add(record.row("failed", null, 0, 0, "client_closed", nowMs()), false);
+        return;
+      }
+      held = body;
+      length = body.length;
     }
 
     // 8. Recorded before anything is sent.
@@ -403,11 +433,11 @@ export function proxyHandler(
       path: resource.upstream.basePath + target.forward,
       requestId,
       length,
-      chunked: headers.chunked,
+      held,
       forwardHeaders: headers.forward,
     });
     metrics.request(resource.name, end.outcome, end.status);
-    if (end.reason?.startsWith("UPSTREAM_") || end.reason === "PAYLOAD_TOO_LARGE") {
+    if (end.reason?.startsWith("UPSTREAM_")) {
       metrics.refusal(resource.name, end.reason);
     }
     const finishedAt = nowMs();
@@ -434,8 +464,10 @@ export function proxyHandler(
     f: {
       path: string;
       requestId: string;
+      /** The announced length, or the held-back body's. */
       length: number | null;
-      chunked: boolean;
+      /** The body, when it was held back (it came without a length). */
+      held: Buffer | null;
       forwardHeaders: string[];
     },
   ): Promise<{
@@ -447,20 +479,25 @@ export function proxyHandler(
   }> {
     const headers = f.forwardHeaders;
     headers.push("host", resource.upstream.host, "x-request-id", f.requestId);
-    const hasBody = f.length !== null ? f.length > 0 : f.chunked;
-    if (f.length !== null && hasBody) headers.push("content-length", String(f.length));
+    // A held-back body goes with its length; a chunked one never reaches here unread.
+    if (f.length !== null && (f.length > 0 || f.held !== null)) {
+      headers.push("content-length", String(f.length));
+    }
     if (resource.credential) {
       headers.push(resource.credential.header, resource.credential.value.reveal());
     }
 
-    const limit = resource.settings.maxRequestBodyBytes;
     let bytesIn = 0;
-    let body: Transform | null = null;
-    if (hasBody) {
+    let body: Transform | Buffer | null = null;
+    if (f.held !== null) {
+      body = f.held;
+      bytesIn = f.held.length;
+    } else if (f.length !== null && f.length > 0) {
+      // Node's parser reads exactly the announced length: it was checked against the limit.
       body = new Transform({
         transform(chunk: Buffer, _encoding, done) {
           bytesIn += chunk.length;
-          done(bytesIn > limit ? new BodyTooLarge() : null, chunk);
+          done(null, chunk);
         },
       });
       // A failure on either side ends the upstream request; it is reported below.
@@ -486,14 +523,6 @@ export function proxyHandler(
       // The caller has the status already: all that is left is to cut the answer short.
       reason = "upstream_interrupted";
       res.destroy();
-    } else if (error instanceof BodyTooLarge || error.cause instanceof BodyTooLarge) {
-      reason = "PAYLOAD_TOO_LARGE";
-      status = answer(
-        req,
-        res,
-        { code: "PAYLOAD_TOO_LARGE", message: `the request body is larger than ${limit} bytes` },
-        f.requestId,
-      );
     } else {
       const failure = upstreamFailure(error);
       reason = failure.code;
@@ -528,6 +557,39 @@ function bearer(authorization: string | undefined): string | null {
   if (authorization === undefined || authorization.length < 8) return null;
   if (authorization.slice(0, 7).toLowerCase() !== "bearer ") return null;
   return authorization.slice(7);
+}
+
+/**
+ * Reads a body that came without a length, at most `limit` bytes of it:
+ * the body, `too_large` as soon as it grows past the limit (the rest is left
+ * unread, and the connection closed after the answer), or `closed` when the
+ * caller went away first.
+ */
+function holdBack(req: IncomingMessage, limit: number): Promise<Buffer | "too_large" | "closed"> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = (result: Buffer | "too_large" | "closed") => {
+      req.off("data", onData);
+      req.off("end", onEnd);
+      req.off("error", onClose);
+      req.off("close", onClose);
+      resolve(result);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.pause();
+        done("too_large");
+      } else chunks.push(chunk);
+    };
+    const onEnd = () => done(Buffer.concat(chunks, size));
+    const onClose = () => done("closed");
+    req.on("data", onData);
+    req.on("end", onEnd);
+    req.on("error", onClose);
+    req.on("close", onClose);
+  });
 }
 
 /** Whether the request comes with a body (announced, or chunked). */

@@ -27,10 +27,14 @@ describe.each(backends)("the access proxy on %s", (backend) => {
   let p: ProxyHarness;
   let tls: Upstream;
   let silent: Server;
+  let big: Upstream;
   beforeAll(async () => {
     [tls, silent] = await Promise.all([startUpstream({ tls: TLS }), silentServer()]);
     const downPort = await freePort();
     const silentPort = (silent.address() as AddressInfo).port;
+    // big-api's upstream: the harness's own is not started yet.
+    big = await startUpstream();
+    const p0 = big.url;
     p = await startProxyHarness(backend, {
       resourceYaml: [
         "max_request_body: 1kb",
@@ -55,6 +59,12 @@ describe.each(backends)("the access proxy on %s", (backend) => {
         '  scopes: ["* /**"]',
         `  upstream: https://127.0.0.1:${silentPort}`,
         "  timeouts: { connect: 1s }",
+        "big-api:",
+        "  repository: { id: 1, owner_id: 1, name: acme/payments }",
+        "  max_ttl: 1h",
+        '  scopes: ["* /**"]',
+        `  upstream: ${p0}`,
+        "  max_request_body: 2mb",
         "down-api:",
         "  repository: { id: 1, owner_id: 1, name: acme/payments }",
         "  max_ttl: 1h",
@@ -66,10 +76,21 @@ describe.each(backends)("the access proxy on %s", (backend) => {
   afterAll(async () => {
     await p.close();
     await tls.close();
+    await big.close();
     silent.close();
   });
 
   const seenSince = (before: number) => p.upstream.seen.slice(before);
+  /** Requests whose headers reached the upstream, body ended or not. */
+  const arrivedSince = (before: number) => p.upstream.arrived.slice(before);
+  /** A body of `n` chunks of `size` bytes, sent chunked (no Content-Length). */
+  const chunked = (n: number, size: number) =>
+    new ReadableStream({
+      start(controller) {
+        for (let i = 0; i < n; i++) controller.enqueue(new TextEncoder().encode("y".repeat(size)));
+        controller.close();
+      },
+    });
   /** A GET sent as bytes: fetch would resolve `..` and `%2e%2e` itself. */
   const rawGet = (path: string, token: string) =>
     rawRequest(
@@ -470,28 +491,63 @@ describe.each(backends)("the access proxy on %s", (backend) => {
       expect((await p.call("/payments-api/echo", other.token)).status).toBe(200);
     });
 
-    it("refuses bodies over the resource's limit before forwarding, announced or streamed", async () => {
-      const { token } = await tokenFor();
-      const before = p.upstream.seen.length;
+    it("refuses bodies over the resource's limit before anything reaches the upstream, announced or chunked", async () => {
+      const { grantId, token } = await tokenFor();
+      const before = p.upstream.arrived.length;
       await expectError(
         await p.call("/payments-api/upload", token, { method: "POST", body: "x".repeat(1025) }),
         413,
         "PAYLOAD_TOO_LARGE",
       );
-      const chunks = new ReadableStream({
-        start(controller) {
-          for (let i = 0; i < 10; i++)
-            controller.enqueue(new TextEncoder().encode("y".repeat(200)));
-          controller.close();
-        },
-      });
       const streamed = await p.call("/payments-api/upload", token, {
         method: "POST",
-        body: chunks,
+        body: chunked(10, 200),
         duplex: "half",
       } as RequestInit);
       await expectError(streamed, 413, "PAYLOAD_TOO_LARGE");
-      expect(seenSince(before)).toEqual([]);
+      // Not even the headers: the chunked body was held back until it passed the limit.
+      expect(arrivedSince(before)).toEqual([]);
+      expect((await p.rows(grantId)).map((r) => [r.method, r.outcome, r.status, r.reason])).toEqual(
+        [
+          ["POST", "denied", 413, "PAYLOAD_TOO_LARGE"],
+          ["POST", "denied", 413, "PAYLOAD_TOO_LARGE"],
+        ],
+      );
+    });
+
+    it("forwards a chunked body within the limit whole, with its length", async () => {
+      const { token } = await tokenFor();
+      const before = p.upstream.arrived.length;
+      const response = await p.call("/payments-api/echo/upload", token, {
+        method: "PUT",
+        body: chunked(5, 200),
+        duplex: "half",
+      } as RequestInit);
+      expect(response.status).toBe(200);
+      expect(await response.json()).toMatchObject({ bodyBytes: 1000 });
+      const [arrival] = arrivedSince(before);
+      expect(arrival?.headers["content-length"]).toBe("1000");
+      expect(arrival?.headers["transfer-encoding"]).toBeUndefined();
+    });
+
+    it("refuses a chunked body (411) where the limit is above what it holds back, forwarding nothing", async () => {
+      const { grantId } = await p.grant({ resource: "big-api", audience: "acme/payments/big-api" });
+      const token = await p.token(grantId);
+      const before = big.arrived.length;
+      const response = await p.call("/big-api/upload", token, {
+        method: "POST",
+        body: chunked(2, 100),
+        duplex: "half",
+      } as RequestInit);
+      const body = await expectError(response, 411, "LENGTH_REQUIRED");
+      expect(body.message).toMatch(/Content-Length/);
+      expect(big.arrived.slice(before)).toEqual([]);
+      // The same body with its length announced goes through.
+      const announced = await p.call("/big-api/upload", token, {
+        method: "POST",
+        body: "y".repeat(200),
+      });
+      expect(await announced.json()).toEqual({ bytes: 200 });
     });
 
     it("maps upstream timeouts and failures to 504 and 502, naming no host and no credential", async () => {

@@ -145,9 +145,11 @@ describe("hallpass serve with the proxy", () => {
       const auth = { authorization: `Bearer ${token}` };
       const chunk = Buffer.alloc(MB, 0x62);
       const transfer = async (mb: number) => {
+        // Streamed with its length announced: a resource taking bodies this large
+        // refuses one without (411), as it cannot hold it back.
         const upload = await fetch(`${proxyUrl}/payments-api/upload`, {
           method: "PUT",
-          headers: auth,
+          headers: { ...auth, "content-length": String(mb * MB) },
           body: Readable.toWeb(
             Readable.from(
               (function* () {

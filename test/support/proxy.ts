@@ -6,7 +6,9 @@
  */
 import { readFileSync } from "node:fs";
 import path from "node:path";
+import Fastify, { type FastifyInstance } from "fastify";
 import { Registry } from "prom-client";
+import { METRICS_PATH, metricsRoute } from "#src/metrics.js";
 import type { Operator } from "#src/operator.js";
 import { createProxyServer, type ProxyServer, type StartOptions } from "#src/proxy/server.js";
 import { parseOperatorYaml } from "#src/rules/operator.js";
@@ -42,6 +44,8 @@ export interface ProxyHarnessOptions {
   /** Another database handle on the same schema (a second replica's pool). */
   readonly db?: Db;
   readonly start?: StartOptions;
+  /** Leave the database side unstarted until the test calls `start()`. */
+  readonly deferStart?: boolean;
   readonly upstream?: Upstream;
   /** The `aud` of payments-api (default: AUDIENCE). */
   readonly audience?: string;
@@ -62,6 +66,10 @@ export interface ProxyHarness {
   call(path: string, token: string | null, init?: RequestInit): Promise<Response>;
   /** Writes what the usage writer holds, then returns the grant's rows. */
   rows(grantId: string): Promise<Array<Record<string, unknown>>>;
+  /** Starts the database side (with `deferStart`). */
+  start(): Promise<void>;
+  /** `GET /metrics` as the main port serves it (the proxy's registry), its text. */
+  scrape(): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -111,11 +119,16 @@ export async function startProxyHarness(
     now: tokens.clock.now,
   });
   const url = await proxy.listen(port, "127.0.0.1");
-  const component: Component = await proxy.start(
-    options.db ?? tokens.db,
-    tokens.service().verifier,
-    options.start,
-  );
+  let component: Component | null = null;
+  const start = async () => {
+    component = await proxy.start(
+      options.db ?? tokens.db,
+      tokens.service().verifier,
+      options.start,
+    );
+  };
+  if (!options.deferStart) await start();
+  let metricsApp: FastifyInstance | null = null;
   const db = tokens.db;
   return {
     tokens,
@@ -155,9 +168,22 @@ export async function startProxyHarness(
       );
       return rows;
     },
+    start,
+    async scrape() {
+      if (!metricsApp) {
+        metricsApp = Fastify();
+        await metricsApp.register(metricsRoute(metrics));
+        await metricsApp.listen({ port: 0, host: "127.0.0.1" });
+      }
+      const address = metricsApp.server.address() as import("node:net").AddressInfo;
+      const response = await fetch(`http://127.0.0.1:${address.port}${METRICS_PATH}`);
+      if (response.status !== 200) throw new Error(`GET /metrics: ${response.status}`);
+      return response.text();
+    },
     async close() {
       await proxy.close(1_000);
-      await component.stop();
+      await (component as Component | null)?.stop();
+      await metricsApp?.close();
       if (!options.upstream) await upstream.close();
       if (!options.tokens) await tokens.close();
     },

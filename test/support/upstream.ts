@@ -11,6 +11,7 @@
  * - `/hang`: never answers
  * - `/stall`: 200 and a first chunk of the body, then nothing more
  * - `/hop`: 200 with hop-by-hop headers and a header its `connection` names
+ * - `/reset`: resets the connection (TCP RST) as soon as the headers arrive
  * - anything else: 200, `{"ok": true}`
  */
 import { createServer as createHttpServer, type IncomingMessage, type Server } from "node:http";
@@ -25,10 +26,21 @@ export interface Seen {
   readonly bodyBytes: number;
 }
 
+/** A request as it arrived: its headers, before any of its body. */
+export interface Arrival {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: Record<string, string | string[] | undefined>;
+}
+
 export interface Upstream {
   readonly url: string;
-  /** Every request that reached the upstream, in order. */
+  /** Every request whose headers reached the upstream, in order, whether or not its body ended. */
+  readonly arrived: Arrival[];
+  /** Every request that reached the upstream whole (its body ended), in order. */
   readonly seen: Seen[];
+  /** Requests whose connection closed before their answer was complete (`method url`). */
+  readonly cutShort: string[];
   close(): Promise<void>;
 }
 
@@ -38,8 +50,18 @@ export async function startUpstream(
   options: { tls?: { key: string; cert: string } } = {},
 ): Promise<Upstream> {
   const seen: Seen[] = [];
+  const arrived: Arrival[] = [];
+  const cutShort: string[] = [];
   const handler = (req: IncomingMessage, res: import("node:http").ServerResponse) => {
     const url = req.url ?? "/";
+    arrived.push({ method: req.method ?? "", url, headers: { ...req.headers } });
+    res.on("close", () => {
+      if (!res.writableFinished) cutShort.push(`${req.method} ${url}`);
+    });
+    if (url.startsWith("/reset")) {
+      req.socket.resetAndDestroy();
+      return;
+    }
     const record = (bodyBytes: number) =>
       seen.push({
         method: req.method ?? "",
@@ -127,7 +149,9 @@ export async function startUpstream(
   const { port } = server.address() as AddressInfo;
   return {
     url: `${options.tls ? "https" : "http"}://127.0.0.1:${port}`,
+    arrived,
     seen,
+    cutShort,
     async close() {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
