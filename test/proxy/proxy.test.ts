@@ -550,6 +550,39 @@ describe.each(backends)("the access proxy on %s", (backend) => {
       expect(await announced.json()).toEqual({ bytes: 200 });
     });
 
+    it("does not retry a POST whose upstream connection was reset: the upstream sees it once, the caller gets 502", async () => {
+      const { grantId, token } = await tokenFor();
+      // A kept-alive connection first: a reset on a reused connection is when a client retries.
+      expect((await p.call("/payments-api/echo", token)).status).toBe(200);
+      const before = p.upstream.arrived.length;
+      const response = await p.call("/payments-api/reset/v1/refunds", token, {
+        method: "POST",
+        body: "{}",
+      });
+      await expectError(response, 502, "UPSTREAM_UNAVAILABLE");
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(arrivedSince(before).map((a) => `${a.method} ${a.url}`)).toEqual([
+        "POST /reset/v1/refunds",
+      ]);
+      expect((await p.rows(grantId)).find((r) => r.method === "POST")).toMatchObject({
+        outcome: "failed",
+        status: 502,
+        reason: "UPSTREAM_UNAVAILABLE",
+      });
+    });
+
+    it("aborts the upstream request when the caller goes away mid-answer, and records client_closed", async () => {
+      const { grantId, token } = await tokenFor();
+      const abort = new AbortController();
+      const response = await p.call("/payments-api/stall/closed", token, { signal: abort.signal });
+      expect(response.status).toBe(200);
+      abort.abort();
+      await expect
+        .poll(async () => (await p.rows(grantId)).map((r) => [r.outcome, r.status, r.reason]))
+        .toEqual([["failed", 200, "client_closed"]]);
+      await expect.poll(() => p.upstream.cutShort).toContain("GET /stall/closed");
+    });
+
     it("maps upstream timeouts and failures to 504 and 502, naming no host and no credential", async () => {
       const { token } = await tokenFor();
       const headers = await p.call("/payments-api/hang", token);
