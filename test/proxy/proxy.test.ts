@@ -621,6 +621,72 @@ describe.each(backends)("the access proxy on %s", (backend) => {
     });
   });
 
+  it("refuses before its database side has started (NOT_READY), and serves once it has", async () => {
+    const starting = await startProxyHarness(backend, {
+      tokens: p.tokens,
+      upstream: p.upstream,
+      deferStart: true,
+    });
+    try {
+      const { grantId } = await starting.grant();
+      const token = await starting.token(grantId);
+      const before = starting.upstream.arrived.length;
+      const refused = await starting.call("/payments-api/echo", token);
+      await expectError(refused, 503, "NOT_READY");
+      expect(refused.headers.get("retry-after")).toBe("1");
+      expect(starting.upstream.arrived.length).toBe(before);
+      await starting.start();
+      expect((await starting.call("/payments-api/echo", token)).status).toBe(200);
+    } finally {
+      await starting.close();
+    }
+  });
+
+  it("sheds reads when the usage backlog is full (USAGE_UNAVAILABLE), counting refusals by reason in /metrics", async () => {
+    const full = await startProxyHarness(backend, {
+      tokens: p.tokens,
+      upstream: p.upstream,
+      // Room for two rows, and no flush on its own: the backlog fills.
+      start: { usage: { capacity: 2, flushMs: 3_600_000 } },
+    });
+    try {
+      const { grantId } = await full.grant({ permissions: ["GET /echo/**"] });
+      const token = await full.token(grantId);
+      await expectError(await full.call("/payments-api/echo", null), 401, "TOKEN_MISSING");
+      await expectError(await full.call("/payments-api/admin", token), 403, "SCOPE_NOT_GRANTED");
+      expect((await full.call("/payments-api/echo/a", token)).status).toBe(200);
+      const before = full.upstream.arrived.length;
+      const shed = await full.call("/payments-api/echo/b", token);
+      await expectError(shed, 503, "USAGE_UNAVAILABLE");
+      expect(shed.headers.get("retry-after")).toBe("1");
+      expect(full.upstream.arrived.length).toBe(before);
+
+      const metrics = await full.scrape();
+      const value = (line: string) =>
+        Number(new RegExp(`^${line.replace(/[{}]/g, "\\$&")} (\\S+)$`, "m").exec(metrics)?.[1]);
+      expect(
+        value('hallpass_proxy_refusals_total{resource="payments-api",reason="TOKEN_MISSING"}'),
+      ).toBe(1);
+      expect(
+        value('hallpass_proxy_refusals_total{resource="payments-api",reason="SCOPE_NOT_GRANTED"}'),
+      ).toBe(1);
+      expect(
+        value('hallpass_proxy_refusals_total{resource="payments-api",reason="USAGE_UNAVAILABLE"}'),
+      ).toBe(1);
+      expect(value("hallpass_proxy_usage_backlog")).toBe(2);
+      expect(value('hallpass_proxy_usage_total{event="shed"}')).toBe(1);
+
+      // Once the backlog is written, reads are served again.
+      expect((await full.rows(grantId)).map((r) => r.reason)).toEqual(["SCOPE_NOT_GRANTED", null]);
+      expect(Number(/^hallpass_proxy_usage_backlog (\S+)$/m.exec(await full.scrape())?.[1])).toBe(
+        0,
+      );
+      expect((await full.call("/payments-api/echo/c", token)).status).toBe(200);
+    } finally {
+      await full.close();
+    }
+  });
+
   it("refuses while it cannot be sure of grants, and serves again once it is", async () => {
     const unsure = await startProxyHarness(backend, {
       tokens: p.tokens,
