@@ -68,6 +68,17 @@ describe("hallpass serve with the proxy", () => {
     let url: string;
     let proxyUrl: string;
     let token: string;
+    let env: Record<string, string>;
+    /** Spawns `hallpass serve` and waits until it is ready. */
+    const startServe = async (): Promise<ServeProcess> => {
+      const started = spawnServe(env);
+      for (let i = 0; ; i++) {
+        const status = (await fetch(`${url}/readyz`).catch(() => null))?.status;
+        if (status === 200) return started;
+        if (i > 150) throw new Error(`hallpass serve did not get ready: ${started.output()}`);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    };
     beforeAll(async () => {
       db = await createTestDb("postgres");
       upstream = await startUpstream();
@@ -78,7 +89,7 @@ describe("hallpass serve with the proxy", () => {
       url = `http://127.0.0.1:${port}`;
       proxyUrl = `http://127.0.0.1:${proxyPort}`;
       const issuer = "https://hallpass.serve.test";
-      server = spawnServe({
+      env = {
         DATABASE_URL: db.url as string,
         HALLPASS_MASTER_KEY: masterKey,
         HALLPASS_CONFIG: file,
@@ -89,13 +100,8 @@ describe("hallpass serve with the proxy", () => {
         PROXY_PORT: String(proxyPort),
         UPSTREAM_TOKEN: "serve-upstream-credential",
         LOG_LEVEL: "info",
-      });
-      for (let i = 0; ; i++) {
-        const status = (await fetch(`${url}/readyz`).catch(() => null))?.status;
-        if (status === 200) break;
-        if (i > 150) throw new Error(`hallpass serve did not get ready: ${server.output()}`);
-        await new Promise((resolve) => setTimeout(resolve, 200));
-      }
+      };
+      server = await startServe();
       service = await startTokenService(
         db,
         testConfig({ HALLPASS_MASTER_KEY: masterKey, HALLPASS_URL: issuer }),
@@ -186,6 +192,33 @@ describe("hallpass serve with the proxy", () => {
       // buffered whole would add 100 MB at least; V8's young generation churns by ~20).
       expect(peak - baseline, `from ${baseline / MB} MB to ${peak / MB} MB`).toBeLessThan(40 * MB);
     }, 120_000);
+
+    it("on SIGTERM, lets the proxied requests in flight finish and writes their rows", async () => {
+      const call = (method: string, ms: number) =>
+        fetch(`${proxyUrl}/payments-api/slow/${ms}`, {
+          method,
+          headers: { authorization: `Bearer ${token}` },
+        });
+      const before = upstream.arrived.length;
+      const read = call("GET", 1501);
+      const write = call("POST", 1502);
+      await expect
+        .poll(() => upstream.arrived.length - before, { timeout: 10_000, interval: 20 })
+        .toBe(2);
+      server.child.kill("SIGTERM");
+      const [r, w] = await Promise.all([read, write]);
+      expect([r.status, w.status]).toEqual([200, 200]);
+      expect(await server.exited).toBe(0);
+      const { rows } = await db.query<Record<string, unknown>>(
+        `SELECT method, path, outcome, status FROM proxy_requests
+          WHERE path IN ('/slow/1501', '/slow/1502') ORDER BY path`,
+      );
+      expect(rows).toEqual([
+        { method: "GET", path: "/slow/1501", outcome: "forwarded", status: 200 },
+        { method: "POST", path: "/slow/1502", outcome: "forwarded", status: 200 },
+      ]);
+      server = await startServe();
+    }, 60_000);
 
     // Last: it kills the server.
     it("leaves a proxied POST it was killed during recorded as forwarding, with what is known", async () => {
