@@ -2,7 +2,8 @@
  * The proxy with the ticket lifecycle: a grant approved on GitHub is served
  * by two proxy instances sharing one database; revoked on the App side, its
  * token is refused on the very next request of each; the closing comment
- * and the ticket's evidence bundle show what went through.
+ * and the ticket's evidence bundle show what went through. A policy's
+ * `rate_limit` reaches the grant and the proxy.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ticketEvidence } from "#src/audit/evidence.js";
@@ -15,6 +16,7 @@ import {
   commentOn,
   openIssueTicket,
   operatorYaml,
+  POLICY,
   requestBody,
   seedAcme,
   stateOf,
@@ -126,5 +128,42 @@ describe("the proxy with the ticket lifecycle", () => {
         requests: 2,
       }),
     ]);
+  });
+
+  it("holds a grant to its policy's rate_limit: approved under 2/m, the proxy answers the third call 429", async () => {
+    h.sim.commit("acme/payments", {
+      files: {
+        ".github/hallpass.yml": POLICY.replace(
+          "    request_ttl: 24h\n",
+          "    request_ttl: 24h\n    rate_limit: 2/m\n",
+        ),
+      },
+    });
+    const issue = await openIssueTicket(h, "alice", requestBody({ scopes: "read" }));
+    const ref = { repoId: issue.repoId, number: issue.number };
+    await commentOn(h, ref, "bob", "/approve");
+    const grant = await stateOf(h, ref);
+    expect(grant).toMatchObject({
+      state: "active",
+      audience: AUDIENCE,
+      rate_limit_count: 2,
+      rate_limit_seconds: 60,
+    });
+    tokens.clock.advance(h.clock.now().getTime() - tokens.clock.now().getTime() + 1_000);
+    const { token } = await tokens
+      .service()
+      .mint({ grantId: grant?.id as string, subject: "github:alice", channel: "cli" });
+
+    const statuses = [];
+    for (const path of ["/v1/charges", "/v1/charges/ch_1", "/v1/charges/ch_2"]) {
+      statuses.push((await first.call(`/payments-api${path}`, token)).status);
+    }
+    expect(statuses).toEqual([200, 200, 429]);
+    const limited = await first.call("/payments-api/v1/charges", token);
+    expect(limited.status).toBe(429);
+    expect(await limited.json()).toMatchObject({ error: "RATE_LIMITED" });
+    const retryAfter = Number(limited.headers.get("retry-after"));
+    expect(retryAfter).toBeGreaterThanOrEqual(1);
+    expect(retryAfter).toBeLessThanOrEqual(60);
   });
 });
