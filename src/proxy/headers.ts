@@ -48,7 +48,7 @@ export type ReadHeaders =
       /** The caller's `x-request-id`, if it sent exactly one. */
       readonly requestId: string | undefined;
       readonly contentLength: string | undefined;
-      /** Whether it sent `transfer-encoding` (Node's parser took it to be chunked). */
+      /** Whether it sent `transfer-encoding: chunked` (the only one accepted). */
       readonly chunked: boolean;
     }
   | { readonly ok: false; readonly message: string };
@@ -98,7 +98,13 @@ export function readRequestHeaders(
       requestIds++;
       continue;
     }
-    if (name === "transfer-encoding") chunked = true;
+    if (name === "transfer-encoding") {
+      // Any other coding (or a list) is read differently by different parsers (RFC 9112 §6.3).
+      if (chunked || value.trim().toLowerCase() !== "chunked") {
+        return { ok: false, message: "the request's transfer-encoding is not chunked alone" };
+      }
+      chunked = true;
+    }
     if (name === "connection") {
       named = listed(value, named);
       continue;

@@ -55,7 +55,8 @@ export interface ProxyOptions {
 const READS: ReadonlySet<string> = new Set(["GET", "HEAD", "OPTIONS"]);
 const REQUEST_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 /** The resource label of requests that name none the proxy serves (bounded cardinality). */
-const UNKNOWN = "(unknown)";
+export const UNKNOWN_RESOURCE = "(unknown)";
+const UNKNOWN = UNKNOWN_RESOURCE;
 
 /**
  * Request ids this process gives: a random prefix, fixed per process, and a

@@ -5,7 +5,12 @@ import { HallpassError } from "#src/errors.js";
 import type { Logger } from "#src/log.js";
 import type { Operator } from "#src/operator.js";
 import { ProxyMetrics } from "#src/proxy/metrics.js";
-import { type ProxyResource, type ProxyState, proxyHandler } from "#src/proxy/proxy.js";
+import {
+  type ProxyResource,
+  type ProxyState,
+  proxyHandler,
+  UNKNOWN_RESOURCE,
+} from "#src/proxy/proxy.js";
 import { VerifiedTokens } from "#src/proxy/tokens.js";
 import { openUpstream } from "#src/proxy/upstream.js";
 import { UsageWriter, type UsageWriterOptions } from "#src/proxy/usage-writer.js";
@@ -40,6 +45,17 @@ export interface ProxyServer {
   /** Stops accepting, lets requests in flight finish (at most `graceMs`), closes the upstream pools. */
   close(graceMs?: number): Promise<void>;
 }
+
+/**
+ * Faults of Node's parser in the request line (method, target, version);
+ * every other one is in the headers or the body's framing.
+ */
+const REQUEST_LINE_FAULTS: ReadonlySet<string> = new Set([
+  "HPE_INVALID_METHOD",
+  "HPE_INVALID_URL",
+  "HPE_INVALID_VERSION",
+  "HPE_INVALID_CONSTANT",
+]);
 
 /**
  * The resources the proxy serves: those of the operator config with an
@@ -129,13 +145,19 @@ export function createProxyServer(options: ProxyServerOptions): ProxyServer {
   server.setTimeout(120_000);
   server.on("clientError", (error, socket) => {
     // Unparseable requests (Node's parser refused them): one JSON answer, then close.
-    if (!socket.writable) {
+    const answering = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+    if (!socket.writable || answering?.headersSent) {
+      // Gone, or an answer is under way (a malformed chunk of a body): nothing can be said.
       socket.destroy();
       return;
     }
+    const parserCode = (error as { code?: string }).code ?? "parse error";
+    const code = REQUEST_LINE_FAULTS.has(parserCode) ? "PROXY_REQUEST_TARGET" : "PROXY_HEADERS";
+    metrics.refusal(UNKNOWN_RESOURCE, code);
+    metrics.request(UNKNOWN_RESOURCE, "denied", 400);
     const body = JSON.stringify({
-      error: "PROXY_REQUEST_TARGET",
-      message: `malformed request (${(error as { code?: string }).code ?? "parse error"})`,
+      error: code,
+      message: `malformed request (${parserCode})`,
     });
     socket.end(
       `HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,

@@ -63,6 +63,23 @@ describe("request headers", () => {
     }
   });
 
+  it("accepts transfer-encoding chunked alone, and refuses any other coding or a second one", () => {
+    expect(readRequestHeaders(["Transfer-Encoding", "Chunked"], options)).toMatchObject({
+      ok: true,
+      chunked: true,
+    });
+    for (const raw of [
+      ["Transfer-Encoding", "xchunked"],
+      ["Transfer-Encoding", "gzip, chunked"],
+      ["Transfer-Encoding", "chunked", "Transfer-Encoding", "chunked"],
+    ]) {
+      expect(readRequestHeaders(raw, options), raw.join(" ")).toEqual({
+        ok: false,
+        message: "the request's transfer-encoding is not chunked alone",
+      });
+    }
+  });
+
   it("reads the bearer credential from the one authorization header", () => {
     const read = readRequestHeaders(["authorization", "Bearer abc"], options);
     expect(read).toMatchObject({ ok: true, authorization: "Bearer abc" });

@@ -22,11 +22,12 @@ describe("the proxy against request smuggling", () => {
 
   const send = (head: string[], body = "") =>
     rawRequest(p.url, `${head.join("\r\n")}\r\n\r\n${body}`);
+  /** Requests whose headers reached the upstream since `before` (of `p.upstream.arrived`). */
   const seenSince = (before: number) =>
-    p.upstream.seen.slice(before).map((s) => `${s.method} ${s.url}`);
+    p.upstream.arrived.slice(before).map((s) => `${s.method} ${s.url}`);
 
   it("refuses Transfer-Encoding together with Content-Length", async () => {
-    const before = p.upstream.seen.length;
+    const before = p.upstream.arrived.length;
     const response = await send(
       [
         "POST /payments-api/upload HTTP/1.1",
@@ -43,7 +44,7 @@ describe("the proxy against request smuggling", () => {
 
   it("refuses two Content-Length headers, equal or not", async () => {
     for (const second of ["5", "50"]) {
-      const before = p.upstream.seen.length;
+      const before = p.upstream.arrived.length;
       const response = await send(
         [
           "POST /payments-api/upload HTTP/1.1",
@@ -64,7 +65,7 @@ describe("the proxy against request smuggling", () => {
       [`Bearer ${token}`, "Bearer forged"],
       ["Bearer forged", `Bearer ${token}`],
     ]) {
-      const before = p.upstream.seen.length;
+      const before = p.upstream.arrived.length;
       const response = await send([
         "GET /payments-api/echo HTTP/1.1",
         `Host: ${host}`,
@@ -79,7 +80,7 @@ describe("the proxy against request smuggling", () => {
   });
 
   it("drops what Connection names, and still sends the injected credential", async () => {
-    const before = p.upstream.seen.length;
+    const before = p.upstream.arrived.length;
     const response = await send([
       "GET /payments-api/echo/x HTTP/1.1",
       `Host: ${host}`,
@@ -96,7 +97,7 @@ describe("the proxy against request smuggling", () => {
   });
 
   it("refuses obs-fold continuation lines", async () => {
-    const before = p.upstream.seen.length;
+    const before = p.upstream.arrived.length;
     const folded = await send([
       "GET /payments-api/echo HTTP/1.1",
       `Host: ${host}`,
@@ -118,7 +119,7 @@ describe("the proxy against request smuggling", () => {
   });
 
   it("refuses odd Transfer-Encodings and control characters in headers", async () => {
-    const before = p.upstream.seen.length;
+    const before = p.upstream.arrived.length;
     for (const head of [
       ["Transfer-Encoding: chunked, identity"],
       ["Transfer-Encoding: xchunked"],
@@ -136,12 +137,16 @@ describe("the proxy against request smuggling", () => {
         "0\r\n\r\n",
       );
       expect(response?.status, head[0]).toBe(400);
+      // Whether the parser or the proxy refused it, it names the headers.
+      expect(JSON.parse(response?.body ?? "{}"), head[0]).toMatchObject({
+        error: "PROXY_HEADERS",
+      });
     }
     expect(seenSince(before)).toEqual([]);
   });
 
   it("never reads a refused request's body as the next request", async () => {
-    const before = p.upstream.seen.length;
+    const before = p.upstream.arrived.length;
     const smuggled = `GET /payments-api/echo/smuggled HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer ${token}\r\n\r\n`;
     const response = await send(
       [
@@ -155,5 +160,32 @@ describe("the proxy against request smuggling", () => {
     expect(response?.status).toBe(403);
     expect(response?.text.match(/HTTP\/1\.1 /g)).toHaveLength(1);
     expect(seenSince(before)).toEqual([]);
+  });
+
+  it("names what the parser refused, the request line or the headers, and counts it", async () => {
+    const refusals = async (reason: string) =>
+      Number(
+        new RegExp(
+          `^hallpass_proxy_refusals_total\\{resource="\\(unknown\\)",reason="${reason}"\\} (\\d+)$`,
+          "m",
+        ).exec(await p.scrape())?.[1] ?? 0,
+      );
+    const [headers, target] = [
+      await refusals("PROXY_HEADERS"),
+      await refusals("PROXY_REQUEST_TARGET"),
+    ];
+    const folded = await send([
+      "GET /payments-api/echo HTTP/1.1",
+      `Host: ${host}`,
+      "X-Folded: first",
+      " second",
+    ]);
+    expect(folded?.status).toBe(400);
+    expect(JSON.parse(folded?.body ?? "{}")).toMatchObject({ error: "PROXY_HEADERS" });
+    const badLine = await send(["GET /payments-api/echo two words HTTP/1.1", `Host: ${host}`]);
+    expect(badLine?.status).toBe(400);
+    expect(JSON.parse(badLine?.body ?? "{}")).toMatchObject({ error: "PROXY_REQUEST_TARGET" });
+    expect(await refusals("PROXY_HEADERS")).toBe(headers + 1);
+    expect(await refusals("PROXY_REQUEST_TARGET")).toBe(target + 1);
   });
 });
