@@ -1,5 +1,5 @@
 import type { AddressInfo } from "node:net";
-import { createServer, type Server } from "node:net";
+import { connect, createServer, type Server } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { rotateKeys } from "#src/tokens/keys.js";
 import { loadMasterKey } from "#src/tokens/master-key.js";
@@ -548,6 +548,23 @@ describe.each(backends)("the access proxy on %s", (backend) => {
         body: "y".repeat(200),
       });
       expect(await announced.json()).toEqual({ bytes: 200 });
+    });
+
+    it("records client_closed, forwarding nothing, when the caller goes away while its chunked body is held back", async () => {
+      const { grantId, token } = await tokenFor();
+      const before = p.upstream.arrived.length;
+      const { hostname, port } = new URL(p.url);
+      const socket = connect(Number(port), hostname);
+      await new Promise((resolve) => socket.once("connect", resolve));
+      socket.write(
+        `POST /payments-api/upload HTTP/1.1\r\nHost: ${new URL(p.url).host}\r\nAuthorization: Bearer ${token}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n`,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      socket.destroy();
+      await expect
+        .poll(async () => (await p.rows(grantId)).map((r) => [r.outcome, r.status, r.reason]))
+        .toEqual([["failed", null, "client_closed"]]);
+      expect(arrivedSince(before)).toEqual([]);
     });
 
     it("does not retry a POST whose upstream connection was reset: the upstream sees it once, the caller gets 502", async () => {
