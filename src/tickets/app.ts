@@ -19,6 +19,7 @@ import {
   markInstallationSuspended,
   ticketsWithOpenGrants,
 } from "#src/store/tickets.js";
+import { bodySetBy } from "#src/tickets/body-set.js";
 import { approveExtensionByReview, handleComment, notAfter } from "#src/tickets/commands.js";
 import type { LifecycleDeps, RepoContext, Trigger } from "#src/tickets/context.js";
 import { mayApprove } from "#src/tickets/decision.js";
@@ -82,6 +83,7 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
         await evaluateTicket(deps, ctx, context.payload.issue.number, {
           kind: context.payload.action as Trigger,
           actor: context.payload.sender.login,
+          bodySet: bodySetBy({ ...context.payload, item: context.payload.issue }),
         });
       },
     );
@@ -102,6 +104,7 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
         await evaluateTicket(deps, ctx, context.payload.pull_request.number, {
           kind: context.payload.action as Trigger,
           actor: context.payload.sender?.login ?? "ghost",
+          bodySet: bodySetBy({ ...context.payload, item: context.payload.pull_request }),
         });
       },
     );

@@ -20,6 +20,7 @@ import {
   type RequestTerms,
 } from "#src/store/grant-lifecycle.js";
 import { rulesGeneration } from "#src/store/rules-generations.js";
+import { type BodySet, bodySetter, recordBodySet } from "#src/store/ticket-bodies.js";
 import { type Ticket, upsertTicket } from "#src/store/tickets.js";
 import {
   type LifecycleDeps,
@@ -125,6 +126,8 @@ export interface EvaluationTrigger {
   readonly breakGlass?: { reason: string };
   /** The view this event already read, so it reads the ticket and its rules once. */
   readonly view?: TicketView;
+  /** Who set the ticket's body, when the event says (see `bodySetBy`). */
+  readonly bodySet?: BodySet | null;
 }
 
 /** A decision taken on rules that a push changed meanwhile is taken again, at most this often. */
@@ -151,6 +154,7 @@ export async function evaluateTicket(
   trigger: EvaluationTrigger,
 ): Promise<void> {
   let view = trigger.view ?? (await viewTicket(deps, ctx, number));
+  if (trigger.bodySet) await recordBodySet(deps.db, view.ticket.id, trigger.bodySet);
   for (let attempt = 1; ; attempt++) {
     const outcome = await evaluateView(deps, ctx, view, trigger);
     if (outcome !== "rules_changed" || attempt >= RULES_RACE_RETRIES) return;
@@ -270,6 +274,27 @@ async function evaluateView(
   const ownership = ownersOf(view.rules.codeowners, resource.policy.path);
   const terms = requestTerms(request, hash, resource);
   let grant: Grant | null = open;
+  // Terms are asked for only as their requester wrote them (see `ticket_bodies`).
+  const setter =
+    !grant || grant.requestHash !== hash ? await bodySetter(db, view.ticket.id, live.body) : null;
+  const requesterId = grant?.requesterId ?? live.author.id;
+  if ((!grant || grant.requestHash !== hash) && setter?.id !== requesterId) {
+    if (!grant || !setter) {
+      log.debug(
+        { setBy: setter?.login ?? null },
+        "the request's terms were not written by its requester (or not known to be); not asked for",
+      );
+      return "done";
+    }
+    await endOpenGrant(db, scope, {
+      grantId: grant.id,
+      whenActive: "revoked",
+      whenPending: "cancelled",
+      reason: `the request was edited by ${setter.login}, not by its requester ${grant.requesterLogin}`,
+      by: setter.login,
+    });
+    return "done";
+  }
   if (!grant) {
     const last = await latestGrant(db, view.ticket.id);
     if (!mayOpen(trigger, view, last, hash)) {
@@ -310,10 +335,11 @@ async function evaluateView(
 
 /**
  * Whether this event may open a new request on a ticket with no open grant
- * (`last` its latest grant, if any). Opening, labelling and reopening ask,
- * and so does an edit by the requester (never one by anyone else); an approving
- * review of the new head asks again after new commits ended the last grant.
- * An edit by anyone else never asks for the requester.
+ * (`last` its latest grant, if any), whose body its requester wrote.
+ * Opening, labelling and reopening ask, and so does an edit by the requester
+ * (never one by anyone else); an approving review of the new head asks again
+ * after new commits ended the last grant; any other event asks only for
+ * terms not decided yet.
  */
 function mayOpen(
   trigger: EvaluationTrigger,

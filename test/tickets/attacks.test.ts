@@ -200,8 +200,13 @@ describe("attacks on the ticket lifecycle", () => {
       const pr = await openPrTicket(h, "alice", "widened");
       const review = h.sim.review("acme/payments", pr.number, { user: "bob", state: "APPROVED" });
       const reviewEvent = pullRequestReviewEvent(h.sim, "submitted", review);
-      h.sim.editIssue("acme/payments", pr.number, { body: requestBody({ scopes: "refund" }) });
+      const before = h.sim.editIssue("acme/payments", pr.number, {
+        body: requestBody({ scopes: "refund" }),
+      });
       await h.deliver(reviewEvent);
+      await h.deliver(
+        pullRequestEvent(h.sim, "edited", pr, { changes: { body: { from: before.body ?? "" } } }),
+      );
       expect(await stateOf(h, pr)).toMatchObject({ state: "pending", scopes: ["refund"] });
       expect(await auditKindsOf(h, pr)).toEqual([
         "grant.requested",
@@ -449,7 +454,12 @@ describe("attacks on the ticket lifecycle", () => {
     });
     await reviewPr(h, blank, "bob");
     expect(await approvalsOf(h, blank)).toEqual([]);
-    h.sim.editIssue("acme/payments", blank.number, { body: requestBody() });
+    const blankBefore = h.sim.editIssue("acme/payments", blank.number, { body: requestBody() });
+    await h.deliver(
+      pullRequestEvent(h.sim, "edited", blank, {
+        changes: { body: { from: blankBefore.body ?? "" } },
+      }),
+    );
     h.sim.addLabel("acme/payments", blank.number, "hallpass");
     await h.deliver(pullRequestEvent(h.sim, "labeled", blank, { label: "hallpass" }));
     expect((await stateOf(h, blank))?.state).toBe("pending");
@@ -457,7 +467,12 @@ describe("attacks on the ticket lifecycle", () => {
     // A review of the read request does not approve the refund request labeled later.
     const pr = await openPrTicket(h, "alice", "read-then-refund", { labels: [] });
     await reviewPr(h, pr, "bob");
-    h.sim.editIssue("acme/payments", pr.number, { body: requestBody({ scopes: "refund" }) });
+    const before = h.sim.editIssue("acme/payments", pr.number, {
+      body: requestBody({ scopes: "refund" }),
+    });
+    await h.deliver(
+      pullRequestEvent(h.sim, "edited", pr, { changes: { body: { from: before.body ?? "" } } }),
+    );
     h.sim.addLabel("acme/payments", pr.number, "hallpass");
     await h.deliver(pullRequestEvent(h.sim, "labeled", pr, { label: "hallpass" }));
     expect(await stateOf(h, pr)).toMatchObject({ state: "pending", scopes: ["refund"] });

@@ -144,6 +144,102 @@ describe("approval integrity", () => {
       );
     });
 
+    it("terms someone else wrote after /done are never asked for, whatever event comes next", async () => {
+      const pr = await openPrTicket(h, "sam", "sam-done", {
+        body: requestBody({ duration: "30m" }),
+      });
+      expect(await stateOf(h, pr)).toMatchObject({ state: "active", decision: "auto" });
+      await commentOn(h, pr, "sam", "/done");
+      expect(await states(pr)).toEqual(["revoked"]);
+
+      // mallory writes other terms into sam's request; sam's push is delivered before her edit.
+      const before = h.sim.editIssue("acme/payments", pr.number, {
+        body: requestBody({ duration: "20m" }),
+      });
+      await pushToPr(pr, { files: { "services/payments/sam2.ts": "export {};\n" }, author: "sam" });
+      expect(await states(pr)).toEqual(["revoked"]);
+      await h.deliver(
+        pullRequestEvent(h.sim, "edited", pr, {
+          sender: "mallory",
+          changes: { body: { from: before.body ?? "" } },
+        }),
+      );
+      expect(await states(pr)).toEqual(["revoked"]);
+      // Nor when sam pushes again, nor when mallory relabels.
+      await pushToPr(pr, { files: { "services/payments/sam3.ts": "export {};\n" }, author: "sam" });
+      expect(await states(pr)).toEqual(["revoked"]);
+      h.sim.removeLabel("acme/payments", pr.number, "hallpass");
+      await h.deliver(
+        pullRequestEvent(h.sim, "unlabeled", pr, { label: "hallpass", sender: "mallory" }),
+      );
+      h.sim.addLabel("acme/payments", pr.number, "hallpass");
+      await h.deliver(
+        pullRequestEvent(h.sim, "labeled", pr, { label: "hallpass", sender: "mallory" }),
+      );
+      expect(await states(pr)).toEqual(["revoked"]);
+
+      // sam's own edit asks, on the terms he wrote.
+      const mallorys = h.sim.editIssue("acme/payments", pr.number, {
+        body: requestBody({ duration: "20m", reason: "Check the refunds of INC-42 again" }),
+      });
+      await h.deliver(
+        pullRequestEvent(h.sim, "edited", pr, {
+          sender: "sam",
+          changes: { body: { from: mallorys.body ?? "" } },
+        }),
+      );
+      expect(await grantsOf(h, pr)).toHaveLength(2);
+      expect(await stateOf(h, pr)).toMatchObject({
+        requester_login: "sam",
+        duration_s: 1200,
+        reason: "Check the refunds of INC-42 again",
+      });
+    });
+
+    it("an issue's terms edited by someone else are not asked for when they relabel it", async () => {
+      const issue = await openIssueTicket(h, "alice");
+      await commentOn(h, issue, "bob", "/approve");
+      await commentOn(h, issue, "alice", "/done");
+      expect(await states(issue)).toEqual(["revoked"]);
+      const before = h.sim.editIssue("acme/payments", issue.number, {
+        body: requestBody({ scopes: "read, refund" }),
+      });
+      await h.deliver(
+        issuesEvent(h.sim, "edited", issue, {
+          sender: "mallory",
+          changes: { body: { from: before.body ?? "" } },
+        }),
+      );
+      h.sim.removeLabel("acme/payments", issue.number, "hallpass");
+      await h.deliver(
+        issuesEvent(h.sim, "unlabeled", issue, { label: "hallpass", sender: "mallory" }),
+      );
+      h.sim.addLabel("acme/payments", issue.number, "hallpass");
+      await h.deliver(
+        issuesEvent(h.sim, "labeled", issue, { label: "hallpass", sender: "mallory" }),
+      );
+      expect(await states(issue)).toEqual(["revoked"]);
+    });
+
+    it("someone else's edit of a pending request's terms ends it instead of changing it", async () => {
+      const issue = await openIssueTicket(h, "sam", requestBody({ scopes: "refund" }));
+      expect(await states(issue)).toEqual(["pending"]);
+      const before = h.sim.editIssue("acme/payments", issue.number, {
+        body: requestBody({ duration: "20m" }),
+      });
+      await h.deliver(
+        issuesEvent(h.sim, "edited", issue, {
+          sender: "mallory",
+          changes: { body: { from: before.body ?? "" } },
+        }),
+      );
+      expect(await stateOf(h, issue)).toMatchObject({
+        state: "cancelled",
+        scopes: ["refund"],
+        end_reason: "the request was edited by mallory, not by its requester sam",
+      });
+    });
+
     it("a commit committed by someone outside the group stops auto-approval too", async () => {
       const pr = await openPrTicket(h, "sam", "sam-committed", {
         body: requestBody({ duration: "30m" }),
