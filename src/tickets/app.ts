@@ -25,8 +25,9 @@ import type { LifecycleDeps, RepoContext, Trigger } from "#src/tickets/context.j
 import { mayApprove } from "#src/tickets/decision.js";
 import { evaluateTicket, readRequest, type TicketView, viewTicket } from "#src/tickets/evaluate.js";
 import { pushChangesRules } from "#src/tickets/push.js";
+import { answered, refuse } from "#src/tickets/refusals.js";
 import { handleCommentChange } from "#src/tickets/tamper.js";
-import { endOpenGrant, recordApproval, say, type TicketScope } from "#src/tickets/transitions.js";
+import { endOpenGrant, recordApproval, type TicketScope } from "#src/tickets/transitions.js";
 
 type RepoPayload = {
   repository: {
@@ -124,7 +125,6 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
           number: issue.number,
           body: issue.body ?? "",
           isPullRequest: issue.pull_request !== undefined,
-          authorId: issue.user?.id ?? 0,
         },
       });
     });
@@ -150,7 +150,11 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
       const state = review.state.toLowerCase();
       if (!review.user || (state !== "approved" && state !== "changes_requested")) return;
       const reviewer = review.user;
-      if (isBotAccount(reviewer)) return;
+      if (!(await answered(ctx, reviewer)))
+        return deps.log.debug(
+          { pr: pr.number, actor: reviewer.login },
+          "review from a bot or someone without access to the repository; ignored",
+        );
       const view = await viewTicket(deps, ctx, pr.number);
       let grant = await openGrant(deps.db, view.ticket.id);
       const at = notAfter(new Date(review.submitted_at ?? Date.now()), deps.now());
@@ -185,22 +189,15 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
       }
       if (!grant && last) {
         // Nothing pending: an approval is never kept for a later request.
-        await say(
-          deps.db,
+        await refuse(
+          deps,
           view.scope,
-          `review_refused/${review.id}`,
+          reviewer,
           {
-            kind: "command_refused",
             command: "approving review",
-            actor: reviewer.login,
             why: "there is no pending request on this pull request, so this review approves nothing; ask again (edit the request, relabel or reopen) and review again",
           },
-          {
-            kind: "approval.refused",
-            actor: `github:${reviewer.login}`,
-            grantId: last.id,
-            data: { review_id: review.id, why: "no pending request" },
-          },
+          { kind: "approval.refused", grantId: last.id, data: { review_id: review.id } },
         );
         deps.metrics?.approvalRefused("no_pending_request");
         return;

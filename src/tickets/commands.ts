@@ -1,6 +1,5 @@
 import { createHash } from "node:crypto";
 import type { ApprovalRefusal, CommandName } from "#src/app-metrics.js";
-import { accessOf } from "#src/github/api.js";
 import type { BoundResource } from "#src/rules/bind.js";
 import { type Ownership, ownersOf } from "#src/rules/codeowners.js";
 import { type Command, parseCommand } from "#src/rules/command.js";
@@ -23,6 +22,7 @@ import {
   type TicketView,
   viewTicket,
 } from "#src/tickets/evaluate.js";
+import { answered, refuse as refuseOnce } from "#src/tickets/refusals.js";
 import { endOpenGrant, extend, record, recordApproval, say } from "#src/tickets/transitions.js";
 
 /** A new comment, as the `issue_comment.created` payload gives it. */
@@ -35,8 +35,6 @@ export interface NewComment {
     readonly number: number;
     readonly body: string;
     readonly isPullRequest: boolean;
-    /** The issue's or PR's author, as the payload names them. */
-    readonly authorId: number;
   };
 }
 
@@ -51,25 +49,22 @@ interface Env {
 
 /**
  * Carries out the command of a new comment. Only new comments act (edits and
- * deletions never do); bots' comments are ignored, and so are commands from
- * people without read access to the repository (other than the ticket's
- * author), before anything is read: a comment costs hallpass one API call
- * unless its author could act. A command from someone not allowed to give
- * it gets a short reply saying why, and an audit event, at most once per
- * person and ticket a minute.
+ * deletions never do); commands from bots and from people without read
+ * access to the repository are ignored (`answered`), before anything is
+ * read: a comment costs hallpass one API call unless its author could act.
+ * A command from someone not allowed to give it gets a short reply saying
+ * why, and an audit event, at most once per person and ticket a minute
+ * (`refuse`).
  */
 export async function handleComment(
   deps: LifecycleDeps,
   ctx: RepoContext,
   comment: NewComment,
 ): Promise<void> {
-  if (comment.author.isBot || isBotAccount(comment.author)) return;
+  if (isBotAccount(comment.author)) return;
   const parsed = parseCommand(comment.body);
   if (!parsed) return;
-  if (
-    comment.author.id !== comment.issue.authorId &&
-    (await accessOf(ctx.gh, ctx.repo, comment.author.login)) === "none"
-  ) {
+  if (!(await answered(ctx, comment.author))) {
     return deps.log.debug(
       { ticket: comment.issue.number, actor: comment.author.login },
       "command from someone without access to the repository; ignored",
@@ -107,13 +102,10 @@ function carryOut(env: Env, command: Command): Promise<void> {
   }
 }
 
-/** Refusals are answered at most once per person and ticket in this window. */
-const REFUSAL_WINDOW_MS = 60_000;
-
 /**
- * Answers a refused command (at most once per person and ticket a minute)
- * and counts it; a refused `/approve` also counts as a refused approval,
- * by `reason`.
+ * Answers a refused command (at most once per person and ticket a minute,
+ * whatever the channel: `refuseOnce`) and counts it; a refused `/approve`
+ * also counts as a refused approval, by `reason`.
  */
 async function refuse(
   env: Env,
@@ -121,18 +113,12 @@ async function refuse(
   why: string,
   reason?: ApprovalRefusal,
 ): Promise<void> {
-  const actor = env.comment.author.login;
-  const window = Math.floor(env.deps.now().getTime() / REFUSAL_WINDOW_MS);
-  await say(
-    env.deps.db,
+  await refuseOnce(
+    env.deps,
     env.view.scope,
-    `refused/${env.view.ticket.id}/${env.comment.author.id}/${window}`,
-    { kind: "command_refused", command, actor, why },
-    {
-      kind: "command.refused",
-      actor: `github:${actor}`,
-      data: { command, why, comment_id: env.comment.id },
-    },
+    env.comment.author,
+    { command, why },
+    { kind: "command.refused", data: { comment_id: env.comment.id } },
   );
   env.refused = true;
   env.deps.metrics?.command(command.slice(1) as CommandName, "refused");

@@ -670,6 +670,35 @@ describe("approval integrity", () => {
       expect(await auditKindsOf(h, issue)).toEqual(["grant.requested"]);
     });
 
+    it("a requester who lost access to the repository is not answered either", async () => {
+      h.sim.addUser("erin");
+      h.sim.setPermission("acme/payments", "erin", "write");
+      const issue = await openIssueTicket(h, "erin");
+      h.sim.setPermission("acme/payments", "erin", "none");
+      await commentOn(h, issue, "erin", "/status");
+      await commentOn(h, issue, "erin", "/break-glass it is down");
+      expect((await noticesOf(h, issue)).map((n) => n.kind)).toEqual(["request_received"]);
+      expect(await auditKindsOf(h, issue)).toEqual(["grant.requested"]);
+    });
+
+    it("reviews are refused as commands are: not for people without access, once a minute", async () => {
+      const pr = await openPrTicket(h, "alice", "reviewed-cheaply");
+      h.sim.closeIssue("acme/payments", pr.number, { by: "alice" });
+      await h.deliver(pullRequestEvent(h.sim, "closed", pr));
+      const refusals = async () =>
+        (await noticesOf(h, pr)).filter((n) => n.kind === "command_refused").length;
+      for (let i = 0; i < 3; i++) await reviewPr(h, pr, "stranger");
+      expect(await refusals()).toBe(0);
+      await reviewPr(h, pr, "bob");
+      await reviewPr(h, pr, "bob");
+      await commentOn(h, pr, "bob", "/approve");
+      expect(await refusals()).toBe(1);
+      h.clock.advance(60_000);
+      await reviewPr(h, pr, "bob");
+      expect(await refusals()).toBe(2);
+      expect((await auditKindsOf(h, pr)).filter((k) => k === "approval.refused")).toHaveLength(2);
+    });
+
     it("a bot's commands are not answered", async () => {
       const issue = await openIssueTicket(h, "alice");
       const comment = h.sim.comment("acme/payments", issue.number, {
