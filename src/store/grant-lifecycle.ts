@@ -238,7 +238,14 @@ export interface Activation {
   readonly decision: "approvals" | "auto" | "break_glass";
   readonly autoRule: number | null;
   readonly reviewDueAt: Date | null;
+  /** The commit of the nearest policy file. */
   readonly policySha: string;
+  /** Every policy file merged, nearest first, with the commit it was read at. */
+  readonly policyFiles: readonly {
+    readonly repo: string;
+    readonly path: string;
+    readonly sha: string;
+  }[];
   readonly approvedCommit: string | null;
   readonly constraints: unknown;
   readonly tokenTtlS: number;
@@ -259,6 +266,7 @@ export async function activateGrant(sql: Sql, id: string, a: Activation): Promis
             break_glass = $8::text = 'break_glass', review_due_at = $10::timestamptz,
             policy_sha = $11::text, approved_commit = $12::text, constraints = $13::jsonb,
             token_ttl_s = $14::int, rate_limit_count = $15::int, rate_limit_seconds = $16::int,
+            policy_files = $17::jsonb,
             version = version + 1, updated_at = now()
       WHERE id = $1::uuid AND state = 'pending'
       RETURNING ${COLUMNS}`,
@@ -279,6 +287,7 @@ export async function activateGrant(sql: Sql, id: string, a: Activation): Promis
       a.tokenTtlS,
       a.rateLimit?.count ?? null,
       a.rateLimit?.perSeconds ?? null,
+      JSON.stringify(a.policyFiles),
     ],
   );
   return one(rows);

@@ -1,5 +1,5 @@
 import type { ApplicationFunction, Context } from "probot";
-import type { GitHub } from "#src/github/api.js";
+import { type GitHub, isNotFound } from "#src/github/api.js";
 import { ownersOf } from "#src/rules/codeowners.js";
 import { isBotAccount } from "#src/rules/principal.js";
 import { requestHash } from "#src/rules/request.js";
@@ -12,6 +12,7 @@ import {
   openGrant,
   openGrantIds,
 } from "#src/store/grant-lifecycle.js";
+import { policyDependents } from "#src/store/policy-sources.js";
 import { bumpRulesGeneration } from "#src/store/rules-generations.js";
 import {
   getTicketById,
@@ -24,7 +25,7 @@ import { approveExtensionByReview, handleComment, notAfter } from "#src/tickets/
 import type { LifecycleDeps, RepoContext, Trigger } from "#src/tickets/context.js";
 import { mayApprove } from "#src/tickets/decision.js";
 import { evaluateTicket, readRequest, type TicketView, viewTicket } from "#src/tickets/evaluate.js";
-import { pushChangesRules } from "#src/tickets/push.js";
+import { changesRules, pushedFiles } from "#src/tickets/push.js";
 import { answered, refuse } from "#src/tickets/refusals.js";
 import { handleCommentChange } from "#src/tickets/tamper.js";
 import { endOpenGrant, recordApproval, type TicketScope } from "#src/tickets/transitions.js";
@@ -274,13 +275,20 @@ export function ticketsApp(deps: LifecycleDeps): ApplicationFunction {
       });
     });
 
+    // A push may change this repository's rules, and a policy other
+    // repositories read (their organization's, an `_extends` target).
     app.on("push", async (context) => {
       const ctx = repoContext(context);
       if (!ctx) return;
       const { ref, repository } = context.payload;
       if (ref !== `refs/heads/${repository.default_branch}`) return;
-      if (!(await pushChangesRules(ctx, context.payload, deps.log))) return;
-      await rulesChanged(deps, ctx, context.payload.sender?.login ?? "hallpass");
+      const files = await pushedFiles(ctx, context.payload, deps.log);
+      const own = changesRules(files);
+      const actor = context.payload.sender?.login ?? "hallpass";
+      if (own) await rulesChanged(deps, ctx, actor);
+      await policyDependentsChanged(deps, ctx, own ? null : files, actor, async (id) =>
+        id === ctx.installation.id ? ctx.gh : ((await app.auth(id)) as unknown as GitHub),
+      );
     });
 
     app.on("repository.edited", async (context) => {
@@ -420,6 +428,57 @@ async function rulesChanged(deps: LifecycleDeps, ctx: RepoContext, actor: string
   await bumpRulesGeneration(deps.db, ctx.repo.id);
   for (const ticket of await ticketsWithOpenGrants(deps.db, ctx.repo.id)) {
     await evaluateTicket(deps, ctx, ticket.number, { kind: "rules_changed", actor });
+  }
+}
+
+/**
+ * A push to the default branch of a repository other repositories' policies
+ * are read from (`policy_sources`): each repository that read one of the
+ * files it changed (`paths`; null: any of its files, when the push may not
+ * say them all or changed its own rules, which the caller has re-decided)
+ * has had its rules changed.
+ */
+async function policyDependentsChanged(
+  deps: LifecycleDeps,
+  ctx: RepoContext,
+  paths: readonly string[] | null,
+  actor: string,
+  clientOf: (installationId: number) => Promise<GitHub>,
+): Promise<void> {
+  const own = paths === null;
+  const repo = `${ctx.repo.owner}/${ctx.repo.name}`;
+  for (const dependent of await policyDependents(deps.db, repo, paths)) {
+    if (dependent.repoId === ctx.repo.id && own) continue;
+    const gh = await clientOf(dependent.installationId);
+    const found = await gh
+      .request("GET /repositories/{repository_id}", { repository_id: dependent.repoId })
+      .catch((error: unknown) => {
+        if (isNotFound(error)) return null;
+        throw error;
+      });
+    if (!found) {
+      deps.log.debug({ repoId: dependent.repoId }, "a repository reading this policy is gone");
+      continue;
+    }
+    const { data } = found;
+    await rulesChanged(
+      deps,
+      {
+        gh,
+        installation: {
+          id: dependent.installationId,
+          account: { id: data.owner.id, login: data.owner.login },
+        },
+        repo: {
+          id: data.id,
+          ownerId: data.owner.id,
+          owner: data.owner.login,
+          name: data.name,
+          defaultBranch: data.default_branch,
+        },
+      },
+      actor,
+    );
   }
 }
 

@@ -19,6 +19,7 @@ import {
   openGrant,
   type RequestTerms,
 } from "#src/store/grant-lifecycle.js";
+import { recordPolicySources } from "#src/store/policy-sources.js";
 import { rulesGeneration } from "#src/store/rules-generations.js";
 import { type BodySet, bodySetter, recordBodySet } from "#src/store/ticket-bodies.js";
 import { type Ticket, upsertTicket } from "#src/store/tickets.js";
@@ -69,6 +70,8 @@ export async function viewTicket(
     fetchTicket(ctx.gh, repoName, number),
     loadRules(ctx.gh, { ...repoName, id: ctx.repo.id }, ctx.repo.defaultBranch),
   ]);
+  // A push to any of these files re-decides this repository's tickets.
+  await recordPolicySources(deps.db, ctx.repo.id, ctx.installation.id, rules.policyFiles);
   const policy = rules.policy?.ok ? rules.policy.policy : null;
   const policyProblems: string[] = [];
   if (rules.policy === null) {
@@ -448,7 +451,9 @@ async function applyDecision(
       decision: kind,
       autoRule: decision.kind === "auto_approved" ? decision.rule : null,
       reviewDueAt: reviewBy,
-      policySha: view.rules.sha,
+      // The commit of the nearest policy file (the organization's, when it is that one).
+      policySha: view.rules.policyFiles[0]?.sha ?? view.rules.sha,
+      policyFiles: view.rules.policyFiles,
       approvedCommit: view.live.kind === "pull_request" ? view.live.headSha : null,
       constraints: resource.policy.actions,
       tokenTtlS: Math.min(resource.policy.tokenTtl, decision.window.seconds),

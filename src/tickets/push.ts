@@ -20,34 +20,33 @@ const COMPARE_FILES = 300;
 type PushPayload = Context<"push">["payload"];
 
 /**
- * Whether a push to the default branch may have changed the rules (the
- * policy file or CODEOWNERS). Decisions are taken again whenever the answer
- * is not a sure no:
+ * The files a push to the default branch changed, or null when that cannot
+ * be known for sure (decisions are then taken again on every file's
+ * account):
  *
- * 1. A branch created: yes (its rules are new).
+ * 1. A branch created: null (everything in it is new).
  * 2. Commits listed, fewer than GitHub's cap, not a force-push: the files
- *    they added, modified or removed say.
+ *    they added, modified or removed.
  * 3. Otherwise (no commits listed though the head moved, a list that may be
- *    cut short, a force-push), GitHub's compare of `before...after` says:
- *    a rule file among its changed files, yes. When it cannot say, yes: it
- *    failed, it lists the most files it lists (the rest are unknown), or
- *    `before` is not an ancestor of `after` (the commits a force-push
- *    dropped, which may have changed the rules, are in no diff from their
- *    merge base).
+ *    cut short, a force-push), GitHub's compare of `before...after`: its
+ *    changed files (renamed ones under both names). Null when it cannot
+ *    say: it failed, it lists the most files it lists (the rest are
+ *    unknown), or `before` is not an ancestor of `after` (the commits a
+ *    force-push dropped are in no diff from their merge base).
  */
-export async function pushChangesRules(
+export async function pushedFiles(
   ctx: RepoContext,
   payload: PushPayload,
   log: Logger,
-): Promise<boolean> {
-  if (/^0+$/.test(payload.before)) return true;
+): Promise<readonly string[] | null> {
+  if (/^0+$/.test(payload.before)) return null;
   const listed = payload.commits;
   if (!payload.forced && listed.length > 0 && listed.length < PUSH_COMMITS) {
-    return listed.some((c) =>
-      [...(c.added ?? []), ...(c.modified ?? []), ...(c.removed ?? [])].some((f) =>
-        RULE_FILES.has(f),
+    return [
+      ...new Set(
+        listed.flatMap((c) => [...(c.added ?? []), ...(c.modified ?? []), ...(c.removed ?? [])]),
       ),
-    );
+    ];
   }
   const where = { repo: `${ctx.repo.owner}/${ctx.repo.name}`, before: payload.before };
   let compared: Awaited<ReturnType<GitHub["rest"]["repos"]["compareCommitsWithBasehead"]>>["data"];
@@ -63,21 +62,24 @@ export async function pushChangesRules(
     const { status, message } = describeFailure(error);
     log.warn(
       { ...where, status, message },
-      "could not compare the push; taking it as a rules change and deciding again",
+      "could not compare the push; taking it as a change of every file and deciding again",
     );
-    return true;
+    return null;
   }
   const files = compared.files ?? [];
   if (compared.behind_by > 0 || files.length >= COMPARE_FILES) {
     log.info(
       { ...where, behind_by: compared.behind_by, files: files.length },
-      "the compare of this push cannot show every change; taking it as a rules change",
+      "the compare of this push cannot show every change; taking it as a change of every file",
     );
-    return true;
+    return null;
   }
-  return files.some(
-    (f) =>
-      RULE_FILES.has(f.filename) ||
-      (f.previous_filename !== undefined && RULE_FILES.has(f.previous_filename)),
+  return files.flatMap((f) =>
+    f.previous_filename === undefined ? [f.filename] : [f.filename, f.previous_filename],
   );
+}
+
+/** Whether the files a push changed (`pushedFiles`; null: unknown) may include the repository's rules. */
+export function changesRules(files: readonly string[] | null): boolean {
+  return files === null || files.some((f) => RULE_FILES.has(f));
 }

@@ -199,6 +199,7 @@ export function activate(
           starts_at: activation.startsAt.toISOString(),
           ends_at: activation.endsAt.toISOString(),
           policy_commit: activation.policySha,
+          policy_files: activation.policyFiles.map((f) => ({ ...f })),
           approved_commit: activation.approvedCommit,
         },
       },

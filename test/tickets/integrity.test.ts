@@ -46,7 +46,19 @@ const FORCED_POLICY = VAULT_POLICY.replaceAll("vault-api", "forced-api").replace
   "approvals: 1",
 );
 
-const extra = { vaultId: 0, forcedId: 0 };
+/**
+ * acme's organization policy (acme/.github), which acme/inherits has no
+ * policy of its own to override; acme/layered extends a file of its own.
+ */
+const ORG_POLICY = VAULT_POLICY.replaceAll("vault-api", "shared-api")
+  .replace("approvals: 2", "approvals: 1")
+  .replace('read: ["GET /v1/**"]', 'read: ["GET /v1/**"]\n      refund: ["POST /v1/refunds"]');
+const LAYERED_BASE = ORG_POLICY.replace("label: hallpass\n", "").replaceAll(
+  "shared-api",
+  "layered-api",
+);
+
+const extra = { vaultId: 0, forcedId: 0, orgId: 0, inheritsId: 0, layeredId: 0 };
 function seed(sim: GitHubSimulator) {
   const ids = seedAcme(sim);
   sim.addUser("stranger");
@@ -59,6 +71,24 @@ function seed(sim: GitHubSimulator) {
     const repo = sim.addRepo(name, {
       files: { ".github/hallpass.yml": policy, CODEOWNERS: "* @bob @carol\n" },
     });
+    for (const login of ["alice", "bob", "carol", "mallory"])
+      sim.setPermission(name, login, "write");
+    extra[key] = repo.id;
+  }
+  for (const [name, files, key] of [
+    ["acme/.github", { ".github/hallpass.yml": ORG_POLICY }, "orgId"],
+    ["acme/inherits", { CODEOWNERS: "* @bob @carol\n" }, "inheritsId"],
+    [
+      "acme/layered",
+      {
+        ".github/hallpass.yml": "_extends: layered:policies/base.yml\nlabel: hallpass\n",
+        "policies/base.yml": LAYERED_BASE,
+        CODEOWNERS: "* @bob @carol\n",
+      },
+      "layeredId",
+    ],
+  ] as const) {
+    const repo = sim.addRepo(name, { files });
     for (const login of ["alice", "bob", "carol", "mallory"])
       sim.setPermission(name, login, "write");
     extra[key] = repo.id;
@@ -78,6 +108,14 @@ const operatorYaml = (ids: {
     repository: { id: ${extra.forcedId}, owner_id: ${ids.ownerId}, name: acme/forced }
     max_ttl: 8h
     scopes: ["GET /v1/**"]
+  shared-api:
+    repository: { id: ${extra.inheritsId}, owner_id: ${ids.ownerId}, name: acme/inherits }
+    max_ttl: 8h
+    scopes: ["GET /v1/**", "POST /v1/refunds"]
+  layered-api:
+    repository: { id: ${extra.layeredId}, owner_id: ${ids.ownerId}, name: acme/layered }
+    max_ttl: 8h
+    scopes: ["GET /v1/**", "POST /v1/refunds"]
 `;
 
 describe("approval integrity", () => {
@@ -455,6 +493,7 @@ describe("approval integrity", () => {
         autoRule: null,
         reviewDueAt: null,
         policySha: "0".repeat(40),
+        policyFiles: [],
         approvedCommit: null,
         constraints: {},
         tokenTtlS: 900,
@@ -615,6 +654,75 @@ describe("approval integrity", () => {
       await h.deliver(pushEvent(h.sim, { repo: forced.id, branch: "main", before, listed: 0 }));
       expect(h.sim.requests({ method: "GET", path: /\/compare\//, status: 200 })).not.toEqual([]);
       expect(await rulesGeneration(h.db, forced.id)).toBe(generation);
+    });
+  });
+
+  describe("policies read from other files", () => {
+    /** An approved issue of `repo` asking for read and refund on `resource`. */
+    async function approved(repo: string, resource: string): Promise<TicketRef> {
+      const id = h.sim.repo(repo).id;
+      const issue = await openIssueTicket(
+        h,
+        "alice",
+        requestBody({ resource, scopes: "read, refund" }),
+        id,
+      );
+      const ref = { repoId: id, number: issue.number };
+      await commentOn(h, ref, "bob", "/approve");
+      expect(await stateOf(h, ref)).toMatchObject({ state: "active" });
+      return ref;
+    }
+    /** Commits `files` to `repo`'s default branch and delivers the push. */
+    async function push(repo: string, files: Record<string, string>): Promise<void> {
+      const before = h.sim.branchHead(repo);
+      h.sim.commit(repo, { files, author: "bob" });
+      await h.deliver(pushEvent(h.sim, { repo, branch: "main", before }));
+    }
+
+    it("a push to the organization's policy re-decides the repositories that use it", async () => {
+      const orgHead = h.sim.branchHead("acme/.github");
+      const ref = await approved("acme/inherits", "shared-api");
+      expect(await stateOf(h, ref)).toMatchObject({
+        policy_sha: orgHead,
+        policy_files: [{ repo: "acme/.github", path: ".github/hallpass.yml", sha: orgHead }],
+      });
+      const generation = await rulesGeneration(h.db, extra.inheritsId);
+
+      await push("acme/.github", {
+        ".github/hallpass.yml": ORG_POLICY.replace('\n      refund: ["POST /v1/refunds"]', ""),
+      });
+      expect(await stateOf(h, ref)).toMatchObject({
+        state: "revoked",
+        end_reason: "scope refund of shared-api is no longer in the policy",
+      });
+      expect(await rulesGeneration(h.db, extra.inheritsId)).toBe(generation + 1);
+      const again = await openIssueTicket(
+        h,
+        "alice",
+        requestBody({ resource: "shared-api", scopes: "refund" }),
+        extra.inheritsId,
+      );
+      const retry = { repoId: extra.inheritsId, number: again.number };
+      expect(await grantsOf(h, retry)).toEqual([]);
+      expect((await lastNotice(h, retry))?.kind).toBe("request_invalid");
+    });
+
+    it("a push to a file the policy extends re-decides, though it is no rule file", async () => {
+      const ref = await approved("acme/layered", "layered-api");
+      const head = h.sim.branchHead("acme/layered");
+      expect(await stateOf(h, ref)).toMatchObject({
+        policy_files: [
+          { repo: "acme/layered", path: ".github/hallpass.yml", sha: head },
+          { repo: "acme/layered", path: "policies/base.yml", sha: head },
+        ],
+      });
+      await push("acme/layered", {
+        "policies/base.yml": LAYERED_BASE.replace('\n      refund: ["POST /v1/refunds"]', ""),
+      });
+      expect(await stateOf(h, ref)).toMatchObject({
+        state: "revoked",
+        end_reason: "scope refund of layered-api is no longer in the policy",
+      });
     });
   });
 
