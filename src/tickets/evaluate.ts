@@ -145,8 +145,9 @@ const RULES_RACE_RETRIES = 3;
  *    the default branch no longer allow it or (PR) new commits came after the
  *    approved one.
  * 3. A readable request opens a pending grant (or updates the pending one's
- *    terms, which voids approvals of the old version); an unreadable one gets
- *    the list of problems.
+ *    terms, which voids approvals of the old version), only on terms its
+ *    requester is recorded as having written (someone else's cancel the
+ *    pending one); an unreadable one gets the list of problems.
  * 4. A pending grant is decided: granted (approvals, auto-approval,
  *    break-glass), denied, or left waiting.
  */
@@ -277,11 +278,10 @@ async function evaluateView(
   const ownership = ownersOf(view.rules.codeowners, resource.policy.path);
   const terms = requestTerms(request, hash, resource);
   let grant: Grant | null = open;
-  // Terms are asked for only as their requester wrote them (see `ticket_bodies`).
-  const setter =
-    !grant || grant.requestHash !== hash ? await bodySetter(db, view.ticket.id, live.body) : null;
-  const requesterId = grant?.requesterId ?? live.author.id;
-  if ((!grant || grant.requestHash !== hash) && setter?.id !== requesterId) {
+  // New terms are asked for only as their requester wrote them (see `ticket_bodies`).
+  const asks = !grant || grant.requestHash !== hash;
+  const setter = asks ? await bodySetter(db, view.ticket.id, live.body) : null;
+  if (asks && setter?.id !== (grant?.requesterId ?? live.author.id)) {
     if (!grant || !setter) {
       log.debug(
         { setBy: setter?.login ?? null },
