@@ -169,8 +169,12 @@ describe("the App's metrics", () => {
     const { response } = await h.sim.deliver(issuesEvent(h.sim, "opened", issue));
     expect(response?.status).toBe(202);
 
-    const waiting = await scrapeUntil(url(), (s) => retried(s) === 1);
-    expect(waiting.value("hallpass_webhook_deliveries_pending")).toBe(1);
+    // The state is read at most every 50 ms: a scrape may count the retry
+    // before the state it serves has seen the delivery.
+    const waiting = await scrapeUntil(
+      url(),
+      (s) => retried(s) === 1 && s.value("hallpass_webhook_deliveries_pending") === 1,
+    );
     expect(waiting.value("hallpass_webhook_delivery_lag_seconds")).toBeGreaterThan(0);
 
     const done = await scrapeUntil(
