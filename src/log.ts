@@ -1,4 +1,4 @@
-import { type Logger, pino } from "pino";
+import { type ChildLoggerOptions, type LogFn, type Logger, pino } from "pino";
 import pretty from "pino-pretty";
 import type { LogLevel } from "#src/config.js";
 
@@ -85,7 +85,7 @@ function isSerializedError(value: unknown): value is Record<string, unknown> {
 /**
  * The process logger: JSON lines on stdout, as log collectors expect; when
  * stdout is a terminal (and no destination is given), human-readable lines
- * (pino-pretty) instead.
+ * (pino-pretty) instead. A line holds each key once (see {@link withBindings}).
  */
 export function createLogger(level: LogLevel, destination?: NodeJS.WritableStream): Logger {
   const out =
@@ -98,14 +98,71 @@ export function createLogger(level: LogLevel, destination?: NodeJS.WritableStrea
           translateTime: "SYS:HH:MM:ss.l",
         })
       : process.stdout);
-  return pino(
+  const bare = pino(
     {
-      name: "hallpass",
       level,
       redact: { paths: REDACT, censor: "[redacted]" },
       serializers: { err: serializeError, error: serializeError, event: serializeEvent },
-      base: { pid: process.pid },
+      base: null,
+      hooks: { logMethod: liftBoundFields },
     },
     out,
   );
+  return withBindings(bare, { pid: process.pid, name: "hallpass" });
+}
+
+type Bindings = Record<string, unknown>;
+
+/** What each logger of {@link withBindings} has bound. */
+const bound = new WeakMap<object, Bindings>();
+
+/**
+ * A child of `bare` with `bindings`, whose own children lay theirs over
+ * these. Pino writes a child's bindings after its parent's, a key already
+ * bound included, and Probot names its loggers one inside another (`name`
+ * "probot", then "octokit", "github" or "event", inside our "hallpass"):
+ * log collectors would each keep one of the repeated keys, not always the
+ * same. Here a key is written once, with the innermost value, the one
+ * `JSON.parse` keeps.
+ */
+function withBindings(bare: Logger, bindings: Bindings, options?: ChildLoggerOptions): Logger {
+  const logger = bare.child(bindings, options);
+  bound.set(logger, bindings);
+  logger.child = ((more: Bindings, moreOptions?: ChildLoggerOptions) =>
+    withBindings(
+      bare,
+      { ...bindings, ...more },
+      {
+        ...options,
+        ...moreOptions,
+        level: moreOptions?.level ?? logger.level,
+        serializers: { ...options?.serializers, ...moreOptions?.serializers },
+      },
+    )) as unknown as Logger["child"];
+  return logger;
+}
+
+/**
+ * A line's fields that a binding of its logger holds too (Probot logs each
+ * GitHub request's body as a line's fields, a check run's `name` among
+ * them) are written once, as bindings of a child: the line's value stands,
+ * as pino intends for `JSON.parse`.
+ */
+function liftBoundFields(this: Logger, args: unknown[], method: LogFn): void {
+  const [fields, ...rest] = args;
+  const bindings = bound.get(this);
+  if (
+    bindings === undefined ||
+    fields === null ||
+    typeof fields !== "object" ||
+    fields instanceof Error ||
+    !Object.keys(fields).some((key) => key in bindings)
+  ) {
+    method.apply(this, args as Parameters<LogFn>);
+    return;
+  }
+  const lifted: Bindings = {};
+  const own: Bindings = {};
+  for (const [key, value] of Object.entries(fields)) (key in bindings ? lifted : own)[key] = value;
+  method.apply(this.child(lifted), [own, ...rest] as Parameters<LogFn>);
 }

@@ -89,6 +89,8 @@ export interface HallpassOptions {
    * `hallpass serve` composes them; the state is read again after `cacheMs`.
    */
   readonly metrics?: { readonly cacheMs: number };
+  /** What the server logs (default info; debug with HALLPASS_TEST_LOG set). */
+  readonly logLevel?: "debug" | "info";
 }
 
 export async function startHallpass(options: HallpassOptions): Promise<Hallpass> {
@@ -109,7 +111,9 @@ export async function startHallpass(options: HallpassOptions): Promise<Hallpass>
   const config = loadConfig(cleanEnv(env));
   const db = await createTestDb(primaryBackend);
   const operator = await loadOperator(config, cleanEnv(env));
-  const capture = captureLogger(process.env.HALLPASS_TEST_LOG ? "debug" : "info");
+  const capture = captureLogger(
+    options.logLevel ?? (process.env.HALLPASS_TEST_LOG ? "debug" : "info"),
+  );
   const app = config.app;
   if (!app) throw new Error("the simulator's App credentials are missing");
   const probot = await createGitHubApp(config, app, capture.log, [], { octokit: TestOctokit });

@@ -5,6 +5,7 @@ import {
   pullRequestReviewEvent,
 } from "../support/github/webhooks.js";
 import { type Hallpass, startHallpass } from "../support/hallpass.js";
+import { duplicateKeys } from "../support/log.js";
 import {
   auditKindsOf,
   checkRunsOf,
@@ -22,7 +23,8 @@ import {
 describe("a pull request ticket", () => {
   let h: Hallpass;
   beforeAll(async () => {
-    h = await startHallpass({ seed: seedAcme, operatorYaml });
+    // Debug: Probot's loggers write a line for each GitHub request.
+    h = await startHallpass({ seed: seedAcme, operatorYaml, logLevel: "debug" });
   });
   afterAll(() => h.stop());
   beforeEach(() => syncClock(h));
@@ -278,5 +280,30 @@ describe("a pull request ticket", () => {
     );
     expect((await grantsOf(h, pr))[0]?.state).toBe("pending");
     expect(h.sim.unexpected).toEqual([]);
+  });
+
+  it("writes every log line with each key once, at any depth, Probot's lines included", async () => {
+    const pr = await openPrTicket(h, "alice", "pr-logs");
+    await reviewPr(h, pr, "bob");
+    h.sim.mergePullRequest("acme/payments", pr.number, { by: "bob" });
+    await h.deliver(pullRequestEvent(h.sim, "closed", pr));
+    await h.settle();
+    const lines = h.server.logText().split("\n").filter(Boolean);
+    const parsed = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+    // Lines of Probot's loggers (named inside ours), of the outbox worker's, of Fastify's.
+    expect(parsed).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ component: "github", msg: "Webhook received" }),
+        expect.objectContaining({
+          component: "github",
+          msg: expect.stringMatching(/^GitHub request: POST .*\/check-runs - 201$/),
+        }),
+        expect.objectContaining({ effect: "comment", msg: "comment posted" }),
+        expect.objectContaining({ msg: "request", route: "/api/github/webhooks" }),
+      ]),
+    );
+    expect(lines.flatMap((line) => duplicateKeys(line).map((key) => `${key}: ${line}`))).toEqual(
+      [],
+    );
   });
 });
