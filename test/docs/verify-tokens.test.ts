@@ -5,6 +5,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
+import { readFile } from "node:fs/promises";
 import { request as httpRequest } from "node:http";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
@@ -13,6 +14,8 @@ import { decodeProtectedHeader, SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { compileScope, matchAnyScope, pathSegments, type ScopePattern } from "#src/rules/scopes.js";
 import { Secret } from "#src/secret.js";
+import { listSigningKeys } from "#src/store/keys.js";
+import { openSigningKey } from "#src/tokens/keys.js";
 import { primaryBackend } from "../support/db.js";
 import { endGrant, insertGrant } from "../support/grants.js";
 import { startTokenHarness, type TokenHarness } from "../support/token-service.js";
@@ -188,6 +191,31 @@ describe("the verify-tokens example against a hallpass server", () => {
     });
   });
 
+  it("refuses a JWT signed by hallpass's own key that is not an access token (typ) (401)", async () => {
+    const real = await mint((await grant()).grantId);
+    const { kid } = decodeProtectedHeader(real);
+    const active = (await listSigningKeys(h.db)).find((k) => k.kid === kid);
+    if (!active || !h.config.masterKey) throw new Error("the token's signing key is not at hand");
+    const key = openSigningKey(
+      { key: h.config.masterKey, file: null },
+      active.kid,
+      active.privateSealed,
+    );
+    const claims = JSON.parse(Buffer.from(real.split(".")[1] ?? "", "base64url").toString());
+    // The same claims and key: an ID token's typ, and none at all.
+    for (const header of [{ typ: "JWT" }, {}]) {
+      const token = await new SignJWT(claims)
+        .setProtectedHeader({ alg: "EdDSA", kid, ...header })
+        .sign(key);
+      expect(await call("/v1/charges", token), JSON.stringify(header)).toMatchObject({
+        status: 401,
+        challenge: expect.stringMatching(/^Bearer realm="payments-api", error="invalid_token"/),
+        body: { error_description: "token not accepted (ERR_JWT_CLAIM_VALIDATION_FAILED)" },
+      });
+    }
+    expect((await call("/v1/charges", real)).status).toBe(200);
+  });
+
   it("refuses a token at once when its grant is revoked or the token given back", async () => {
     const { grantId } = await grant();
     const token = await mint(grantId);
@@ -287,5 +315,16 @@ describe("the example's permission check", () => {
     }
     expect(example.allows("GET /v1", "GET", ["v1"])).toBe(false);
     expect(example.allows(["GET /v1"], "get", ["v1"])).toBe(false);
+  });
+});
+
+describe("the example's package", () => {
+  it("makes the documented `npm install` and `npm start` run server.mjs, with jose as its one dependency", async () => {
+    const read = async (file: string) => JSON.parse(await readFile(file, "utf8"));
+    const example = await read(path.join(EXAMPLE, "package.json"));
+    const root = await read(path.resolve(EXAMPLE, "../../../package.json"));
+    expect(example).toMatchObject({ type: "module", scripts: { start: "node server.mjs" } });
+    expect(example.dependencies).toEqual({ jose: root.dependencies.jose });
+    expect(example.devDependencies).toBeUndefined();
   });
 });
