@@ -13,6 +13,13 @@ const REDACT = [
   "req.headers.cookie",
   "req.headers['x-hub-signature-256']",
   "headers.authorization",
+  // A secret's name as a line's own field, or one level down.
+  "token",
+  "privateKey",
+  "webhookSecret",
+  "masterKey",
+  "password",
+  "secret",
   "*.token",
   "*.privateKey",
   "*.webhookSecret",

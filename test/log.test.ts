@@ -109,6 +109,19 @@ describe("the process logger", () => {
     ]);
   });
 
+  it("redacts a secret's field at the top of a line as one level down", () => {
+    const { log, lines, text } = captureLogger("debug");
+    const fields = ["token", "privateKey", "webhookSecret", "masterKey", "password", "secret"];
+    log.info(Object.fromEntries(fields.map((f) => [f, `t0ps3cret-${f}`])), "top");
+    log.info({ x: Object.fromEntries(fields.map((f) => [f, `t0ps3cret-${f}`])) }, "nested");
+    expect(text()).not.toContain("t0ps3cret");
+    const [top, nested] = lines() as [Record<string, unknown>, { x: Record<string, unknown> }];
+    for (const f of fields) {
+      expect(top[f], f).toBe("[redacted]");
+      expect(nested.x[f], f).toBe("[redacted]");
+    }
+  });
+
   it("finds keys repeated at any depth, whatever the strings hold", () => {
     expect(
       duplicateKeys('{"a":1,"b":{"c":"x,\\"c\\":1","c":2,"d":[{"e":1,"e":2}]},"a":"}"}'),
