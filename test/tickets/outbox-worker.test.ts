@@ -539,9 +539,12 @@ describe("outbox worker: GitHub's rate limits", () => {
     for (const { dedupeKey } of queued) await settled(dedupeKey);
     const at = world.sim.requests({ method: "POST", path: /\/comments$/ }).map((r) => r.at);
     expect(at).toHaveLength(4);
-    // Slots start 150 ms apart; arrivals jitter by what each request does before it is sent.
+    // Slots start 150 ms apart; arrivals jitter by what each request does
+    // before it is sent (the first also fetches the installation's token), so
+    // the span of three slots (450 ms) is asserted less that jitter. Unpaced,
+    // the four arrive within milliseconds.
     for (let i = 1; i < at.length; i++) expect(at[i]! - at[i - 1]!).toBeGreaterThanOrEqual(100);
-    expect(at[3]! - at[0]!).toBeGreaterThanOrEqual(420);
+    expect(at[3]! - at[0]!).toBeGreaterThanOrEqual(350);
   });
 
   it("stops before a refusal when an answer says the primary limit is spent, until it resets", async () => {
