@@ -8,11 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createMetrics } from "#src/metrics.js";
 import { stateMetrics } from "#src/state-metrics.js";
 import type { Db } from "#src/store/db.js";
-import { openPostgres } from "#src/store/postgres.js";
 import { createTestDb, TEST_DATABASE_URL, type TestDb } from "../support/db.js";
 import { scrape, scrapeUntil } from "../support/scrape.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.js";
+import { postgresBehindCable, type TcpProxy } from "../support/tcp-proxy.js";
 
 const STATE_GAUGES = [
   "hallpass_grants",
@@ -62,11 +61,7 @@ describe.runIf(TEST_DATABASE_URL)("/metrics while Postgres is cut off", () => {
   let server: TestServer;
   beforeAll(async () => {
     db = await createTestDb("postgres");
-    const url = new URL(TEST_DATABASE_URL as string);
-    cable = await startTcpProxy({ host: url.hostname, port: Number(url.port || 5432) });
-    url.hostname = "127.0.0.1";
-    url.port = String(cable.port);
-    behind = openPostgres(url.toString(), { searchPath: db.schema, applicationName: db.schema });
+    ({ cable, behind } = await postgresBehindCable(TEST_DATABASE_URL as string, db.schema));
     server = await serverWithMetrics({ db: behind });
   });
   afterAll(async () => {

@@ -6,10 +6,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Db } from "#src/store/db.js";
-import { openPostgres } from "#src/store/postgres.js";
 import { createTestDb, TEST_DATABASE_URL, type TestDb } from "../support/db.js";
 import { type ProxyHarness, startProxyHarness } from "../support/proxy.js";
-import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.js";
+import { postgresBehindCable, type TcpProxy } from "../support/tcp-proxy.js";
 import { startTokenHarness, type TokenHarness } from "../support/token-service.js";
 
 describe.runIf(TEST_DATABASE_URL)("the proxy while its database is down", () => {
@@ -20,11 +19,7 @@ describe.runIf(TEST_DATABASE_URL)("the proxy while its database is down", () => 
   let p: ProxyHarness;
   beforeAll(async () => {
     db = await createTestDb("postgres");
-    const url = new URL(TEST_DATABASE_URL as string);
-    cable = await startTcpProxy({ host: url.hostname, port: Number(url.port || 5432) });
-    url.hostname = "127.0.0.1";
-    url.port = String(cable.port);
-    behind = openPostgres(url.toString(), { searchPath: db.schema, applicationName: db.schema });
+    ({ cable, behind } = await postgresBehindCable(TEST_DATABASE_URL as string, db.schema));
     tokens = await startTokenHarness("postgres", { db: { ...db, close: async () => {} } });
     p = await startProxyHarness("postgres", {
       tokens,

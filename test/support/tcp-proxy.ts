@@ -4,6 +4,8 @@
  * accepts again. The network edge fails; nothing of hallpass is stubbed.
  */
 import net from "node:net";
+import type { Db } from "#src/store/db.js";
+import { openPostgres } from "#src/store/postgres.js";
 
 export interface TcpProxy {
   /** host:port to connect to instead of the target. */
@@ -48,4 +50,21 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
       await new Promise((resolve) => server.close(resolve));
     },
   };
+}
+
+/**
+ * A pool on `schema` of TEST_DATABASE_URL's Postgres that reaches it through
+ * a `TcpProxy` (`cable`): `cable.cut()` takes the database away from this
+ * pool alone.
+ */
+export async function postgresBehindCable(
+  databaseUrl: string,
+  schema: string,
+): Promise<{ cable: TcpProxy; behind: Db }> {
+  const url = new URL(databaseUrl);
+  const cable = await startTcpProxy({ host: url.hostname, port: Number(url.port || 5432) });
+  url.hostname = "127.0.0.1";
+  url.port = String(cable.port);
+  const behind = openPostgres(url.toString(), { searchPath: schema, applicationName: schema });
+  return { cable, behind };
 }
