@@ -87,28 +87,17 @@ export class AppMetrics {
       labelNames: ["command", "outcome"],
       registers,
     });
-    this.#commands = bindAll(
-      commands,
-      COMMAND_NAMES.flatMap((c) => [`${c} done`, `${c} refused`]),
-      (key) => {
-        const [command, outcome] = key.split(" ") as [string, string];
-        return { command, outcome };
-      },
-    );
+    this.#commands = bindPairs(commands, ["command", "outcome"], COMMAND_NAMES, [
+      "done",
+      "refused",
+    ]);
     const tokens = new Counter({
       name: "hallpass_tokens_total",
       help: "Token requests, by channel (actions: ID token exchanges; cli: people's tokens) and outcome (minted, refused, rate_limited, failed)",
       labelNames: ["channel", "outcome"],
       registers,
     });
-    this.#tokens = bindAll(
-      tokens,
-      (["actions", "cli"] as const).flatMap((ch) => TOKEN_OUTCOMES.map((o) => `${ch} ${o}`)),
-      (key) => {
-        const [channel, outcome] = key.split(" ") as [string, string];
-        return { channel, outcome };
-      },
-    );
+    this.#tokens = bindPairs(tokens, ["channel", "outcome"], ["actions", "cli"], TOKEN_OUTCOMES);
     this.#tokenRefusals = new Counter({
       name: "hallpass_token_refusals_total",
       help: "Token requests refused, by channel and reason (the error code the caller got)",
@@ -128,14 +117,7 @@ export class AppMetrics {
       labelNames: ["kind", "result"],
       registers,
     });
-    this.#outbox = bindAll(
-      outbox,
-      OUTBOX_KINDS.flatMap((k) => OUTBOX_RESULTS.map((r) => `${k} ${r}`)),
-      (key) => {
-        const [kind, result] = key.split(" ") as [string, string];
-        return { kind, result };
-      },
-    );
+    this.#outbox = bindPairs(outbox, ["kind", "result"], OUTBOX_KINDS, OUTBOX_RESULTS);
   }
 
   approvalRecorded(channel: "review" | "comment"): void {
@@ -188,5 +170,22 @@ function bindAll<T extends string>(
       child.inc(0);
       return [key, child];
     }),
+  );
+}
+
+/** `bindAll` over every pair of two labels' values, keyed `"<a> <b>"`. */
+function bindPairs<T extends string>(
+  counter: Counter<T>,
+  [first, second]: readonly [T, T],
+  firsts: readonly string[],
+  seconds: readonly string[],
+): Map<string, Child> {
+  return bindAll(
+    counter,
+    firsts.flatMap((a) => seconds.map((b) => `${a} ${b}`)),
+    (key) => {
+      const [a, b] = key.split(" ") as [string, string];
+      return { [first]: a, [second]: b } as Record<T, string>;
+    },
   );
 }
