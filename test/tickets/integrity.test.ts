@@ -234,7 +234,7 @@ describe("approval integrity", () => {
       });
     });
 
-    it("an issue's terms edited by someone else are not asked for when they relabel it", async () => {
+    it("an issue's terms edited by someone else are not asked for when they relabel or reopen it", async () => {
       const issue = await openIssueTicket(h, "alice");
       await commentOn(h, issue, "bob", "/approve");
       await commentOn(h, issue, "alice", "/done");
@@ -256,6 +256,12 @@ describe("approval integrity", () => {
       await h.deliver(
         issuesEvent(h.sim, "labeled", issue, { label: "hallpass", sender: "mallory" }),
       );
+      expect(await states(issue)).toEqual(["revoked"]);
+      // Nor when it is closed and reopened.
+      h.sim.closeIssue("acme/payments", issue.number, { by: "mallory" });
+      await h.deliver(issuesEvent(h.sim, "closed", issue, { sender: "mallory" }));
+      h.sim.reopenIssue("acme/payments", issue.number);
+      await h.deliver(issuesEvent(h.sim, "reopened", issue, { sender: "mallory" }));
       expect(await states(issue)).toEqual(["revoked"]);
     });
 
