@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type IdTokenEndpoint, runPost, runStep, startIdTokenEndpoint } from "../support/action.js";
-import { freePort } from "../support/net.js";
+import { REFUSED_PORT } from "../support/net.js";
 import { type OidcIssuer, startOidcIssuer } from "../support/oidc-issuer.js";
 
 describe("the Action's bundle, without a server", () => {
@@ -15,7 +15,7 @@ describe("the Action's bundle, without a server", () => {
   beforeAll(async () => {
     issuer = await startOidcIssuer();
     idTokens = await startIdTokenEndpoint(issuer);
-    dead = `http://127.0.0.1:${await freePort()}`;
+    dead = `http://127.0.0.1:${REFUSED_PORT}`;
   });
   afterAll(async () => {
     await idTokens.close();

@@ -9,7 +9,7 @@ import type { Db } from "#src/store/db.js";
 import { openPglite } from "#src/store/pglite.js";
 import { backends, createTestDb, type TestDb } from "../support/db.js";
 import { cleanEnv } from "../support/env.js";
-import { freePort } from "../support/net.js";
+import { REFUSED_PORT } from "../support/net.js";
 import { captureOutput } from "../support/output.js";
 
 async function cli(args: string[], env: NodeJS.ProcessEnv) {
@@ -137,7 +137,7 @@ describe("hallpass CLI", () => {
   });
 
   it("says in one line that the database cannot be reached", async () => {
-    const port = await freePort();
+    const port = REFUSED_PORT;
     const result = await cli(
       ["audit", "verify"],
       cleanEnv({ DATABASE_URL: `postgresql://hallpass@127.0.0.1:${port}/none` }),

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "#src/cli/run.js";
 import { tempDirs } from "../support/dirs.js";
 import { cleanEnv } from "../support/env.js";
-import { freePort } from "../support/net.js";
+import { freePort, REFUSED_PORT } from "../support/net.js";
 import { captureOutput } from "../support/output.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -153,7 +153,7 @@ describe("client commands and the server URL", () => {
   });
 
   it("takes https anywhere and http to loopback, saying where an unreachable URL came from", async () => {
-    const port = await freePort();
+    const port = REFUSED_PORT;
     for (const [url, source] of [
       [`http://localhost:${port}`, "--url"],
       [`http://127.0.0.1:${port}`, "--url"],

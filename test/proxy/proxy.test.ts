@@ -5,7 +5,7 @@ import { rotateKeys } from "#src/tokens/keys.js";
 import { loadMasterKey } from "#src/tokens/master-key.js";
 import { backends } from "../support/db.js";
 import { endGrant } from "../support/grants.js";
-import { freePort } from "../support/net.js";
+import { REFUSED_PORT } from "../support/net.js";
 import {
   type ProxyHarness,
   startProxyHarness,
@@ -30,7 +30,6 @@ describe.each(backends)("the access proxy on %s", (backend) => {
   let big: Upstream;
   beforeAll(async () => {
     [tls, silent] = await Promise.all([startUpstream({ tls: TLS }), silentServer()]);
-    const downPort = await freePort();
     const silentPort = (silent.address() as AddressInfo).port;
     // big-api's upstream: the harness's own is not started yet.
     big = await startUpstream();
@@ -69,7 +68,7 @@ describe.each(backends)("the access proxy on %s", (backend) => {
         "  repository: { id: 1, owner_id: 1, name: acme/payments }",
         "  max_ttl: 1h",
         '  scopes: ["* /**"]',
-        `  upstream: http://127.0.0.1:${downPort}`,
+        `  upstream: http://127.0.0.1:${REFUSED_PORT}`,
       ].join("\n"),
     });
   });

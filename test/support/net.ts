@@ -8,3 +8,12 @@ export async function freePort(): Promise<number> {
   await new Promise((resolve) => probe.close(resolve));
   return port;
 }
+
+/**
+ * A loopback port that refuses connections, for an upstream or a server
+ * that is down. Port 2 is below the ephemeral range `freePort` draws from,
+ * no test binds it, and fetch accepts it (port 1 is on fetch's list of
+ * blocked ports); a port that was free a moment ago may meanwhile be taken
+ * by another test worker's server, which then answers instead.
+ */
+export const REFUSED_PORT = 2;
